@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README).
+# uv is installed into .tools/ with the system pip; the project environment is .venv/,
+# built from uv.lock exactly (`--frozen`), so every machine gets the same versions.
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+PORTFOLIO ?= data/demo
+ACCOUNTS ?= 5000
+SEED ?= 7
+
+.PHONY: env demo test lint format bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --compile-bytecode
+	touch $@
+
+env: $(VENV)/.synced
+
+demo: env
+	$(VENV)/bin/cobranza simulate --accounts $(ACCOUNTS) --seed $(SEED) --out $(PORTFOLIO) --overwrite
+	$(VENV)/bin/cobranza validate $(PORTFOLIO)
+
+test: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy data_contracts serving
+	$(VENV)/bin/pytest
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: env
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: env
+	$(VENV)/bin/python -m benchmarks.simulate --accounts 1000000
+
+clean:
+	rm -rf .venv .tools data/demo

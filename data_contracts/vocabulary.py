@@ -1,0 +1,104 @@
+"""Allowed values shared by the contracts, the simulator and the importers."""
+
+from __future__ import annotations
+
+from functools import cache
+
+CHANNELS: tuple[str, ...] = ("call", "sms", "email", "letter")
+DIRECTIONS: tuple[str, ...] = ("outbound", "inbound")
+OUTCOMES: tuple[str, ...] = (
+    "no_answer",
+    "voicemail",
+    "wrong_party",
+    "right_party_contact",
+    "promise_to_pay",
+    "refused",
+    "dispute",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "opted_out",
+)
+
+# Which outcomes each channel can produce. A reply to an SMS or an email counts as a
+# conversation (right_party_contact and what follows from it); a letter can only be
+# delivered, come back (bounced) or be disputed in writing.
+OUTCOMES_BY_CHANNEL: dict[str, frozenset[str]] = {
+    "call": frozenset(
+        {
+            "no_answer",
+            "voicemail",
+            "wrong_party",
+            "right_party_contact",
+            "promise_to_pay",
+            "refused",
+            "dispute",
+            "opted_out",
+        }
+    ),
+    "sms": frozenset(
+        {
+            "delivered",
+            "clicked",
+            "bounced",
+            "right_party_contact",
+            "promise_to_pay",
+            "refused",
+            "dispute",
+            "opted_out",
+        }
+    ),
+    "email": frozenset(
+        {
+            "delivered",
+            "opened",
+            "clicked",
+            "bounced",
+            "right_party_contact",
+            "promise_to_pay",
+            "refused",
+            "dispute",
+            "opted_out",
+        }
+    ),
+    "letter": frozenset({"delivered", "bounced", "dispute"}),
+}
+
+# Outcomes that mean the debtor was reached (a conversation took place, or the debtor engaged).
+CONVERSATION_OUTCOMES: frozenset[str] = frozenset(
+    {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
+)
+
+OFFER_KINDS: tuple[str, ...] = ("discount", "payment_plan")
+PAYMENT_METHODS: tuple[str, ...] = (
+    "card",
+    "bank_transfer",
+    "direct_debit",
+    "cash",
+    "check",
+    "digital_wallet",
+    "other",
+)
+PRODUCTS: tuple[str, ...] = (
+    "credit_card",
+    "personal_loan",
+    "auto_loan",
+    "student_loan",
+    "mortgage",
+    "retail_card",
+    "telecom",
+    "utility",
+    "medical",
+    "other",
+)
+AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+GENDERS: tuple[str, ...] = ("female", "male", "other")
+
+
+@cache
+def iana_timezones() -> frozenset[str]:
+    """All IANA time zone names known to this Python (from the tz database)."""
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())

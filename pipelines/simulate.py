@@ -1,0 +1,39 @@
+"""Write a simulated portfolio to a folder: contract tables, `manifest.json` and `truth/`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipelines.portfolio import MANIFEST, prepare_output, write_json, write_tables
+from pipelines.simulator.engine import SimulationConfig, run_simulation
+from pipelines.simulator.tables import iter_tables, portfolio_manifest, truth_parameters
+
+TRUTH_FOLDER = "truth"
+
+
+def simulate_to_folder(
+    config: SimulationConfig,
+    folder: Path,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, object]:
+    """Simulate a portfolio and write it table by table; returns the manifest.
+
+    The hidden truth goes to `<folder>/truth/` (debtor traits, per-contact true probabilities,
+    `params.json`); only benchmarks may read it.
+    """
+    folder = prepare_output(Path(folder), overwrite)
+    output = run_simulation(config, progress)
+    rows: dict[str, int] = {}
+    for kind, name, frame in iter_tables(output):
+        if kind == "tables":
+            write_tables(folder, {name: frame})
+            rows[name] = len(frame)
+        else:
+            write_tables(folder / TRUTH_FOLDER, {name: frame})
+        del frame
+    write_json(folder / TRUTH_FOLDER / "params.json", truth_parameters(config))
+    manifest = portfolio_manifest(config, rows)
+    write_json(folder / MANIFEST, manifest)
+    return manifest

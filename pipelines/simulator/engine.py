@@ -1,0 +1,820 @@
+"""Day-by-day simulation of a collections operation, vectorized over accounts.
+
+Every day, in each debtor's local calendar:
+
+1. letters answered earlier call in, and a few debtors call on their own (inbound);
+2. the historical ("logging") policy picks, partly at random, which accounts to contact, through
+   which channel, at which local hour and with which offer, and logs the probability of its pick;
+   it never calls on Sundays, outside 8:00-21:00 local time, within 7 days after a telephone
+   conversation, after an opt-out, during a dispute, or while a promise is open;
+3. outcomes are drawn from `behaviour` (reach, commitment, keeping the promise, disputes,
+   opt-outs from contact fatigue);
+4. promised payments fall due, and some debtors pay by themselves (self-cure);
+5. at the end of the grace period (2 days after the due day) each promise is settled as kept or
+   broken; a kept plan installment opens the next one.
+
+State seen by the behaviour model on day d counts events of the days before d only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from pipelines.simulator import behaviour as bh
+from pipelines.simulator.population import Population, draw_population
+
+GRACE_DAYS = 2
+PAYMENTS_WINDOW = 90
+CONTACTS_WINDOW = 7
+REG_F_CONVERSATION_DAYS = 7
+LETTER_SPACING_DAYS = 30
+DISPUTE_PAUSE_DAYS = 30
+PROMISE_MAX_DELAY = 14
+PLAN_PERIOD_DAYS = 30
+OUTCOME_INDEX = {
+    name: code
+    for code, name in enumerate(
+        (
+            "no_answer",
+            "voicemail",
+            "wrong_party",
+            "right_party_contact",
+            "promise_to_pay",
+            "refused",
+            "dispute",
+            "delivered",
+            "opened",
+            "clicked",
+            "bounced",
+            "opted_out",
+        )
+    )
+}
+OUTCOME_NAMES: tuple[str, ...] = tuple(OUTCOME_INDEX)
+CALL, SMS, EMAIL, LETTER = range(4)
+# Per logged outbound contact: the policy's probability of acting, the intended offer, the state
+# the behaviour model saw, and the true figures of the action taken (NaN for inbound contacts).
+TRUTH_FIELDS: tuple[str, ...] = (
+    "truth_p_act",
+    "truth_offer_code",
+    "truth_discount_pct",
+    "truth_installments",
+    "truth_balance",
+    "truth_days_past_due",
+    "truth_payments_90d",
+    "truth_broken_promises_90d",
+    "truth_contacts_7d",
+    "truth_p_right_party_contact",
+    "truth_p_commit",
+    "truth_p_keep",
+    "truth_p_self_cure_30d",
+    "truth_p_payment_30d",
+    "truth_expected_amount_30d",
+)
+NO_OFFER, DISCOUNT, PLAN = range(3)
+OUTBOUND, INBOUND = 0, 1
+
+# Logging policy: channel weights, hour weights per channel (local 8..20), offer shares.
+POLICY_CHANNEL_WEIGHTS = np.array([0.45, 0.25, 0.20, 0.10])
+POLICY_HOUR_WEIGHTS = np.array(
+    [
+        [0.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.5, 0.5, 0.5],  # call
+        [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],  # sms
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],  # email
+        [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # letter: mailed at 10:00
+    ]
+)
+POLICY_HOUR_PROBS = POLICY_HOUR_WEIGHTS / POLICY_HOUR_WEIGHTS.sum(axis=1, keepdims=True)
+POLICY_OFFER_PROBS = np.array(
+    [
+        [0.6, 0.2, 0.2],
+        [0.6, 0.2, 0.2],
+        [0.4, 0.3, 0.3],
+        [0.4, 0.3, 0.3],
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate. The same config and seed always give the same portfolio."""
+
+    accounts: int
+    seed: int = 0
+    start: date = date(2025, 1, 6)
+    placement_days: int = 300
+    horizon_days: int = 365
+    work_days: int = 180
+    accounts_per_debtor: float = 1.25
+    currency: str = "USD"
+    params: bh.BehaviourParams = field(default_factory=bh.BehaviourParams)
+
+
+class _Log:
+    """Column chunks appended day by day, concatenated once at the end."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, list[np.ndarray]] = {}
+
+    def add(self, **columns: np.ndarray) -> None:
+        for name, values in columns.items():
+            self.chunks.setdefault(name, []).append(np.asarray(values))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts) for name, parts in self.chunks.items()}
+
+    def pop(self, name: str) -> np.ndarray:
+        """One column, concatenated; its chunks are released (keeps peak memory down)."""
+        parts = self.chunks.pop(name)
+        return np.concatenate(parts)
+
+
+@dataclass
+class SimulationOutput:
+    """Raw event arrays in day/minute units; `tables.build_tables` turns them into contracts."""
+
+    config: SimulationConfig
+    population: Population
+    balance: np.ndarray
+    contacts: _Log
+    payments: _Log
+    offers: _Log
+    offer_acceptances: _Log
+    promises: _Log
+    promise_results: _Log
+
+
+def _weighted_choice(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One draw per row of a (rows, options) probability matrix."""
+    cumulative = np.cumsum(probs, axis=1)
+    draws = rng.random(len(probs))[:, None] * cumulative[:, -1:]
+    return (draws > cumulative).sum(axis=1).clip(0, probs.shape[1] - 1)
+
+
+class _Simulation:
+    def __init__(self, config: SimulationConfig, progress: Callable[[int], None] | None) -> None:
+        self.config = config
+        self.params = config.params
+        self.progress = progress
+        self.rng = np.random.default_rng(config.seed)
+        self.pop = draw_population(
+            self.rng, config.accounts, config.placement_days, config.accounts_per_debtor
+        )
+        n = config.accounts
+        pop = self.pop
+        debtor = pop.account_debtor
+        self.n = n
+        self.weekday0 = config.start.weekday()
+        self.balance = pop.account_balance.astype(np.float64).copy()
+        self.segment = pop.debtor_segment[debtor]
+        self.willingness = pop.debtor_willingness[debtor]
+        self.ability = pop.debtor_ability[debtor]
+        self.phone_valid = pop.debtor_phone_valid[debtor]
+        self.email_status = pop.debtor_email_status[debtor]
+        self.address_valid = pop.debtor_address_valid[debtor]
+        self.contacts_7d = np.zeros(n, np.int16)
+        self.payments_90d = np.zeros(n, np.int16)
+        self.broken_90d = np.zeros(n, np.int16)
+        self.ring_contacts = np.zeros((CONTACTS_WINDOW + 1, n), np.int8)
+        self.ring_payments = np.zeros((PAYMENTS_WINDOW + 1, n), np.int8)
+        self.ring_broken = np.zeros((PAYMENTS_WINDOW + 1, n), np.int8)
+        never = np.iinfo(np.int32).min // 2
+        self.last_call_conversation = np.full(n, never, np.int32)
+        self.last_letter = np.full(n, never, np.int32)
+        self.opted_out = np.zeros(n, np.uint8)  # bit 1 call, 2 sms, 4 email
+        self.phone_strikes = np.zeros(n, np.int8)
+        self.email_bounced = np.zeros(n, bool)
+        self.address_bounced = np.zeros(n, bool)
+        self.paused_until = np.full(n, never, np.int32)
+        # the one open promise per account
+        self.promise_id = np.full(n, -1, np.int64)
+        self.promise_made_day = np.zeros(n, np.int32)
+        self.promise_made_minute = np.zeros(n, np.int16)
+        self.promise_due_day = np.zeros(n, np.int32)
+        self.promise_amount = np.zeros(n)
+        self.promise_paid = np.zeros(n)
+        self.promise_will_pay = np.zeros(n, bool)
+        self.promise_pay_day = np.zeros(n, np.int32)
+        self.promise_settles = np.zeros(n, bool)
+        self.plan_offer = np.full(n, -1, np.int64)
+        self.plan_remaining = np.zeros(n, np.int16)
+        self.plan_installment = np.zeros(n)
+        # a letter answered by an inbound call on a later day
+        self.inbound_day = np.full(n, -1, np.int32)
+        self.inbound_outcome = np.zeros(n, np.int8)
+        self.inbound_offer = np.full(n, -1, np.int64)
+        self.inbound_offer_code = np.zeros(n, np.int8)
+        self.inbound_amount = np.zeros(n)
+        self.inbound_keep = np.zeros(n, bool)
+        self.inbound_installments = np.zeros(n, np.int16)
+        self.next_offer_id = 1
+        self.next_promise_id = 1
+        self.contacts = _Log()
+        self.payments = _Log()
+        self.offers = _Log()
+        self.acceptances = _Log()
+        self.promises = _Log()
+        self.results = _Log()
+
+    # ----- state -----------------------------------------------------------------------
+    def state(self, idx: np.ndarray, day: int) -> dict[str, np.ndarray]:
+        pop = self.pop
+        return {
+            "balance": self.balance[idx],
+            "original_balance": pop.account_balance[idx],
+            "days_past_due": day - pop.account_delinquent_day[idx],
+            "payments_90d": self.payments_90d[idx],
+            "broken_promises_90d": self.broken_90d[idx],
+            "contacts_7d": self.contacts_7d[idx],
+            "pre_placement_payments": pop.account_pre_payments[idx],
+            "product_code": pop.account_product[idx],
+            "willingness": self.willingness[idx],
+            "ability": self.ability[idx],
+            "segment_code": self.segment[idx],
+            "phone_valid": self.phone_valid[idx],
+            "email_status_code": self.email_status[idx],
+            "address_valid": self.address_valid[idx],
+        }
+
+    # ----- events ------------------------------------------------------------------------
+    def open_promises(
+        self,
+        idx: np.ndarray,
+        day: int,
+        minute: np.ndarray,
+        amount: np.ndarray,
+        keep: np.ndarray,
+        offer_code: np.ndarray,
+        offer_id: np.ndarray,
+        installments: np.ndarray,
+        due_day: np.ndarray | None = None,
+    ) -> None:
+        if not len(idx):
+            return
+        rng = self.rng
+        amount = np.minimum(amount, self.balance[idx])
+        live = amount > 0.005
+        idx, minute, amount, keep = idx[live], minute[live], amount[live], keep[live]
+        offer_code, offer_id, installments = offer_code[live], offer_id[live], installments[live]
+        if due_day is not None:
+            due_day = due_day[live]
+        if not len(idx):
+            return
+        if due_day is None:
+            due_day = day + rng.integers(0, PROMISE_MAX_DELAY + 1, len(idx))
+        # a promise made in the last minutes of a day is paid on a later day at the earliest
+        first = day + (minute >= 23 * 60 + 50)
+        pay_day = first + np.floor(rng.random(len(idx)) * (due_day - first + 1)).astype(np.int32)
+        ids = np.arange(self.next_promise_id, self.next_promise_id + len(idx))
+        self.next_promise_id += len(idx)
+        plan = offer_code == PLAN
+        self.promises.add(
+            promise_id=ids,
+            account=idx,
+            made_day=np.full(len(idx), day, np.int32),
+            made_minute=minute,
+            due_day=due_day,
+            amount=np.round(amount, 2),
+            offer_id=np.where(plan, offer_id, -1),
+        )
+        self.promise_id[idx] = ids
+        self.promise_made_day[idx] = day
+        self.promise_made_minute[idx] = minute
+        self.promise_due_day[idx] = due_day
+        self.promise_amount[idx] = np.round(amount, 2)
+        self.promise_paid[idx] = 0.0
+        self.promise_will_pay[idx] = keep
+        self.promise_pay_day[idx] = pay_day
+        self.promise_settles[idx] = offer_code == DISCOUNT
+        self.plan_offer[idx] = np.where(plan, offer_id, -1)
+        self.plan_remaining[idx] = np.where(plan, np.maximum(installments - 1, 0), 0)
+        self.plan_installment[idx] = np.where(plan, amount, 0.0)
+
+    def pay(
+        self, idx: np.ndarray, day: int, minute: np.ndarray, amount: np.ndarray, settles: np.ndarray
+    ) -> None:
+        if not len(idx):
+            return
+        amount = np.round(np.minimum(amount, self.balance[idx]), 2)
+        live = amount > 0.005
+        idx, minute, amount, settles = idx[live], minute[live], amount[live], settles[live]
+        if not len(idx):
+            return
+        method = _weighted_choice(
+            self.rng, np.tile([0.45, 0.25, 0.15, 0.02, 0.05, 0.08, 0.0], (len(idx), 1))
+        )
+        self.payments.add(
+            account=idx,
+            day=np.full(len(idx), day, np.int32),
+            minute=minute,
+            amount=amount,
+            method=method.astype(np.int8),
+        )
+        np.subtract.at(self.balance, idx, amount)
+        self.balance[idx[settles]] = 0.0
+        self.balance[self.balance < 0.005] = 0.0
+        slot = day % (PAYMENTS_WINDOW + 1)
+        np.add.at(self.ring_payments[slot], idx, 1)
+        np.add.at(self.payments_90d, idx, 1)
+        has_promise = self.promise_id[idx] >= 0
+        np.add.at(self.promise_paid, idx[has_promise], amount[has_promise])
+
+    def log_contacts(self, idx: np.ndarray, day: int, **columns: np.ndarray) -> None:
+        count = len(idx)
+        defaults = {
+            "offer_id": np.full(count, -1, np.int64),
+            "action_probability": np.full(count, np.nan, np.float32),
+        }
+        defaults.update({name: np.full(count, np.nan, np.float32) for name in TRUTH_FIELDS})
+        defaults.update(
+            {
+                name: np.asarray(v, np.float32) if name in TRUTH_FIELDS else v
+                for name, v in columns.items()
+            }
+        )
+        self.contacts.add(
+            account=idx.astype(np.int32), day=np.full(count, day, np.int32), **defaults
+        )
+
+    # ----- the day -----------------------------------------------------------------------
+    def run(self) -> SimulationOutput:
+        config = self.config
+        placed = self.pop.account_placed_day
+        for day in range(config.horizon_days):
+            for ring, counts, window in (
+                (self.ring_contacts, self.contacts_7d, CONTACTS_WINDOW),
+                (self.ring_payments, self.payments_90d, PAYMENTS_WINDOW),
+                (self.ring_broken, self.broken_90d, PAYMENTS_WINDOW),
+            ):
+                slot = day % (window + 1)
+                counts -= ring[slot]
+                ring[slot] = 0
+            in_inventory = (placed <= day) & (day < placed + config.work_days) & (self.balance > 0)
+            committed_today = np.zeros(self.n, bool)
+            self.letters_answered(day, in_inventory, committed_today)
+            self.spontaneous_calls(day, in_inventory, committed_today)
+            self.policy_contacts(day, in_inventory, committed_today)
+            self.promised_payments(day)
+            self.self_cure(day, in_inventory & ~committed_today)
+            self.settle_promises(day, in_inventory)
+            if self.progress is not None:
+                self.progress(day)
+        return SimulationOutput(
+            config=config,
+            population=self.pop,
+            balance=self.balance,
+            contacts=self.contacts,
+            payments=self.payments,
+            offers=self.offers,
+            offer_acceptances=self.acceptances,
+            promises=self.promises,
+            promise_results=self.results,
+        )
+
+    def conversation_outcome(
+        self, engaged: np.ndarray, commit: np.ndarray, product: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dispute and refusal among reached debtors who did not commit."""
+        rng = self.rng
+        p_dispute = np.where(product == bh.SIM_PRODUCTS.index("medical"), 0.10, 0.04)
+        dispute = engaged & ~commit & (rng.random(len(engaged)) < p_dispute)
+        refused = engaged & ~commit & ~dispute & (rng.random(len(engaged)) < 0.35)
+        return dispute, refused, ~commit & ~dispute & ~refused
+
+    def letters_answered(self, day: int, in_inventory: np.ndarray, committed: np.ndarray) -> None:
+        idx = np.flatnonzero((self.inbound_day == day) & in_inventory)
+        self.inbound_day[self.inbound_day == day] = -1
+        if not len(idx):
+            return
+        minute = self.rng.integers(9 * 60, 17 * 60, len(idx)).astype(np.int16)
+        outcome = self.inbound_outcome[idx]
+        self.log_contacts(
+            idx,
+            day,
+            channel=np.full(len(idx), CALL, np.int8),
+            direction=np.full(len(idx), INBOUND, np.int8),
+            minute=minute,
+            outcome=outcome,
+        )
+        self.after_conversation(idx, day, outcome)
+        commit = outcome == OUTCOME_INDEX["promise_to_pay"]
+        accepted = commit & (self.inbound_offer[idx] >= 0)
+        self.acceptances.add(
+            offer_id=self.inbound_offer[idx[accepted]],
+            account=idx[accepted],
+            day=np.full(accepted.sum(), day, np.int32),
+            minute=minute[accepted] + 2,
+        )
+        c = idx[commit]
+        committed[c] = True
+        self.open_promises(
+            c,
+            day,
+            minute[commit] + 3,
+            self.inbound_amount[c],
+            self.inbound_keep[c],
+            self.inbound_offer_code[c],
+            self.inbound_offer[c],
+            self.inbound_installments[c],
+        )
+
+    def after_conversation(self, idx: np.ndarray, day: int, outcome: np.ndarray) -> None:
+        """A telephone conversation starts the Regulation F quiet week; a dispute pauses all."""
+        self.last_call_conversation[idx] = day
+        disputed = idx[outcome == OUTCOME_INDEX["dispute"]]
+        self.paused_until[disputed] = day + DISPUTE_PAUSE_DAYS
+
+    def spontaneous_calls(self, day: int, in_inventory: np.ndarray, committed: np.ndarray) -> None:
+        rng = self.rng
+        candidates = in_inventory & (self.promise_id < 0) & (self.inbound_day < 0) & ~committed
+        idx = np.flatnonzero(candidates & (rng.random(self.n) < 0.0015))
+        if not len(idx):
+            return
+        state = self.state(idx, day)
+        accept = rng.random(len(idx)) < bh._sigmoid(bh.willingness_logit(state, self.params))
+        idx = idx[accept]
+        if not len(idx):
+            return
+        state = self.state(idx, day)
+        actions = _actions(len(idx), CALL, 12, (self.weekday0 + day) % 7, NO_OFFER)
+        commit = rng.random(len(idx)) < bh.p_commit(state, actions, self.params)
+        keep = rng.random(len(idx)) < bh.p_keep(state, actions, self.params)
+        dispute, refused, _ = self.conversation_outcome(
+            np.ones(len(idx), bool), commit, state["product_code"]
+        )
+        outcome = np.select(
+            [commit, dispute, refused],
+            [OUTCOME_INDEX["promise_to_pay"], OUTCOME_INDEX["dispute"], OUTCOME_INDEX["refused"]],
+            OUTCOME_INDEX["right_party_contact"],
+        ).astype(np.int8)
+        minute = rng.integers(9 * 60, 19 * 60, len(idx)).astype(np.int16)
+        self.log_contacts(
+            idx,
+            day,
+            channel=np.full(len(idx), CALL, np.int8),
+            direction=np.full(len(idx), INBOUND, np.int8),
+            minute=minute,
+            outcome=outcome,
+        )
+        self.after_conversation(idx, day, outcome)
+        committed[idx[commit]] = True
+        amount = bh.committed_amount(state, actions)
+        zeros = np.zeros(commit.sum(), np.int64)
+        self.open_promises(
+            idx[commit],
+            day,
+            minute[commit] + 3,
+            amount[commit],
+            keep[commit],
+            zeros,
+            zeros - 1,
+            zeros,
+        )
+
+    def policy_contacts(self, day: int, in_inventory: np.ndarray, committed: np.ndarray) -> None:
+        rng = self.rng
+        weekday = (self.weekday0 + day) % 7
+        if weekday == 6:  # the historical policy rests on Sundays
+            return
+        eligible = (
+            in_inventory
+            & ~committed
+            & (self.promise_id < 0)
+            & (self.inbound_day < 0)
+            & (self.paused_until < day)
+        )
+        idx = np.flatnonzero(eligible)
+        if not len(idx):
+            return
+        balance = self.balance[idx]
+        p_act = 0.22 * np.where(balance > 2000, 1.3, 0.85)
+        p_act = p_act * (0.5 if weekday == 5 else 1.0)
+        p_act = p_act * np.where(day - self.pop.account_placed_day[idx] < 30, 1.2, 1.0)
+        phone_ok = self.phone_strikes[idx] < 2
+        available = np.stack(
+            [
+                phone_ok
+                & (self.opted_out[idx] & 1 == 0)
+                & (day - self.last_call_conversation[idx] > REG_F_CONVERSATION_DAYS),
+                phone_ok & (self.opted_out[idx] & 2 == 0),
+                (self.email_status[idx] != 0)
+                & (self.opted_out[idx] & 4 == 0)
+                & ~self.email_bounced[idx],
+                (day - self.last_letter[idx] >= LETTER_SPACING_DAYS) & ~self.address_bounced[idx],
+            ],
+            axis=1,
+        )
+        act = (rng.random(len(idx)) < p_act) & available.any(axis=1)
+        idx, p_act, available = idx[act], p_act[act], available[act]
+        count = len(idx)
+        if not count:
+            return
+        channel_weights = POLICY_CHANNEL_WEIGHTS * available
+        channel_probs = channel_weights / channel_weights.sum(axis=1, keepdims=True)
+        channel = _weighted_choice(rng, channel_probs)
+        p_channel = channel_probs[np.arange(count), channel]
+        hour_index = _weighted_choice(rng, POLICY_HOUR_PROBS[channel])
+        p_hour = POLICY_HOUR_PROBS[channel, hour_index]
+        offer = _weighted_choice(rng, POLICY_OFFER_PROBS[channel])
+        p_offer = POLICY_OFFER_PROBS[channel, offer]
+        discount = np.where(
+            offer == DISCOUNT, np.asarray(bh.DISCOUNT_CHOICES)[rng.integers(0, 3, count)], np.nan
+        )
+        installments = np.where(
+            offer == PLAN, np.asarray(bh.INSTALLMENT_CHOICES)[rng.integers(0, 3, count)], 0
+        )
+        p_terms = np.where(offer == NO_OFFER, 1.0, 1.0 / 3.0)
+        hour = bh.CONTACT_HOURS[hour_index]
+        minute = (hour * 60 + rng.integers(0, 60, count)).astype(np.int16)
+        minute = np.where(channel == LETTER, 10 * 60, minute).astype(np.int16)
+
+        state = self.state(idx, day)
+        actions = {
+            "channel_code": channel,
+            "local_hour": hour,
+            "weekday": np.full(count, weekday),
+            "offer_code": offer,
+            "discount_pct": discount,
+            "installments": installments,
+        }
+        truth = bh.action_outcomes(state, actions, self.params)
+        reach = truth["p_right_party_contact"].to_numpy()
+        commit_p = truth["p_commit"].to_numpy()
+        keep_p = truth["p_keep"].to_numpy()
+        draws = rng.random((7, count))
+        engaged = draws[0] < reach
+        commit = engaged & (draws[1] < commit_p)
+        keep = draws[2] < keep_p
+        dispute, refused, other = self.conversation_outcome(engaged, commit, state["product_code"])
+        contacts_7d = state["contacts_7d"]
+        p_opt_out = np.where(
+            channel == CALL, 0.01 + 0.01 * contacts_7d, 0.002 + 0.003 * contacts_7d
+        )
+        deliverable = np.select(
+            [channel <= SMS, channel == EMAIL],
+            [state["phone_valid"], state["email_status_code"] == 1],
+            state["address_valid"],
+        ).astype(bool)
+        opt_out = (draws[3] < p_opt_out) & np.where(channel == CALL, engaged & other, other)
+        opt_out &= deliverable & (channel != LETTER)
+        other &= ~opt_out
+        link = (channel == SMS) | (channel == EMAIL)
+        link_payment = commit & link & (draws[4] < 0.6)
+        promise = commit & ~link_payment
+
+        o = OUTCOME_INDEX
+        not_reached_call = np.select(
+            [draws[5] < 0.05, draws[5] < 0.35], [o["wrong_party"], o["voicemail"]], o["no_answer"]
+        )
+        not_reached_digital = np.where(
+            (channel == EMAIL) & (draws[5] < 0.35), o["opened"], o["delivered"]
+        )
+        engaged_outcome = np.select(
+            [promise, link_payment, dispute, opt_out, refused],
+            [o["promise_to_pay"], o["clicked"], o["dispute"], o["opted_out"], o["refused"]],
+            np.where(link, o["clicked"], o["right_party_contact"]),
+        )
+        outcome = np.select(
+            [
+                ~deliverable & (channel == CALL),
+                ~deliverable,
+                channel == LETTER,
+                engaged,
+                opt_out,
+                channel == CALL,
+            ],
+            [
+                o["wrong_party"],
+                o["bounced"],
+                o["delivered"],
+                engaged_outcome,
+                o["opted_out"],
+                not_reached_call,
+            ],
+            not_reached_digital,
+        ).astype(np.int8)
+
+        presented = np.where(channel == CALL, engaged, deliverable) & (offer != NO_OFFER)
+        offer_id = np.full(count, -1, np.int64)
+        n_offers = int(presented.sum())
+        offer_id[presented] = np.arange(self.next_offer_id, self.next_offer_id + n_offers)
+        self.next_offer_id += n_offers
+        self.offers.add(
+            offer_id=offer_id[presented],
+            account=idx[presented],
+            kind=offer[presented].astype(np.int8),
+            discount_pct=discount[presented],
+            installments=installments[presented],
+            day=np.full(n_offers, day, np.int32),
+            minute=minute[presented],
+        )
+        probability = p_channel * p_hour * np.where(presented, p_offer * p_terms, 1.0)
+        self.log_contacts(
+            idx,
+            day,
+            channel=channel.astype(np.int8),
+            direction=np.full(count, OUTBOUND, np.int8),
+            minute=minute,
+            outcome=outcome,
+            offer_id=offer_id,
+            action_probability=probability.astype(np.float32),
+            truth_p_act=p_act.astype(np.float32),
+            truth_offer_code=offer.astype(np.int8),
+            truth_discount_pct=discount.astype(np.float32),
+            truth_installments=installments.astype(np.int8),
+            truth_balance=state["balance"],
+            truth_days_past_due=state["days_past_due"].astype(np.int32),
+            truth_payments_90d=state["payments_90d"],
+            truth_broken_promises_90d=state["broken_promises_90d"],
+            truth_contacts_7d=state["contacts_7d"],
+            **{
+                f"truth_{name}": truth[name].to_numpy(np.float32)
+                for name in (
+                    "p_right_party_contact",
+                    "p_commit",
+                    "p_keep",
+                    "p_self_cure_30d",
+                    "p_payment_30d",
+                    "expected_amount_30d",
+                )
+            },
+        )
+        # what each contact changes
+        slot = day % (CONTACTS_WINDOW + 1)
+        self.ring_contacts[slot, idx] += 1
+        self.contacts_7d[idx] += 1
+        call_conversation = (channel == CALL) & engaged
+        self.after_conversation(idx[call_conversation], day, outcome[call_conversation])
+        self.paused_until[idx[dispute & (channel != LETTER) & ~call_conversation]] = (
+            day + DISPUTE_PAUSE_DAYS
+        )
+        strikes = (outcome == o["wrong_party"]).astype(np.int8)
+        strikes += 2 * ((outcome == o["bounced"]) & (channel == SMS)).astype(np.int8)
+        self.phone_strikes[idx] += strikes
+        self.email_bounced[idx[(outcome == o["bounced"]) & (channel == EMAIL)]] = True
+        self.address_bounced[idx[(outcome == o["bounced"]) & (channel == LETTER)]] = True
+        self.last_letter[idx[channel == LETTER]] = day
+        bits = np.array([1, 2, 4, 0], np.uint8)[channel]
+        self.opted_out[idx[opt_out]] |= bits[opt_out]
+
+        amount = bh.committed_amount(state, actions)
+        # letters: the debtor answers by calling in 3 to 10 days later
+        letter = (channel == LETTER) & engaged
+        answered = idx[letter]
+        self.inbound_day[answered] = day + rng.integers(3, 11, len(answered))
+        self.inbound_outcome[answered] = np.select(
+            [commit[letter], dispute[letter], refused[letter]],
+            [o["promise_to_pay"], o["dispute"], o["refused"]],
+            o["right_party_contact"],
+        )
+        self.inbound_offer[answered] = offer_id[letter]
+        self.inbound_offer_code[answered] = np.where(offer_id[letter] >= 0, offer[letter], NO_OFFER)
+        self.inbound_amount[answered] = amount[letter]
+        self.inbound_keep[answered] = keep[letter]
+        self.inbound_installments[answered] = installments[letter]
+
+        # promises made in the conversation (calls, SMS and email replies)
+        made = promise & (channel != LETTER)
+        committed[idx[made]] = True
+        accepted = made & presented
+        self.acceptances.add(
+            offer_id=offer_id[accepted],
+            account=idx[accepted],
+            day=np.full(accepted.sum(), day, np.int32),
+            minute=minute[accepted] + 1,
+        )
+        self.open_promises(
+            idx[made],
+            day,
+            minute[made] + 2,
+            amount[made],
+            keep[made],
+            np.where(presented[made], offer[made], NO_OFFER),
+            offer_id[made],
+            installments[made],
+        )
+        # payments made at once through the link in an SMS or email
+        paid = link_payment & keep
+        committed[idx[link_payment]] = True
+        accepted = paid & presented
+        self.acceptances.add(
+            offer_id=offer_id[accepted],
+            account=idx[accepted],
+            day=np.full(accepted.sum(), day, np.int32),
+            minute=minute[accepted] + 1,
+        )
+        payers = idx[paid]
+        pay_minute = (minute[paid] + rng.integers(2, 30, len(payers))).astype(np.int16)
+        settles = presented[paid] & (offer[paid] == DISCOUNT)
+        plan = presented[paid] & (offer[paid] == PLAN)
+        self.pay(payers, day, pay_minute, amount[paid], settles)
+        # a plan paid by link: the next installment becomes a promise
+        plan_idx = payers[plan]
+        if len(plan_idx):
+            plan_state = self.state(plan_idx, day)
+            plan_actions = _actions(len(plan_idx), SMS, 12, weekday, PLAN)
+            next_keep = rng.random(len(plan_idx)) < bh.p_keep(plan_state, plan_actions, self.params)
+            self.open_promises(
+                plan_idx,
+                day,
+                pay_minute[plan] + 1,
+                amount[paid][plan],
+                next_keep,
+                np.full(len(plan_idx), PLAN),
+                offer_id[paid][plan],
+                installments[paid][plan] - 1,
+                due_day=np.full(len(plan_idx), day + PLAN_PERIOD_DAYS, np.int32),
+            )
+
+    def promised_payments(self, day: int) -> None:
+        due = (self.promise_id >= 0) & self.promise_will_pay & (self.promise_pay_day == day)
+        idx = np.flatnonzero(due)
+        if not len(idx):
+            return
+        made_today = self.promise_made_day[idx] == day
+        minute = self.rng.integers(7 * 60, 23 * 60, len(idx))
+        made_minute = self.promise_made_minute[idx].astype(np.int64)
+        later = made_minute + 1 + self.rng.integers(0, 1439 - made_minute.clip(None, 1437))
+        minute = np.where(made_today, later.clip(None, 1439), minute)
+        self.pay(
+            idx, day, minute.astype(np.int16), self.promise_amount[idx], self.promise_settles[idx]
+        )
+
+    def self_cure(self, day: int, candidates: np.ndarray) -> None:
+        rng = self.rng
+        max_hazard = 1.0 - (1.0 - self.params.self_cure_30d_max) ** (1.0 / 30.0)
+        idx = np.flatnonzero(candidates & (rng.random(self.n) < max_hazard))
+        if not len(idx):
+            return
+        state = self.state(idx, day)
+        p30 = bh.p_self_cure_30d(state, self.params)
+        hazard = 1.0 - (1.0 - p30) ** (1.0 / 30.0)
+        idx = idx[rng.random(len(idx)) < hazard / max_hazard]
+        if not len(idx):
+            return
+        state = self.state(idx, day)
+        amount = np.round(state["balance"] * bh.payment_fraction(state), 2)
+        minute = rng.integers(7 * 60, 23 * 60, len(idx)).astype(np.int16)
+        self.pay(idx, day, minute, amount, np.zeros(len(idx), bool))
+
+    def settle_promises(self, day: int, in_inventory: np.ndarray) -> None:
+        idx = np.flatnonzero((self.promise_id >= 0) & (self.promise_due_day + GRACE_DAYS == day))
+        if not len(idx):
+            return
+        kept = self.promise_paid[idx] >= self.promise_amount[idx] - 0.005
+        self.results.add(promise_id=self.promise_id[idx], kept=kept)
+        broken = idx[~kept]
+        slot = day % (PAYMENTS_WINDOW + 1)
+        self.ring_broken[slot, broken] += 1
+        self.broken_90d[broken] += 1
+        self.promise_id[idx] = -1
+        next_installment = kept & (self.plan_remaining[idx] > 0) & in_inventory[idx]
+        next_installment &= self.balance[idx] > 0.005
+        nxt = idx[next_installment]
+        if not len(nxt):
+            return
+        remaining = self.plan_remaining[nxt]
+        amount = np.where(remaining == 1, self.balance[nxt], self.plan_installment[nxt])
+        state = self.state(nxt, day + 1)
+        actions = _actions(len(nxt), CALL, 12, 0, PLAN)
+        keep = self.rng.random(len(nxt)) < bh.p_keep(state, actions, self.params)
+        self.open_promises(
+            nxt,
+            day,
+            np.full(len(nxt), 23 * 60 + 55, np.int16),
+            amount,
+            keep,
+            np.full(len(nxt), PLAN),
+            self.plan_offer[nxt],
+            remaining,
+            due_day=self.promise_due_day[nxt] + PLAN_PERIOD_DAYS,
+        )
+
+
+def _actions(
+    count: int, channel: int, hour: int, weekday: int, offer: int
+) -> dict[str, np.ndarray]:
+    return {
+        "channel_code": np.full(count, channel),
+        "local_hour": np.full(count, hour),
+        "weekday": np.full(count, weekday),
+        "offer_code": np.full(count, offer),
+        "discount_pct": np.full(count, np.nan),
+        "installments": np.zeros(count, np.int64),
+    }
+
+
+def run_simulation(
+    config: SimulationConfig, progress: Callable[[int], None] | None = None
+) -> SimulationOutput:
+    """Simulate `config.horizon_days` days of collections on a freshly drawn portfolio.
+
+    Args:
+        config: Size, seed, calendar and behaviour parameters.
+        progress: Called with the day index after each simulated day.
+    """
+    return _Simulation(config, progress).run()

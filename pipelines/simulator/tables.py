@@ -1,0 +1,346 @@
+"""Turn the simulator's day/minute arrays into contract tables and hidden truth tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.vocabulary import AGE_BANDS, CHANNELS, DIRECTIONS, GENDERS, PAYMENT_METHODS
+from pipelines.simulator import behaviour as bh
+from pipelines.simulator.engine import (
+    OUTCOME_NAMES,
+    PLAN,
+    TRUTH_FIELDS,
+    SimulationConfig,
+    SimulationOutput,
+)
+from pipelines.simulator.population import CREDITORS_PER_PRODUCT, STATES, TIMEZONES
+
+MICROS_PER_MINUTE = 60_000_000
+MINUTES_PER_DAY = 1440
+PRE_PLACEMENT_METHODS = np.array([0, 1, 2])  # card, bank transfer, direct debit
+
+
+@dataclass(frozen=True)
+class SimulatedPortfolio:
+    """Contract tables, hidden truth tables and metadata of one simulated portfolio."""
+
+    tables: dict[str, pd.DataFrame]
+    truth: dict[str, pd.DataFrame]
+    manifest: dict[str, object]
+    truth_params: dict[str, object]
+
+
+class _Clock:
+    """Local day and minute of a time zone -> UTC timestamp, with daylight saving time."""
+
+    def __init__(self, start: datetime, first_day: int, last_day: int) -> None:
+        self.first_day = first_day
+        noons = pd.date_range(
+            start + timedelta(days=first_day, hours=12), periods=last_day - first_day + 1, freq="D"
+        )
+        offsets = []
+        for tz in TIMEZONES:
+            utc = noons.tz_localize(tz).tz_convert("UTC").tz_localize(None)
+            offsets.append(((noons - utc) / pd.Timedelta(minutes=1)).to_numpy().astype(np.int64))
+        self.offset_minutes = np.vstack(offsets)  # local - UTC, per zone and day
+        self.epoch_minutes = int(pd.Timestamp(start).value // (MICROS_PER_MINUTE * 1000))
+
+    def utc(self, tz: np.ndarray, day: np.ndarray, minute: np.ndarray) -> pd.DatetimeIndex:
+        """UTC timestamps of local `minute` of local `day` in zone `tz` (arrays of equal length)."""
+        return _as_utc(self.micros(tz, day, minute))
+
+    def micros(self, tz: np.ndarray, day: np.ndarray, minute: np.ndarray) -> np.ndarray:
+        """Microseconds since the Unix epoch (UTC) of local `minute` of local `day` in `tz`."""
+        day = np.asarray(day, np.int64)
+        # Clocks change at 2:00, so a local midnight still has the previous day's offset.
+        offset_day = np.where(np.asarray(minute) == 0, day - 1, day) - self.first_day
+        offset = self.offset_minutes[np.asarray(tz), offset_day]
+        minutes = self.epoch_minutes + day * MINUTES_PER_DAY + np.asarray(minute, np.int64) - offset
+        return minutes * MICROS_PER_MINUTE
+
+
+def _as_utc(micros: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(micros, np.int64).astype("datetime64[us]")).tz_localize(
+        "UTC"
+    )
+
+
+def _categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.asarray(codes, np.int64), categories=list(names))
+
+
+def _nullable_categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.where(codes < 0, -1, codes), categories=list(names))
+
+
+def _nullable_ids(values: np.ndarray) -> pd.arrays.IntegerArray:
+    """Int64 array with negative values (the simulator's 'none') as missing."""
+    values = np.asarray(values, np.int64)
+    return pd.arrays.IntegerArray(values, values < 0)
+
+
+def _pre_placement_payments(
+    out: SimulationOutput, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Monthly payments before the account went delinquent (observable history)."""
+    pop = out.population
+    counts = pop.account_pre_payments
+    account = np.repeat(np.arange(len(counts)), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    month = np.arange(len(account)) - starts + 1
+    # at least 95 days before placement (placement is 60+ days past due), so never in a
+    # 90-day window that the simulation counts
+    day = pop.account_delinquent_day[account] - 30 * month - rng.integers(5, 11, len(account))
+    day = np.maximum(day, pop.account_opened_day[account] + 1)
+    amount = pop.account_balance[account] * 0.03 * rng.uniform(0.8, 1.5, len(account))
+    return {
+        "account": account,
+        "day": day.astype(np.int64),
+        "minute": rng.integers(7 * 60, 22 * 60, len(account)),
+        "amount": np.round(np.maximum(amount, 25.0), 2),
+        "method": rng.choice(PRE_PLACEMENT_METHODS, len(account)),
+    }
+
+
+def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """Yield ("tables" | "truth", name, frame) one at a time, releasing the simulator's
+    event arrays as they are used, so a large portfolio can be written table by table."""
+    config: SimulationConfig = out.config
+    pop = out.population
+    rng = np.random.default_rng([config.seed, 1])
+    start = datetime(config.start.year, config.start.month, config.start.day)
+    first_day = int(pop.account_opened_day.min()) - 2
+    last_day = config.horizon_days + 40
+    clock = _Clock(start, first_day, last_day)
+    account_tz = pop.debtor_timezone[pop.account_debtor]
+    n_accounts = len(pop.account_debtor)
+    midnight = np.zeros(n_accounts, np.int64)
+
+    debtors = pd.DataFrame(
+        {
+            "debtor_id": np.arange(1, len(pop.debtor_state) + 1, dtype=np.int64),
+            "timezone": _categorical(pop.debtor_timezone, TIMEZONES),
+            "region": _categorical(pop.debtor_state, tuple(code for code, _, _ in STATES)),
+            "age_band": _nullable_categorical(pop.debtor_age_band, AGE_BANDS),
+            "gender": _nullable_categorical(pop.debtor_gender, GENDERS),
+        }
+    )
+    yield "tables", "debtors", debtors
+    yield (
+        "truth",
+        "debtors",
+        pd.DataFrame(
+            {
+                "debtor_id": debtors["debtor_id"],
+                "segment": _categorical(pop.debtor_segment, bh.SEGMENTS),
+                "willingness": pop.debtor_willingness,
+                "ability": pop.debtor_ability,
+                "phone_valid": pop.debtor_phone_valid,
+                "email_status": _categorical(pop.debtor_email_status, bh.EMAIL_STATUS),
+                "address_valid": pop.debtor_address_valid,
+            }
+        ),
+    )
+    del debtors
+
+    product_names = bh.SIM_PRODUCTS
+    creditor_names = tuple(
+        f"{product}-{chr(65 + k)}"
+        for product in product_names
+        for k in range(CREDITORS_PER_PRODUCT)
+    )
+    charged = pop.account_charged_off_day >= 0
+    charged_off = clock.utc(account_tz, np.where(charged, pop.account_charged_off_day, 0), midnight)
+    account_ids = np.arange(1, n_accounts + 1, dtype=np.int64)
+    yield (
+        "tables",
+        "accounts",
+        pd.DataFrame(
+            {
+                "account_id": account_ids,
+                "debtor_id": pop.account_debtor.astype(np.int64) + 1,
+                "product": _categorical(pop.account_product, product_names),
+                "currency": pd.Categorical.from_codes(
+                    np.zeros(n_accounts, np.int8), [config.currency]
+                ),
+                "original_balance": pop.account_balance,
+                "current_balance": np.round(out.balance, 2),
+                "opened_at": clock.utc(account_tz, pop.account_opened_day, midnight),
+                "delinquent_since": clock.utc(account_tz, pop.account_delinquent_day, midnight),
+                "charged_off_at": charged_off.where(charged),
+                "placed_at": clock.utc(account_tz, pop.account_placed_day, midnight),
+                "days_past_due_at_placement": (
+                    pop.account_placed_day - pop.account_delinquent_day
+                ).astype(np.int64),
+                "creditor": _categorical(
+                    pop.account_product * CREDITORS_PER_PRODUCT + pop.account_creditor,
+                    creditor_names,
+                ),
+            }
+        ),
+    )
+    yield (
+        "truth",
+        "accounts",
+        pd.DataFrame(
+            {
+                "account_id": account_ids,
+                "pre_placement_payments": pop.account_pre_payments,
+                "placed_day": pop.account_placed_day,
+                "delinquent_day": pop.account_delinquent_day,
+            }
+        ),
+    )
+
+    offer_log = out.offers.columns()
+    offer_tz = account_tz[offer_log["account"]]
+    offered_at = clock.utc(offer_tz, offer_log["day"], offer_log["minute"])
+    is_plan = offer_log["kind"] == PLAN
+    acc = out.offer_acceptances.columns()
+    accepted_micros = pd.Series(
+        clock.micros(account_tz[acc["account"]], acc["day"], acc["minute"]), index=acc["offer_id"]
+    )
+    offers = pd.DataFrame(
+        {
+            "offer_id": offer_log["offer_id"].astype(np.int64),
+            "account_id": offer_log["account"].astype(np.int64) + 1,
+            "kind": _categorical(offer_log["kind"] - 1, ("discount", "payment_plan")),
+            "discount_pct": np.where(is_plan, np.nan, offer_log["discount_pct"]),
+            "installments": _nullable_ids(np.where(is_plan, offer_log["installments"], -1)),
+            "offered_at": offered_at,
+            "expires_at": offered_at
+            + pd.to_timedelta(np.where(is_plan, 30, 14), unit="D").as_unit("us"),
+        }
+    )
+    accepted = offers["offer_id"].map(accepted_micros)
+    offers["accepted_at"] = pd.Series(
+        _as_utc(accepted.fillna(0).to_numpy(np.int64)), index=offers.index
+    ).where(accepted.notna())
+    del offer_log, acc, accepted_micros, accepted, offered_at
+    yield "tables", "offers", offers
+    del offers
+
+    pre = _pre_placement_payments(out, rng)
+    paid = out.payments.columns()
+    pay_account = np.concatenate([pre["account"], paid["account"]])
+    paid_at = clock.micros(
+        account_tz[pay_account],
+        np.concatenate([pre["day"], paid["day"]]),
+        np.concatenate([pre["minute"], paid["minute"]]),
+    )
+    order = np.argsort(paid_at, kind="stable")
+    payments = pd.DataFrame(
+        {
+            "account_id": pay_account[order].astype(np.int64) + 1,
+            "paid_at": _as_utc(paid_at[order]),
+            "amount": np.concatenate([pre["amount"], paid["amount"]])[order],
+            "method": _categorical(
+                np.concatenate([pre["method"], paid["method"]])[order], PAYMENT_METHODS
+            ),
+        }
+    )
+    payments.insert(0, "payment_id", np.arange(1, len(payments) + 1, dtype=np.int64))
+    del pre, paid, pay_account, paid_at, order
+    yield "tables", "payments", payments
+    del payments
+
+    promise_log = out.promises.columns()
+    promise_tz = account_tz[promise_log["account"]]
+    results = out.promise_results.columns()
+    kept = pd.Series(results["kept"], index=results["promise_id"], dtype="boolean")
+    yield (
+        "tables",
+        "promises",
+        pd.DataFrame(
+            {
+                "promise_id": promise_log["promise_id"].astype(np.int64),
+                "account_id": promise_log["account"].astype(np.int64) + 1,
+                "made_at": clock.utc(
+                    promise_tz, promise_log["made_day"], promise_log["made_minute"]
+                ),
+                "due_at": clock.utc(
+                    promise_tz, promise_log["due_day"], np.zeros(len(promise_tz), np.int64)
+                ),
+                "amount": promise_log["amount"],
+                "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").to_numpy(),
+                "offer_id": _nullable_ids(promise_log["offer_id"]),
+            }
+        ),
+    )
+    del promise_log, promise_tz, results, kept
+
+    log = out.contacts
+    contact_account = log.pop("account")
+    attempted_at = clock.micros(account_tz[contact_account], log.pop("day"), log.pop("minute"))
+    order = np.argsort(attempted_at, kind="stable")
+    attempted_at = attempted_at[order]
+    contact_ids = np.arange(1, len(order) + 1, dtype=np.int64)
+    direction = log.pop("direction")[order]
+    contacts = pd.DataFrame(
+        {
+            "contact_id": contact_ids,
+            "account_id": contact_account[order].astype(np.int64) + 1,
+            "channel": _categorical(log.pop("channel")[order], CHANNELS),
+            "direction": _categorical(direction, DIRECTIONS),
+            "attempted_at": _as_utc(attempted_at),
+            "outcome": _categorical(log.pop("outcome")[order], OUTCOME_NAMES),
+            "offer_id": _nullable_ids(log.pop("offer_id")[order]),
+            "action_probability": log.pop("action_probability")[order].astype(np.float64),
+        }
+    )
+    del contact_account, attempted_at
+    yield "tables", "contacts", contacts
+    del contacts
+    outbound = order[direction == 0]
+    truth_contacts = {"contact_id": contact_ids[direction == 0]}
+    del order, direction, contact_ids
+    for name in TRUTH_FIELDS:
+        truth_contacts[name[len("truth_") :]] = log.pop(name)[outbound]
+    yield "truth", "contacts", pd.DataFrame(truth_contacts)
+
+
+def portfolio_manifest(
+    config: SimulationConfig, tables: dict[str, pd.DataFrame] | dict[str, int]
+) -> dict[str, object]:
+    """Metadata of a simulated portfolio: source, seed, data end and row counts."""
+    start = datetime(config.start.year, config.start.month, config.start.day)
+    clock = _Clock(start, config.horizon_days - 2, config.horizon_days + 2)
+    zones = np.arange(len(TIMEZONES))
+    # The data ends when the last time zone reaches midnight after the final simulated day.
+    data_end = clock.utc(zones, np.full(len(zones), config.horizon_days), np.zeros(len(zones)))
+    rows = {name: v if isinstance(v, int) else len(v) for name, v in tables.items()}
+    return {
+        "source": "cobranza simulator",
+        "seed": config.seed,
+        "accounts": config.accounts,
+        "data_end": data_end.max().isoformat(),
+        "currency": config.currency,
+        "rows": rows,
+    }
+
+
+def truth_parameters(config: SimulationConfig) -> dict[str, object]:
+    """Everything needed to score actions against the truth (config and behaviour params)."""
+    config_dict = asdict(config)
+    config_dict["params"] = config.params.to_dict()
+    config_dict["start"] = config.start.isoformat()
+    return {"config": config_dict, "data_end": portfolio_manifest(config, {})["data_end"]}
+
+
+def build_tables(out: SimulationOutput) -> SimulatedPortfolio:
+    """All contract tables and truth tables in memory (for small portfolios and tests)."""
+    tables: dict[str, pd.DataFrame] = {}
+    truth: dict[str, pd.DataFrame] = {}
+    for kind, name, frame in iter_tables(out):
+        (tables if kind == "tables" else truth)[name] = frame
+    return SimulatedPortfolio(
+        tables=tables,
+        truth=truth,
+        manifest=portfolio_manifest(out.config, tables),
+        truth_params=truth_parameters(out.config),
+    )
