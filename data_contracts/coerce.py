@@ -19,7 +19,9 @@ def _is_present(values: pd.Series) -> np.ndarray:
 
 def _coerce_integer(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_integer_dtype(values.dtype):
-        return values.astype("Int64"), np.zeros(len(values), dtype=bool)
+        # int64 stays int64 (no copy); other integer types become nullable Int64
+        same = values if values.dtype == np.int64 else values.astype("Int64")
+        return same, np.zeros(len(values), dtype=bool)
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("Int64"), np.ones(len(values), dtype=bool) & _is_present(values)
     numbers = pd.to_numeric(values, errors="coerce")
@@ -31,6 +33,9 @@ def _coerce_integer(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _coerce_float(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if values.dtype == np.float64:
+        finite = np.isfinite(values.to_numpy()) | values.isna().to_numpy()
+        return values.where(finite) if not finite.all() else values, ~finite
     if pd.api.types.is_bool_dtype(values.dtype):
         result = pd.Series(np.nan, index=values.index, dtype="float64")
         return result, _is_present(values)
@@ -42,6 +47,8 @@ def _coerce_float(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _coerce_timestamp(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if str(values.dtype) == "datetime64[us, UTC]":
+        return values, np.zeros(len(values), dtype=bool)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         stamps = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values.dtype):
@@ -113,5 +120,9 @@ def coerce_to_contract(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 
 def finalize_dtypes(table: str, valid: pd.DataFrame) -> pd.DataFrame:
     """Give valid rows the exact contract dtypes (non-null integer columns back to int64)."""
-    casts = {name: dtype for name, dtype in contract_columns(table).items() if dtype == "int64"}
-    return valid.astype(casts)
+    casts = {
+        name: dtype
+        for name, dtype in contract_columns(table).items()
+        if dtype == "int64" and valid[name].dtype != np.int64
+    }
+    return valid.astype(casts) if casts else valid

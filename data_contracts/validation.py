@@ -19,6 +19,7 @@ are kept with it. The report holds only counts, rules and row numbers, so it can
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,13 +147,28 @@ def _check_missing(
     return found
 
 
+def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same rows indexed 0..n-1, without copying the data (tables can be large)."""
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
+        return frame
+    shallow = frame.copy(deep=False)
+    shallow.index = pd.RangeIndex(len(frame))
+    return shallow
+
+
+def _short_check(check: str) -> str:
+    """`isin([...])` -> `isin`: a rule name stays short; ranges keep their bound."""
+    name, _, _ = check.partition("(")
+    return name if name in ("isin", "str_matches", "notin") else check
+
+
 def _check_contract(clean: pd.DataFrame, table: str) -> list[pd.DataFrame]:
     """Run the pandera model on rows free of type and missing-value problems."""
     model = CONTRACTS[table]
     schema = model.to_schema()
-    typed = finalize_dtypes(table, clean).reset_index(drop=True)
+    typed = _renumbered(finalize_dtypes(table, clean))
     try:
-        schema.validate(typed, lazy=True)
+        schema.validate(typed, lazy=True, inplace=True)
         return []
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
@@ -173,7 +189,7 @@ def _check_contract(clean: pd.DataFrame, table: str) -> list[pd.DataFrame]:
     for (column, check), group in column_cases.groupby(["column", "check"], sort=False):
         rows = positions[group["index"].astype(np.int64).to_numpy()]
         reasons = [f"{column}={_describe_value(v)} fails {check}" for v in group["failure_case"]]
-        found.append(_violations(rows, f"{column}:{check}", reasons))
+        found.append(_violations(rows, f"{column}:{_short_check(str(check))}", reasons))
     return found
 
 
@@ -281,8 +297,8 @@ def _quarantine(raw: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
     return quarantined.assign(
         **{
             ROW_COLUMN: rows,
-            RULES_COLUMN: grouped["rules"].to_numpy(),
-            REASONS_COLUMN: grouped["reasons"].to_numpy(),
+            RULES_COLUMN: grouped["rules"].to_numpy().astype(str),
+            REASONS_COLUMN: grouped["reasons"].to_numpy().astype(str),
         }
     )
 
@@ -299,13 +315,13 @@ def validate_table(
     `source_row`, `quarantine_rules` and `quarantine_reasons`) and the table's report.
     """
     _require_columns(table, raw)
-    raw = raw.reset_index(drop=True)
+    raw = _renumbered(raw)
     coerced, unreadable = coerce_to_contract(table, raw)
     found = _check_types(coerced, unreadable, table) + _check_missing(coerced, unreadable, table)
     ok = np.ones(len(raw), dtype=bool)
     for violations in found:
         ok[violations["row"].to_numpy()] = False
-    contract_found = _check_contract(coerced[ok], table)
+    contract_found = _check_contract(coerced if ok.all() else coerced[ok], table)
     for violations in contract_found:
         ok[violations["row"].to_numpy()] = False
     found += contract_found
@@ -325,7 +341,8 @@ def validate_table(
         if found
         else pd.DataFrame({"row": np.array([], dtype=np.int64), "rule": [], "reason": []})
     )
-    valid = finalize_dtypes(table, coerced[ok]).reset_index(drop=True)
+    kept = coerced if ok.all() else coerced[ok]
+    valid = _renumbered(finalize_dtypes(table, kept))
     quarantined = _quarantine(raw, violations)
     per_rule = violations.drop_duplicates(["row", "rule"]).groupby("rule", sort=True)["row"]
     report = TableReport(
@@ -339,7 +356,7 @@ def validate_table(
     return valid, quarantined, report
 
 
-def validate_tables(raw_tables: dict[str, pd.DataFrame]) -> ValidationResult:
+def validate_tables(raw_tables: Mapping[str, pd.DataFrame]) -> ValidationResult:
     """Validate every table of a portfolio, parents first, so children of quarantined
     rows are quarantined too (rule `<parent>_quarantined`) rather than silently orphaned.
 
@@ -349,13 +366,13 @@ def validate_tables(raw_tables: dict[str, pd.DataFrame]) -> ValidationResult:
     missing = [t for t in CONTRACTS if t not in raw_tables and t not in OPTIONAL_TABLES]
     if missing:
         raise ContractError(f"missing table(s): {', '.join(missing)}")
-    raw_tables = {t: raw_tables[t] if t in raw_tables else empty_table(t) for t in CONTRACTS}
     valid: dict[str, pd.DataFrame] = {}
     quarantined: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
     raw_ids: dict[str, pd.Index] = {}
     for table in CONTRACTS:
-        raw = raw_tables[table]
+        # a lazy mapping may read each table only now, so one raw table is in memory at a time
+        raw = raw_tables[table] if table in raw_tables else empty_table(table)
         valid[table], quarantined[table], reports[table] = validate_table(
             table, raw, valid, raw_ids
         )

@@ -34,7 +34,10 @@ def _console(stderr: bool = False):
 
 
 def _fail(message: str) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    # soft_wrap: an error names a file; it must stay on one line to be copied or grepped
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(EXIT_UNUSABLE)
 
 
@@ -62,7 +65,7 @@ def _print_validation(result: ValidationResult, quarantine: Path) -> None:
         if result.reconciles
         else "COUNTS DO NOT RECONCILE"
     )
-    console.print(f"{balance}; report and quarantined rows in {quarantine}")
+    console.print(f"{balance}; report and quarantined rows in {quarantine}", soft_wrap=True)
 
 
 @app.command()
@@ -110,7 +113,7 @@ def simulate(
     rows = manifest["rows"]
     assert isinstance(rows, dict)
     summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
-    _console().print(f"wrote {out}: {summary}; data ends {manifest['data_end']}")
+    _console().print(f"wrote {out}: {summary}; data ends {manifest['data_end']}", soft_wrap=True)
 
 
 @app.command()
@@ -164,7 +167,7 @@ def import_taiwan(
     rows = manifest["rows"]
     assert isinstance(rows, dict)
     summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
-    _console().print(f"wrote {out}: {summary}")
+    _console().print(f"wrote {out}: {summary}", soft_wrap=True)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -36,17 +37,37 @@ def read_table(folder: Path, table: str) -> pd.DataFrame:
         ) from error
 
 
+class PortfolioFolder(Mapping[str, pd.DataFrame]):
+    """The tables of a portfolio folder, each read from disk when asked for (not cached)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ContractError(f"{self.folder}: portfolio folder not found")
+        for table in CONTRACTS:
+            if table not in OPTIONAL_TABLES and not table_path(self.folder, table).is_file():
+                raise ContractError(
+                    f"{table_path(self.folder, table)}: file not found "
+                    f"(every portfolio needs {table}.parquet)"
+                )
+
+    def __getitem__(self, table: str) -> pd.DataFrame:
+        if table not in CONTRACTS:
+            raise KeyError(table)
+        if table in OPTIONAL_TABLES and not table_path(self.folder, table).is_file():
+            return empty_table(table)
+        return read_table(self.folder, table)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CONTRACTS)
+
+    def __len__(self) -> int:
+        return len(CONTRACTS)
+
+
 def read_portfolio(folder: Path) -> dict[str, pd.DataFrame]:
-    """Every contract table of a portfolio folder, as stored."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ContractError(f"{folder}: portfolio folder not found")
-    return {
-        table: read_table(folder, table)
-        if table not in OPTIONAL_TABLES or table_path(folder, table).is_file()
-        else empty_table(table)
-        for table in CONTRACTS
-    }
+    """Every contract table of a portfolio folder, as stored (all in memory)."""
+    return dict(PortfolioFolder(folder))
 
 
 def read_manifest(folder: Path) -> dict[str, object]:
@@ -96,7 +117,7 @@ def validate_portfolio(folder: Path, quarantine: Path | None = None) -> Validati
         ContractError: a file or column is missing or a file cannot be read.
     """
     folder = Path(folder)
-    result = validate_tables(read_portfolio(folder))
+    result = validate_tables(PortfolioFolder(folder))
     quarantine = Path(quarantine) if quarantine is not None else folder / "quarantine"
     if quarantine.exists():
         for old in quarantine.glob("*.parquet"):

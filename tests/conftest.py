@@ -19,7 +19,10 @@ def utc(text: str) -> pd.Timestamp:
 
 def tiny_tables() -> dict[str, pd.DataFrame]:
     """A hand-made portfolio: 2 debtors, 3 accounts, a few events, all valid."""
-    ts = lambda values: pd.Series([utc(v) if v else pd.NaT for v in values], dtype="datetime64[us, UTC]")  # noqa: E731
+
+    def ts(values: list[str | None]) -> pd.Series:
+        return pd.Series([utc(v) if v else pd.NaT for v in values], dtype="datetime64[us, UTC]")
+
     debtors = pd.DataFrame(
         {
             "debtor_id": [1, 2],

@@ -1,0 +1,1 @@
+"""Propensity and next-best-action models (issue 4)."""

@@ -113,6 +113,12 @@ class SimulationConfig:
     currency: str = "USD"
     params: bh.BehaviourParams = field(default_factory=bh.BehaviourParams)
 
+    def __post_init__(self) -> None:
+        if self.accounts < 1:
+            raise ValueError("accounts must be at least 1")
+        if not 1 <= self.placement_days <= self.horizon_days:
+            raise ValueError("placement_days must be between 1 and horizon_days")
+
 
 class _Log:
     """Column chunks appended day by day, concatenated once at the end."""

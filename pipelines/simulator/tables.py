@@ -267,7 +267,7 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
                     promise_tz, promise_log["due_day"], np.zeros(len(promise_tz), np.int64)
                 ),
                 "amount": promise_log["amount"],
-                "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").to_numpy(),
+                "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").array,
                 "offer_id": _nullable_ids(promise_log["offer_id"]),
             }
         ),

@@ -60,15 +60,40 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("debtors", 1, "duplicate_id", _set("debtors", 1, "debtor_id", 1)),
     ("accounts", 0, "product:isin", _set("accounts", 0, "product", "lottery")),
     ("accounts", 0, "currency:str_matches", _set("accounts", 0, "currency", "usd")),
-    ("accounts", 1, "original_balance:greater_than_or_equal_to", _set("accounts", 1, "original_balance", -5.0)),
-    ("accounts", 1, "current_balance:greater_than_or_equal_to", _set("accounts", 1, "current_balance", -0.01)),
+    (
+        "accounts",
+        1,
+        "original_balance:greater_than_or_equal_to",
+        _set("accounts", 1, "original_balance", -5.0),
+    ),
+    (
+        "accounts",
+        1,
+        "current_balance:greater_than_or_equal_to",
+        _set("accounts", 1, "current_balance", -0.01),
+    ),
     ("accounts", 2, "type", _as_text("accounts", "original_balance", 2, "a lot")),
     ("accounts", 2, "type", _as_text("accounts", "placed_at", 2, "last spring")),
     ("accounts", 0, "delinquent_after_opened", _set("accounts", 0, "opened_at", utc("2024-02-01"))),
     ("accounts", 1, "placed_after_delinquent", _set("accounts", 1, "placed_at", utc("2024-04-01"))),
-    ("accounts", 0, "charged_off_after_delinquent", _set("accounts", 0, "charged_off_at", utc("2023-12-01"))),
-    ("accounts", 0, "days_past_due_matches_dates", _set("accounts", 0, "days_past_due_at_placement", 30)),
-    ("accounts", 1, "days_past_due_at_placement:greater_than_or_equal_to", _set("accounts", 1, "days_past_due_at_placement", -1)),
+    (
+        "accounts",
+        0,
+        "charged_off_after_delinquent",
+        _set("accounts", 0, "charged_off_at", utc("2023-12-01")),
+    ),
+    (
+        "accounts",
+        0,
+        "days_past_due_matches_dates",
+        _set("accounts", 0, "days_past_due_at_placement", 30),
+    ),
+    (
+        "accounts",
+        1,
+        "days_past_due_at_placement:greater_than_or_equal_to",
+        _set("accounts", 1, "days_past_due_at_placement", -1),
+    ),
     ("accounts", 2, "unknown_debtor", _set("accounts", 2, "debtor_id", 99)),
     ("accounts", 2, "debtor_quarantined", _set("debtors", 1, "timezone", "Nowhere/Land")),
     ("payments", 0, "amount:greater_than", _set("payments", 0, "amount", 0.0)),
@@ -83,19 +108,44 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("contacts", 0, "outcome:isin", _set("contacts", 0, "outcome", "maybe")),
     ("contacts", 1, "direction:isin", _set("contacts", 1, "direction", "sideways")),
     ("contacts", 2, "outcome_fits_channel", _set("contacts", 2, "outcome", "voicemail")),
-    ("contacts", 3, "inbound_has_no_action_probability", _set("contacts", 3, "action_probability", 0.3)),
-    ("contacts", 0, "action_probability:greater_than", _set("contacts", 0, "action_probability", 0.0)),
-    ("contacts", 0, "action_probability:less_than_or_equal_to", _set("contacts", 0, "action_probability", 1.5)),
+    (
+        "contacts",
+        3,
+        "inbound_has_no_action_probability",
+        _set("contacts", 3, "action_probability", 0.3),
+    ),
+    (
+        "contacts",
+        0,
+        "action_probability:greater_than",
+        _set("contacts", 0, "action_probability", 0.0),
+    ),
+    (
+        "contacts",
+        0,
+        "action_probability:less_than_or_equal_to",
+        _set("contacts", 0, "action_probability", 1.5),
+    ),
     ("contacts", 1, "unknown_offer", _set("contacts", 1, "offer_id", 999)),
     ("contacts", 0, "offer_of_other_account", _set("contacts", 0, "offer_id", 101)),
-    ("contacts", 2, "before_account_opened", _set("contacts", 2, "attempted_at", utc("2020-01-01"))),
+    (
+        "contacts",
+        2,
+        "before_account_opened",
+        _set("contacts", 2, "attempted_at", utc("2020-01-01")),
+    ),
     ("contacts", 1, "offer_quarantined", _set("offers", 0, "discount_pct", 150.0)),
     ("offers", 0, "offer_terms_fit_kind", _set("offers", 0, "installments", 3)),
     ("offers", 1, "offer_terms_fit_kind", _set("offers", 1, "installments", None)),
     ("offers", 1, "installments:greater_than_or_equal_to", _set("offers", 1, "installments", 1)),
     ("offers", 0, "discount_pct:less_than", _set("offers", 0, "discount_pct", 100.0)),
     ("offers", 0, "kind:isin", _set("offers", 0, "kind", "gift")),
-    ("offers", 0, "expires_after_offered", _set("offers", 0, "expires_at", utc("2024-07-05 15:00"))),
+    (
+        "offers",
+        0,
+        "expires_after_offered",
+        _set("offers", 0, "expires_at", utc("2024-07-05 15:00")),
+    ),
     ("offers", 1, "accepted_while_open", _set("offers", 1, "accepted_at", utc("2024-07-01"))),
     ("offers", 0, "before_account_opened", _set("offers", 0, "offered_at", utc("2021-01-01"))),
     ("promises", 0, "amount:greater_than", _set("promises", 0, "amount", -1.0)),
@@ -103,9 +153,19 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("promises", 1, "type", _as_text("promises", "kept", 1, "perhaps")),
     ("promises", 1, "offer_of_other_account", _set("promises", 1, "offer_id", 100)),
     ("promises", 0, "unknown_account", _set("promises", 0, "account_id", 5)),
-    ("statements", 0, "delinquent_status_has_days_past_due", _set("statements", 0, "days_past_due", 0)),
+    (
+        "statements",
+        0,
+        "delinquent_status_has_days_past_due",
+        _set("statements", 0, "days_past_due", 0),
+    ),
     ("statements", 0, "status:isin", _set("statements", 0, "status", "frozen")),
-    ("statements", 0, "credit_limit:greater_than_or_equal_to", _set("statements", 0, "credit_limit", -1.0)),
+    (
+        "statements",
+        0,
+        "credit_limit:greater_than_or_equal_to",
+        _set("statements", 0, "credit_limit", -1.0),
+    ),
 ]
 
 
@@ -142,7 +202,9 @@ def test_rule_quarantines_exactly_the_bad_row(
 def test_naive_and_offset_timestamps_are_read_as_utc(tables: dict[str, pd.DataFrame]) -> None:
     tables["payments"]["paid_at"] = tables["payments"]["paid_at"].dt.tz_convert("Asia/Tokyo")
     tables["contacts"]["attempted_at"] = tables["contacts"]["attempted_at"].dt.tz_localize(None)
-    tables["offers"]["offered_at"] = tables["offers"]["offered_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    tables["offers"]["offered_at"] = tables["offers"]["offered_at"].dt.strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     result = validate_tables(tables)
     assert result.quarantined_rows == 0
     assert result.valid["payments"]["paid_at"].iloc[0] == utc("2024-07-20 10:00")
@@ -157,7 +219,10 @@ def test_a_row_breaking_two_rules_is_counted_once_but_lists_both(
     result = validate_tables(tables)
     report = result.reports["payments"]
     assert report.quarantined_rows == 1
-    assert report.rows_per_rule == {"amount:greater_than(0)": 1, "method:isin(['card', 'bank_transfer', 'direct_debit', 'cash', 'check', 'digital_wallet', 'other'])": 1}
+    assert report.rows_per_rule == {
+        "amount:greater_than(0)": 1,
+        "method:isin": 1,
+    }
     assert report.reconciles
 
 
@@ -165,7 +230,7 @@ def test_missing_table_and_missing_column_are_clear_errors(
     tables: dict[str, pd.DataFrame],
 ) -> None:
     without_payments = {k: v for k, v in tables.items() if k != "payments"}
-    with pytest.raises(ContractError, match="missing table.*payments"):
+    with pytest.raises(ContractError, match=r"missing table.*payments"):
         validate_tables(without_payments)
     tables["contacts"] = tables["contacts"].drop(columns=["outcome", "channel"])
     with pytest.raises(ContractError, match=r"contacts: missing column\(s\) channel, outcome"):

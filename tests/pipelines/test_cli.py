@@ -1,0 +1,129 @@
+"""The command line end to end, as a user runs it (separate processes, real files)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+
+COBRANZA = str(Path(sys.executable).with_name("cobranza"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([COBRANZA, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "portfolio"
+    done = run(
+        "simulate", "--accounts", "300", "--seed", "4", "--days", "120", "--out", str(folder)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "300 accounts" in done.stdout
+    return folder
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    heavy = "{'pandas', 'pandera', 'feast', 'mlflow', 'lightgbm'}"
+    code = f"import sys, pipelines.cli; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    for args in (
+        ["--help"],
+        ["simulate", "--help"],
+        ["validate", "--help"],
+        ["import", "taiwan", "--help"],
+    ):
+        done = run(*args)
+        assert done.returncode == 0 and "Usage" in done.stdout, args
+
+
+def test_simulate_writes_contracts_manifest_and_truth(portfolio: Path) -> None:
+    for table in ("debtors", "accounts", "payments", "contacts", "offers", "promises"):
+        assert (portfolio / f"{table}.parquet").is_file()
+    manifest = json.loads((portfolio / "manifest.json").read_text())
+    assert manifest["rows"]["accounts"] == 300
+    assert (portfolio / "truth" / "params.json").is_file()
+    assert (portfolio / "truth" / "contacts.parquet").is_file()
+
+
+def test_validate_a_clean_portfolio_exits_0(portfolio: Path, tmp_path: Path) -> None:
+    done = run("validate", str(portfolio), "--quarantine", str(tmp_path / "q"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    assert report["reconciles"] and report["quarantined_rows"] == 0
+
+
+def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in portfolio.glob("*.parquet"):
+        (bad / file.name).write_bytes(file.read_bytes())
+    payments = pd.read_parquet(bad / "payments.parquet")
+    payments.loc[[0, 5], "amount"] = -10.0
+    payments.loc[7, "account_id"] = 999_999
+    payments.to_parquet(bad / "payments.parquet")
+    done = run("validate", str(bad))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "amount:greater_than(0) (2)" in done.stdout and "unknown_account (1)" in done.stdout
+    quarantined = pd.read_parquet(bad / "quarantine" / "payments.parquet")
+    assert sorted(quarantined["source_row"]) == [0, 5, 7]
+    report = json.loads((bad / "quarantine" / "report.json").read_text())
+    table = report["tables"]["payments"]
+    assert table["input_rows"] == table["valid_rows"] + table["quarantined_rows"] == len(payments)
+    assert "-10.0" not in done.stdout  # values stay in the quarantine file, not in the log
+
+
+@pytest.mark.parametrize(
+    "damage", ["missing_file", "missing_column", "unreadable_file", "no_folder"]
+)
+def test_unusable_input_exits_2_with_a_clear_message(
+    portfolio: Path, tmp_path: Path, damage: str
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in portfolio.glob("*.parquet"):
+        (bad / file.name).write_bytes(file.read_bytes())
+    expected = {
+        "missing_file": "contacts.parquet: file not found",
+        "missing_column": "accounts: missing column(s) placed_at",
+        "unreadable_file": "payments.parquet: cannot be read as parquet",
+        "no_folder": "portfolio folder not found",
+    }[damage]
+    target = bad
+    if damage == "missing_file":
+        (bad / "contacts.parquet").unlink()
+    elif damage == "missing_column":
+        accounts = pd.read_parquet(bad / "accounts.parquet").drop(columns=["placed_at"])
+        accounts.to_parquet(bad / "accounts.parquet")
+    elif damage == "unreadable_file":
+        (bad / "payments.parquet").write_text("id,amount\n1,2\n")
+    else:
+        target = tmp_path / "nowhere"
+    done = run("validate", str(target))
+    assert done.returncode == 2
+    assert expected in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr
+
+
+def test_simulate_refuses_to_overwrite_without_asking(portfolio: Path) -> None:
+    done = run("simulate", "--accounts", "10", "--out", str(portfolio))
+    assert done.returncode == 2 and "--overwrite" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_import_taiwan_then_validate(taiwan_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "taiwan"
+    done = run("import", "taiwan", str(taiwan_csv), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (out / "labels" / "default_next_month.parquet").is_file()
+    assert run("validate", str(out)).returncode == 0
+    missing = run("import", "taiwan", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x"))
+    assert missing.returncode == 2 and "file not found" in missing.stderr
