@@ -113,7 +113,7 @@ class BehaviourParams:
     channel_conversion: tuple[float, ...] = (0.0, -0.3, -0.5, -0.4)
     discount_lift_per_pct: float = 0.035
     plan_lift: dict[int, float] = field(default_factory=lambda: {3: 0.45, 6: 0.6, 12: 0.7})
-    keep_intercept: float = 1.2
+    keep_intercept: float = 0.6
     keep_willingness_weight: float = 0.8
     keep_ability_weight: float = 1.2
     keep_broken_weight: float = -0.5
