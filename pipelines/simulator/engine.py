@@ -120,15 +120,27 @@ class SimulationConfig:
             raise ValueError("placement_days must be between 1 and horizon_days")
 
 
-class _Log:
-    """Column chunks appended day by day, concatenated once at the end."""
+_FLOAT_FIELDS = frozenset({"amount", "discount_pct", "action_probability", *TRUTH_FIELDS})
 
-    def __init__(self) -> None:
-        self.chunks: dict[str, list[np.ndarray]] = {}
+
+class _Log:
+    """Column chunks appended day by day, concatenated once at the end.
+
+    `fields` names every column with its dtype, so an empty log still yields empty columns.
+    """
+
+    def __init__(self, *fields: str) -> None:
+        self.chunks: dict[str, list[np.ndarray]] = {
+            name: [np.empty(0, dtype=np.float64 if name in _FLOAT_FIELDS else np.int64)]
+            for name in fields
+        }
 
     def add(self, **columns: np.ndarray) -> None:
         for name, values in columns.items():
-            self.chunks.setdefault(name, []).append(np.asarray(values))
+            parts = self.chunks.setdefault(name, [])
+            if len(parts) == 1 and parts[0].size == 0:
+                parts.clear()  # drop the placeholder so dtypes come from real data
+            parts.append(np.asarray(values))
 
     def columns(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate(parts) for name, parts in self.chunks.items()}
@@ -219,12 +231,26 @@ class _Simulation:
         self.inbound_installments = np.zeros(n, np.int16)
         self.next_offer_id = 1
         self.next_promise_id = 1
-        self.contacts = _Log()
-        self.payments = _Log()
-        self.offers = _Log()
-        self.acceptances = _Log()
-        self.promises = _Log()
-        self.results = _Log()
+        self.contacts = _Log(
+            "account",
+            "day",
+            "minute",
+            "channel",
+            "direction",
+            "outcome",
+            "offer_id",
+            "action_probability",
+            *TRUTH_FIELDS,
+        )
+        self.payments = _Log("account", "day", "minute", "amount", "method")
+        self.offers = _Log(
+            "offer_id", "account", "kind", "discount_pct", "installments", "day", "minute"
+        )
+        self.acceptances = _Log("offer_id", "account", "day", "minute")
+        self.promises = _Log(
+            "promise_id", "account", "made_day", "made_minute", "due_day", "amount", "offer_id"
+        )
+        self.results = _Log("promise_id", "kept")
 
     # ----- state -----------------------------------------------------------------------
     def state(self, idx: np.ndarray, day: int) -> dict[str, np.ndarray]:

@@ -1,0 +1,226 @@
+"""Every feature cobranza computes: its name, type, description and view.
+
+Names say what is measured and over which window (`payments_sum_90d`). Windows count events
+in [as_of - window, as_of). The Feast feature views and the docs are generated from this list,
+and a test checks that the feature functions produce exactly these columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from features.history import HOUR_BANDS
+
+Kind = Literal["float", "int", "string", "timestamp"]
+
+PAYMENT_WINDOWS = (7, 30, 90, 180, 365)
+PROMISE_WINDOWS = (90, 365)
+CONTACT_WINDOWS = (7, 30, 90)
+CHANNELS = ("call", "sms", "email", "letter")
+OPT_OUT_CHANNELS = ("call", "sms", "email")
+STATEMENT_WINDOW = 180
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: Kind
+    description: str
+    view: Literal["account", "debtor"]
+    model_input: bool = True
+
+
+def _account_specs() -> list[FeatureSpec]:
+    specs: list[FeatureSpec] = []
+
+    def add(name: str, kind: Kind, description: str, model_input: bool = True) -> None:
+        specs.append(FeatureSpec(name, kind, description, "account", model_input))
+
+    # account state
+    add("product", "string", "Kind of credit the debt comes from.")
+    add("creditor", "string", "Creditor who placed the account.")
+    add("original_balance", "float", "Balance owed when the account was placed.")
+    add(
+        "current_balance",
+        "float",
+        "Placed balance minus payments since placement, at the as-of time (not below 0; "
+        "amounts forgiven by a settlement discount are not deducted).",
+    )
+    add("paid_share_of_placed_balance", "float", "Payments since placement / placed balance.")
+    add("days_past_due", "float", "Days from delinquent_since to the as-of time (0 if current).")
+    add("days_since_placement", "float", "Days the account has been in collections.")
+    add("days_since_opened", "float", "Age of the credit in days.")
+    # payments
+    for window in PAYMENT_WINDOWS:
+        add(f"payments_count_{window}d", "int", f"Payments received in the last {window} days.")
+        add(f"payments_sum_{window}d", "float", f"Amount received in the last {window} days.")
+    add("days_since_last_payment", "float", "Days since the most recent payment (any time).")
+    add("payments_count_before_placement", "int", "Payments received before placement.")
+    add(
+        "payments_sum_trend_90d",
+        "float",
+        "Amount paid in the last 30 days minus the monthly average of the 60 days before.",
+    )
+    # promises
+    for window in PROMISE_WINDOWS:
+        add(f"promises_made_{window}d", "int", f"Promises to pay made in the last {window} days.")
+        add(
+            f"promises_kept_{window}d",
+            "int",
+            f"Promises whose grace period ended in the last {window} days and were kept.",
+        )
+        add(
+            f"promises_broken_{window}d",
+            "int",
+            f"Promises whose grace period ended in the last {window} days unpaid.",
+        )
+    add("promises_kept_rate_365d", "float", "Kept / (kept + broken) over 365 days; empty if none.")
+    add("days_since_last_broken_promise", "float", "Days since a promise was last found broken.")
+    add("open_promise_amount", "float", "Amount of promises made and not yet resolved.")
+    # contacts
+    for channel in CHANNELS:
+        for window in CONTACT_WINDOWS:
+            add(
+                f"{channel}_attempts_{window}d",
+                "int",
+                f"Outbound {channel} attempts, last {window} days.",
+            )
+            add(
+                f"{channel}_responses_{window}d",
+                "int",
+                f"Outbound {channel} attempts that reached and engaged the debtor (right-party "
+                f"contact, promise, refusal, dispute, opt-out or click), last {window} days.",
+            )
+        add(
+            f"{channel}_contact_rate_90d",
+            "float",
+            f"Share of {channel} attempts that got through (not unanswered, wrong party or "
+            "bounced), last 90 days.",
+        )
+        add(
+            f"{channel}_response_rate_90d", "float", f"Responses / attempts for {channel}, 90 days."
+        )
+    for band, (start, end) in HOUR_BANDS.items():
+        add(
+            f"call_attempts_{band}_365d",
+            "int",
+            f"Outbound calls started {start}:00-{end}:00 local time, last 365 days.",
+        )
+        add(
+            f"call_response_rate_{band}_365d",
+            "float",
+            f"Share of calls started {start}:00-{end}:00 local time that reached the debtor.",
+        )
+    for day_type, label in (("weekday", "Monday to Friday"), ("weekend", "Saturday and Sunday")):
+        add(f"call_attempts_{day_type}_365d", "int", f"Outbound calls on {label}, last 365 days.")
+        add(
+            f"call_response_rate_{day_type}_365d",
+            "float",
+            f"Share of calls on {label} (local time) that reached the debtor, last 365 days.",
+        )
+    add("inbound_contacts_90d", "int", "Contacts started by the debtor, last 90 days.")
+    add("days_since_last_attempt", "float", "Days since the last outbound attempt.")
+    add(
+        "days_since_last_conversation",
+        "float",
+        "Days since the debtor was last reached (any channel).",
+    )
+    add("disputes_total", "int", "Disputes raised before the as-of time.")
+    add("days_since_last_dispute", "float", "Days since the last dispute.")
+    for channel in OPT_OUT_CHANNELS:
+        add(
+            f"opted_out_{channel}",
+            "int",
+            f"1 if the debtor opted out of {channel} for this account.",
+        )
+    # compliance counters used by serving (Regulation F)
+    add(
+        "call_attempts_7d_compliance",
+        "int",
+        "Call attempts in the 7 days before the as-of time (at most 7 in 7 days per debt).",
+        model_input=False,
+    )
+    add(
+        "last_telephone_conversation_at",
+        "timestamp",
+        "Last telephone conversation about the debt (no call within 7 days after it).",
+        model_input=False,
+    )
+    # offers
+    add("offers_made_total", "int", "Offers presented before the as-of time.")
+    add("discount_offers_made_total", "int", "Settlement discounts presented.")
+    add("plan_offers_made_total", "int", "Payment plans presented.")
+    add("offers_accepted_total", "int", "Offers accepted before the as-of time.")
+    add("best_accepted_discount_pct", "float", "Largest discount accepted; empty if none.")
+    add("days_since_last_offer", "float", "Days since an offer was last presented.")
+    # statements (creditor's monthly statements, when the portfolio has them)
+    window = STATEMENT_WINDOW
+    add("statement_balance_last", "float", "Balance on the latest statement.")
+    add("credit_limit_last", "float", "Credit limit on the latest statement.")
+    add("utilization_last", "float", "Latest statement balance / credit limit.")
+    add("statement_days_past_due_last", "float", "Days past due on the latest statement.")
+    add(
+        f"statement_days_past_due_max_{window}d",
+        "float",
+        f"Worst days past due on statements, {window} days.",
+    )
+    add(
+        f"statements_delinquent_{window}d",
+        "int",
+        f"Statements showing a delinquency, {window} days.",
+    )
+    add(f"statements_paid_in_full_{window}d", "int", f"Statements paid in full, {window} days.")
+    add(f"statements_no_use_{window}d", "int", f"Statements with nothing to pay, {window} days.")
+    add(f"statement_balance_mean_{window}d", "float", f"Mean statement balance, {window} days.")
+    add(
+        f"statement_balance_trend_{window}d",
+        "float",
+        f"Latest statement balance minus the oldest one within {window} days.",
+    )
+    return specs
+
+
+def _debtor_specs() -> list[FeatureSpec]:
+    specs: list[FeatureSpec] = []
+
+    def add(name: str, kind: Kind, description: str) -> None:
+        specs.append(FeatureSpec(name, kind, description, "debtor"))
+
+    add("debtor_accounts_placed", "int", "Accounts of the debtor placed before the as-of time.")
+    add("debtor_current_balance", "float", "Sum of current_balance over the debtor's accounts.")
+    add("debtor_payments_sum_90d", "float", "Amount the debtor paid on any account, 90 days.")
+    add("debtor_payments_count_365d", "int", "Payments by the debtor on any account, 365 days.")
+    add("debtor_promises_broken_365d", "int", "Promises the debtor broke on any account, 365 days.")
+    for band in HOUR_BANDS:
+        add(
+            f"debtor_call_attempts_{band}_365d",
+            "int",
+            f"Calls to the debtor in the {band}, 365 days.",
+        )
+        add(
+            f"debtor_call_response_rate_{band}_365d",
+            "float",
+            f"Share of the debtor's {band} calls that reached them, over all their accounts.",
+        )
+    for day_type in ("weekday", "weekend"):
+        add(
+            f"debtor_call_response_rate_{day_type}_365d",
+            "float",
+            f"Share of the debtor's {day_type} calls that reached them, 365 days.",
+        )
+    for channel in ("sms", "email"):
+        add(
+            f"debtor_{channel}_response_rate_90d",
+            "float",
+            f"Responses / attempts for {channel} over all the debtor's accounts, 90 days.",
+        )
+    add("debtor_days_since_last_conversation", "float", "Days since the debtor was last reached.")
+    return specs
+
+
+ACCOUNT_FEATURES: tuple[FeatureSpec, ...] = tuple(_account_specs())
+DEBTOR_FEATURES: tuple[FeatureSpec, ...] = tuple(_debtor_specs())
+ALL_FEATURES: tuple[FeatureSpec, ...] = ACCOUNT_FEATURES + DEBTOR_FEATURES
+MODEL_FEATURES: tuple[str, ...] = tuple(spec.name for spec in ALL_FEATURES if spec.model_input)
+CATEGORICAL_FEATURES: tuple[str, ...] = tuple(s.name for s in ALL_FEATURES if s.kind == "string")

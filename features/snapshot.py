@@ -1,0 +1,402 @@
+"""Point-in-time feature snapshots of accounts and debtors (pure functions on DataFrames).
+
+`account_features(tables, as_of)` returns one row per account placed before `as_of`, with every
+account feature of `features.catalog` computed from events strictly before `as_of`;
+`debtor_features` does the same per debtor. Both work on any partition of accounts that carries
+all of its accounts' events (and, for debtors, all of a debtor's accounts), so they can run per
+partition on Dask unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.vocabulary import CONVERSATION_OUTCOMES
+from features.catalog import (
+    ACCOUNT_FEATURES,
+    CHANNELS,
+    CONTACT_WINDOWS,
+    DEBTOR_FEATURES,
+    OPT_OUT_CHANNELS,
+    PAYMENT_WINDOWS,
+    PROMISE_WINDOWS,
+    STATEMENT_WINDOW,
+)
+from features.history import (
+    DAY,
+    HOUR_BANDS,
+    NOT_REACHED_OUTCOMES,
+    RESPONSE_OUTCOMES,
+    account_positions,
+    local_time,
+    promise_resolved_at,
+)
+
+ENTITY_TIMESTAMP = "event_timestamp"
+TELEPHONE_CONVERSATIONS = frozenset(
+    {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
+)
+
+
+class _Accounts:
+    """Per-account aggregation of events (bincount over account positions)."""
+
+    def __init__(self, accounts: pd.DataFrame, as_of: pd.Timestamp) -> None:
+        self.accounts = accounts
+        self.n = len(accounts)
+        self.as_of = as_of
+        self.as_of_us = pd.Timestamp(as_of).value // 1000  # .value is in nanoseconds
+
+    def events(
+        self, frame: pd.DataFrame, time_column: str
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Events of known accounts strictly before as_of: rows, positions, age in days."""
+        times = frame[time_column].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        positions = account_positions(self.accounts, frame["account_id"])
+        keep = (times < self.as_of_us) & (positions >= 0)
+        age_days = (self.as_of_us - times[keep]) / 86_400e6
+        return frame[keep], positions[keep], age_days
+
+    def count(self, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        chosen = positions if mask is None else positions[mask]
+        return np.bincount(chosen, minlength=self.n).astype(np.int64)
+
+    def total(
+        self, positions: np.ndarray, values: np.ndarray, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        if mask is not None:
+            positions, values = positions[mask], values[mask]
+        return np.bincount(positions, weights=values, minlength=self.n)
+
+    def smallest(
+        self, positions: np.ndarray, values: np.ndarray, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per-account minimum of `values` (NaN where the account has none)."""
+        if mask is not None:
+            positions, values = positions[mask], values[mask]
+        result = np.full(self.n, np.inf)
+        np.minimum.at(result, positions, values)
+        return np.where(np.isinf(result), np.nan, result)
+
+    def largest(
+        self, positions: np.ndarray, values: np.ndarray, mask: np.ndarray | None = None
+    ) -> np.ndarray:
+        if mask is not None:
+            positions, values = positions[mask], values[mask]
+        result = np.full(self.n, -np.inf)
+        np.maximum.at(result, positions, values)
+        return np.where(np.isinf(result), np.nan, result)
+
+
+def _rate(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+
+
+def _state_features(agg: _Accounts, paid_since_placement: np.ndarray) -> dict[str, np.ndarray]:
+    accounts = agg.accounts
+    original = accounts["original_balance"].to_numpy(dtype=float)
+
+    def days_since(column: str) -> np.ndarray:
+        return ((agg.as_of - accounts[column]) / DAY).to_numpy(dtype=float, na_value=np.nan)
+
+    return {
+        "product": accounts["product"].astype(str).to_numpy(),
+        "creditor": accounts["creditor"].astype(str).to_numpy(),
+        "original_balance": original,
+        "current_balance": np.maximum(original - paid_since_placement, 0.0),
+        "paid_share_of_placed_balance": _rate(paid_since_placement, original),
+        "days_past_due": np.nan_to_num(days_since("delinquent_since"), nan=0.0),
+        "days_since_placement": days_since("placed_at"),
+        "days_since_opened": days_since("opened_at"),
+    }
+
+
+def _payment_features(
+    agg: _Accounts, payments: pd.DataFrame
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rows, pos, age = agg.events(payments, "paid_at")
+    amount = rows["amount"].to_numpy(dtype=float)
+    out: dict[str, np.ndarray] = {}
+    for window in PAYMENT_WINDOWS:
+        inside = age <= window
+        out[f"payments_count_{window}d"] = agg.count(pos, inside)
+        out[f"payments_sum_{window}d"] = agg.total(pos, amount, inside)
+    out["days_since_last_payment"] = agg.smallest(pos, age)
+    placed = agg.accounts["placed_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[pos]
+    paid_at = rows["paid_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    after_placement = paid_at >= placed
+    out["payments_count_before_placement"] = agg.count(pos, ~after_placement)
+    recent = agg.total(pos, amount, age <= 30)
+    earlier = agg.total(pos, amount, (age > 30) & (age <= 90))
+    out["payments_sum_trend_90d"] = recent - earlier / 2.0
+    return out, agg.total(pos, amount, after_placement)
+
+
+def _promise_features(agg: _Accounts, promises: pd.DataFrame) -> dict[str, np.ndarray]:
+    rows, pos, made_age = agg.events(promises, "made_at")
+    resolved_at = promise_resolved_at(rows).to_numpy(dtype="datetime64[us]").astype(np.int64)
+    resolved = resolved_at <= agg.as_of_us
+    resolved_age = (agg.as_of_us - resolved_at) / 86_400e6
+    kept = rows["kept"].to_numpy(dtype="float", na_value=np.nan) == 1.0
+    kept = kept & resolved
+    broken = resolved & ~kept & rows["kept"].notna().to_numpy()
+    out: dict[str, np.ndarray] = {}
+    for window in PROMISE_WINDOWS:
+        out[f"promises_made_{window}d"] = agg.count(pos, made_age <= window)
+        in_window = resolved & (resolved_age <= window)
+        out[f"promises_kept_{window}d"] = agg.count(pos, kept & in_window)
+        out[f"promises_broken_{window}d"] = agg.count(pos, broken & in_window)
+    out["promises_kept_rate_365d"] = _rate(
+        out["promises_kept_365d"], out["promises_kept_365d"] + out["promises_broken_365d"]
+    )
+    out["days_since_last_broken_promise"] = agg.smallest(pos, resolved_age, broken)
+    amount = rows["amount"].to_numpy(dtype=float)
+    out["open_promise_amount"] = agg.total(pos, amount, ~resolved)
+    return out
+
+
+def _contact_features(
+    agg: _Accounts, contacts: pd.DataFrame, debtors: pd.DataFrame
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rows, pos, age = agg.events(contacts, "attempted_at")
+    channel = rows["channel"].astype(str).to_numpy()
+    outcome = rows["outcome"].astype(str).to_numpy()
+    outbound = (rows["direction"] == "outbound").to_numpy()
+    responded = np.isin(outcome, list(RESPONSE_OUTCOMES))
+    got_through = ~np.isin(outcome, list(NOT_REACHED_OUTCOMES))
+    out: dict[str, np.ndarray] = {}
+    for name in CHANNELS:
+        attempt = outbound & (channel == name)
+        for window in CONTACT_WINDOWS:
+            inside = attempt & (age <= window)
+            out[f"{name}_attempts_{window}d"] = agg.count(pos, inside)
+            out[f"{name}_responses_{window}d"] = agg.count(pos, inside & responded)
+        recent = attempt & (age <= 90)
+        attempts = agg.count(pos, recent)
+        out[f"{name}_contact_rate_90d"] = _rate(agg.count(pos, recent & got_through), attempts)
+        out[f"{name}_response_rate_90d"] = _rate(agg.count(pos, recent & responded), attempts)
+
+    # reachability by local hour band and day type (calls of the last 365 days)
+    calls = outbound & (channel == "call") & (age <= 365)
+    call_rows = rows[calls]
+    local = local_time(call_rows["attempted_at"], call_rows["account_id"], agg.accounts, debtors)
+    hour = local.dt.hour.to_numpy()
+    weekend = local.dt.dayofweek.to_numpy() >= 5
+    call_pos, call_responded = pos[calls], responded[calls]
+    counts: dict[str, np.ndarray] = {}  # raw counts, for debtor-level rates
+    for band, (start, end) in HOUR_BANDS.items():
+        in_band = (hour >= start) & (hour < end)
+        counts[f"{band}_attempts"] = agg.count(call_pos, in_band)
+        counts[f"{band}_responses"] = agg.count(call_pos, in_band & call_responded)
+        out[f"call_attempts_{band}_365d"] = counts[f"{band}_attempts"]
+        out[f"call_response_rate_{band}_365d"] = _rate(
+            counts[f"{band}_responses"], counts[f"{band}_attempts"]
+        )
+    for day_type, chosen in (("weekday", ~weekend), ("weekend", weekend)):
+        counts[f"{day_type}_attempts"] = agg.count(call_pos, chosen)
+        counts[f"{day_type}_responses"] = agg.count(call_pos, chosen & call_responded)
+        out[f"call_attempts_{day_type}_365d"] = counts[f"{day_type}_attempts"]
+        out[f"call_response_rate_{day_type}_365d"] = _rate(
+            counts[f"{day_type}_responses"], counts[f"{day_type}_attempts"]
+        )
+    for name in ("sms", "email"):
+        recent = outbound & (channel == name) & (age <= 90)
+        counts[f"{name}_attempts_90d"] = agg.count(pos, recent)
+        counts[f"{name}_responses_90d"] = agg.count(pos, recent & responded)
+
+    conversation = np.isin(outcome, list(CONVERSATION_OUTCOMES))
+    out["inbound_contacts_90d"] = agg.count(pos, ~outbound & (age <= 90))
+    out["days_since_last_attempt"] = agg.smallest(pos, age, outbound)
+    out["days_since_last_conversation"] = agg.smallest(pos, age, conversation)
+    dispute = outcome == "dispute"
+    out["disputes_total"] = agg.count(pos, dispute)
+    out["days_since_last_dispute"] = agg.smallest(pos, age, dispute)
+    for name in OPT_OUT_CHANNELS:
+        out[f"opted_out_{name}"] = (
+            agg.count(pos, (outcome == "opted_out") & (channel == name)) > 0
+        ).astype(np.int64)
+    out["call_attempts_7d_compliance"] = out["call_attempts_7d"].copy()
+    telephone = (channel == "call") & np.isin(outcome, list(TELEPHONE_CONVERSATIONS))
+    micros = rows["attempted_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    last = agg.largest(pos, micros.astype(np.float64), telephone)  # exact below 2**53 us
+    last_at = pd.Series(np.nan_to_num(last, nan=0).astype(np.int64).astype("datetime64[us]"))
+    out["last_telephone_conversation_at"] = (
+        last_at.dt.tz_localize("UTC").where(~np.isnan(last)).array
+    )
+    counts["days_since_last_conversation"] = out["days_since_last_conversation"]
+    return out, counts
+
+
+def _offer_features(agg: _Accounts, offers: pd.DataFrame) -> dict[str, np.ndarray]:
+    rows, pos, age = agg.events(offers, "offered_at")
+    kind = rows["kind"].astype(str).to_numpy()
+    accepted = (rows["accepted_at"] < agg.as_of).fillna(False).to_numpy(dtype=bool)
+    discount = rows["discount_pct"].to_numpy(dtype=float)
+    return {
+        "offers_made_total": agg.count(pos),
+        "discount_offers_made_total": agg.count(pos, kind == "discount"),
+        "plan_offers_made_total": agg.count(pos, kind == "payment_plan"),
+        "offers_accepted_total": agg.count(pos, accepted),
+        "best_accepted_discount_pct": agg.largest(
+            pos, np.nan_to_num(discount), accepted & (kind == "discount")
+        ),
+        "days_since_last_offer": agg.smallest(pos, age),
+    }
+
+
+def _statement_features(agg: _Accounts, statements: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    window = STATEMENT_WINDOW
+    names = (
+        "statement_balance_last",
+        "credit_limit_last",
+        "utilization_last",
+        "statement_days_past_due_last",
+        f"statement_days_past_due_max_{window}d",
+        f"statements_delinquent_{window}d",
+        f"statements_paid_in_full_{window}d",
+        f"statements_no_use_{window}d",
+        f"statement_balance_mean_{window}d",
+        f"statement_balance_trend_{window}d",
+    )
+    if statements is None or not len(statements):
+        out = {name: np.full(agg.n, np.nan) for name in names}
+        for name in names[5:8]:
+            out[name] = np.zeros(agg.n, np.int64)
+        return out
+    rows, pos, age = agg.events(statements, "statement_at")
+    order = np.lexsort((age, pos))  # per account, newest (smallest age) first
+    rows, pos, age = rows.iloc[order], pos[order], age[order]
+    first = np.r_[True, pos[1:] != pos[:-1]][: len(pos)]  # first row of each account
+    balance = rows["balance"].to_numpy(dtype=float)
+    limit = rows["credit_limit"].to_numpy(dtype=float)
+    dpd = rows["days_past_due"].to_numpy(dtype=float)
+    status = rows["status"].astype(str).to_numpy()
+
+    def latest(values: np.ndarray) -> np.ndarray:
+        result = np.full(agg.n, np.nan)
+        result[pos[first]] = values[first]
+        return result
+
+    inside = age <= window
+    count = agg.count(pos, inside)
+    oldest = np.full(agg.n, np.nan)
+    within = np.flatnonzero(inside)
+    oldest[pos[within][::-1]] = balance[within][::-1]  # last write wins: the oldest in window
+    last_balance = latest(balance)
+    return {
+        "statement_balance_last": last_balance,
+        "credit_limit_last": latest(limit),
+        "utilization_last": _rate(last_balance, latest(limit)),
+        "statement_days_past_due_last": latest(dpd),
+        f"statement_days_past_due_max_{window}d": agg.largest(pos, dpd, inside),
+        f"statements_delinquent_{window}d": agg.count(pos, inside & (status == "delinquent")),
+        f"statements_paid_in_full_{window}d": agg.count(pos, inside & (status == "paid_in_full")),
+        f"statements_no_use_{window}d": agg.count(pos, inside & (status == "no_use")),
+        f"statement_balance_mean_{window}d": _rate(agg.total(pos, balance, inside), count),
+        f"statement_balance_trend_{window}d": last_balance - oldest,
+    }
+
+
+def _placed_accounts(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+    accounts = tables["accounts"]
+    return accounts[accounts["placed_at"] <= as_of].reset_index(drop=True)
+
+
+def _account_frame(
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    accounts = _placed_accounts(tables, as_of)
+    agg = _Accounts(accounts, as_of)
+    payments, paid_since_placement = _payment_features(agg, tables["payments"])
+    contacts, counts = _contact_features(agg, tables["contacts"], tables["debtors"])
+    columns = {
+        **_state_features(agg, paid_since_placement),
+        **payments,
+        **_promise_features(agg, tables["promises"]),
+        **contacts,
+        **_offer_features(agg, tables["offers"]),
+        **_statement_features(agg, tables.get("statements")),
+    }
+    frame = pd.DataFrame(
+        {
+            "account_id": accounts["account_id"].to_numpy(),
+            ENTITY_TIMESTAMP: pd.Series(as_of, index=accounts.index).astype("datetime64[us, UTC]"),
+            **{spec.name: columns[spec.name] for spec in ACCOUNT_FEATURES},
+        }
+    )
+    counts["debtor_id"] = accounts["debtor_id"].to_numpy()
+    counts["current_balance"] = columns["current_balance"]
+    counts["payments_sum_90d"] = columns["payments_sum_90d"]
+    counts["payments_count_365d"] = columns["payments_count_365d"]
+    counts["promises_broken_365d"] = columns["promises_broken_365d"]
+    return frame, counts
+
+
+def account_features(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row per account placed at or before `as_of`: every account feature as of then.
+
+    Args:
+        tables: Validated contract tables (`statements` optional).
+        as_of: UTC timestamp; only events strictly before it are used.
+    """
+    frame, _ = _account_frame(tables, pd.Timestamp(as_of))
+    return frame
+
+
+def debtor_features(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row per debtor with an account placed at or before `as_of`, summed over accounts."""
+    _, counts = _account_frame(tables, pd.Timestamp(as_of))
+    return debtor_features_from_counts(counts, pd.Timestamp(as_of))
+
+
+def debtor_features_from_counts(counts: dict[str, np.ndarray], as_of: pd.Timestamp) -> pd.DataFrame:
+    """Debtor rows from the per-account counts that `_account_frame` gathers."""
+    frame = pd.DataFrame(counts)
+    grouped = frame.groupby("debtor_id", sort=True)
+    sums = grouped.sum(numeric_only=True)
+    columns: dict[str, object] = {
+        "debtor_accounts_placed": grouped.size().to_numpy(),
+        "debtor_current_balance": sums["current_balance"].to_numpy(),
+        "debtor_payments_sum_90d": sums["payments_sum_90d"].to_numpy(),
+        "debtor_payments_count_365d": sums["payments_count_365d"].to_numpy().astype(np.int64),
+        "debtor_promises_broken_365d": sums["promises_broken_365d"].to_numpy().astype(np.int64),
+    }
+    for band in HOUR_BANDS:
+        attempts = sums[f"{band}_attempts"].to_numpy()
+        columns[f"debtor_call_attempts_{band}_365d"] = attempts.astype(np.int64)
+        columns[f"debtor_call_response_rate_{band}_365d"] = _rate(
+            sums[f"{band}_responses"].to_numpy(), attempts
+        )
+    for day_type in ("weekday", "weekend"):
+        columns[f"debtor_call_response_rate_{day_type}_365d"] = _rate(
+            sums[f"{day_type}_responses"].to_numpy(), sums[f"{day_type}_attempts"].to_numpy()
+        )
+    for name in ("sms", "email"):
+        columns[f"debtor_{name}_response_rate_90d"] = _rate(
+            sums[f"{name}_responses_90d"].to_numpy(), sums[f"{name}_attempts_90d"].to_numpy()
+        )
+    columns["debtor_days_since_last_conversation"] = (
+        grouped["days_since_last_conversation"].min().to_numpy()
+    )
+    result = pd.DataFrame(
+        {
+            "debtor_id": sums.index.to_numpy(),
+            ENTITY_TIMESTAMP: pd.Series(as_of, index=range(len(sums))).astype(
+                "datetime64[us, UTC]"
+            ),
+        }
+    )
+    return result.assign(**{spec.name: columns[spec.name] for spec in DEBTOR_FEATURES})
+
+
+def feature_snapshots(
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Account and debtor snapshots as of one moment, computing the shared work once."""
+    as_of = pd.Timestamp(as_of)
+    accounts, counts = _account_frame(tables, as_of)
+    return accounts, debtor_features_from_counts(counts, as_of)
