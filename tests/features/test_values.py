@@ -56,7 +56,7 @@ def taiwan_tables(taiwan_csv: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFram
     return raw, tables
 
 
-def test_taiwan_statement_features_reproduce_the_source(taiwan_tables) -> None:  # noqa: ANN001
+def test_taiwan_statement_features_reproduce_the_source(taiwan_tables) -> None:
     raw, tables = taiwan_tables
     frame = account_features(tables, utc("2005-09-30 16:00")).set_index("account_id").loc[raw["ID"]]
     np.testing.assert_array_equal(frame["statement_balance_last"], raw["BILL_AMT1"])
