@@ -1,0 +1,41 @@
+"""Runtime settings of every cobranza component, read from the environment and `.env`.
+
+One object, nested by area, built on first use by the cached `get_settings()`; nothing is read
+at import time. Environment variables use the prefix `COBRANZA_` and `__` between levels, e.g.
+`COBRANZA_FEATURE_STORE__ONLINE_STORE=redis`. Secrets come only from the environment and are
+never logged. It lives in the root package so that every other package can read it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FeatureStoreSettings(BaseModel):
+    """Where Feast keeps its registry and online store for a portfolio."""
+
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: SecretStr | None = None
+    """Redis address and options in Feast's format, e.g. `localhost:6379,password=...`."""
+    training_engine: Literal["direct", "feast"] = "direct"
+    """How training sets are joined: `direct` (pandas as-of join over the same snapshots and
+    TTLs, measured fastest) or `feast` (Feast's DuckDB offline store)."""
+
+
+class Settings(BaseSettings):
+    """All runtime settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COBRANZA_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+    feature_store: FeatureStoreSettings = FeatureStoreSettings()
+
+
+@cache
+def get_settings() -> Settings:
+    """The settings, read once from the environment and `.env`."""
+    return Settings()

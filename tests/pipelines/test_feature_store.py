@@ -1,0 +1,152 @@
+"""Snapshots, the Feast store, point-in-time training sets and online reads, for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.feature_store import (
+    FeatureStoreError,
+    OnlineFeatures,
+    materialize_latest,
+    snapshot_times,
+    training_set,
+)
+from pipelines.features_build import FeatureBuildError, build_snapshots
+from pipelines.portfolio import write_tables
+from pipelines.simulate import simulate_to_folder
+from pipelines.simulator import SimulationConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("store") / "portfolio"
+    simulate_to_folder(
+        SimulationConfig(accounts=300, seed=8, horizon_days=150, placement_days=100), folder
+    )
+    build_snapshots(folder, pd.Timestamp("2025-02-03", tz="UTC"), None, every="14D")
+    return folder
+
+
+def _labels(folder: Path) -> pd.DataFrame:
+    accounts = pd.read_parquet(folder / "accounts.parquet")
+    rng = np.random.default_rng(0)
+    rows = accounts.sample(200, replace=True, random_state=1)[["account_id", "debtor_id"]]
+    offsets = pd.to_timedelta(rng.integers(0, 150 * 24, len(rows)), unit="h")
+    rows = rows.assign(
+        event_timestamp=pd.Timestamp("2025-01-06", tz="UTC") + offsets,
+        label=rng.integers(0, 2, len(rows)),
+    )
+    # an exact duplicate row and a row before any snapshot must both survive
+    early = rows.iloc[[0]].assign(event_timestamp=pd.Timestamp("2025-01-10", tz="UTC"))
+    return pd.concat([rows, rows.iloc[[3]], early], ignore_index=True)
+
+
+def test_build_writes_snapshots_and_is_idempotent(built: Path) -> None:
+    times = snapshot_times(built)
+    assert times[0] == pd.Timestamp("2025-02-03", tz="UTC")
+    assert all(b - a == pd.Timedelta(days=14) for a, b in zip(times, times[1:], strict=False))
+    before = sorted(p.name for p in (built / "features" / "account").iterdir())
+    first = pd.read_parquet(built / "features" / "account" / before[0])
+    build_snapshots(built, pd.Timestamp("2025-02-03", tz="UTC"), None, every="14D")
+    assert sorted(p.name for p in (built / "features" / "account").iterdir()) == before
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(built / "features" / "account" / before[0]), first
+    )
+
+
+@pytest.mark.parametrize("engine", ["direct", "feast"])
+def test_training_set_keeps_every_row_and_only_looks_back(built: Path, engine: str) -> None:
+    labels = _labels(built)
+    joined = training_set(built, labels, engine=engine)
+    assert len(joined) == len(labels)
+    pd.testing.assert_series_equal(joined["label"], labels["label"], check_names=False)
+    pd.testing.assert_series_equal(joined["account_id"], labels["account_id"], check_names=False)
+    # each row got the latest snapshot at or before its time: recompute it from the files
+    times = pd.Series(snapshot_times(built))
+    for row in joined.sample(25, random_state=2).itertuples():
+        eligible = times[
+            (times <= row.event_timestamp) & (times > row.event_timestamp - pd.Timedelta(days=35))
+        ]
+        if eligible.empty:
+            assert np.isnan(row.days_since_placement)
+            continue
+        name = "as_of=" + eligible.iloc[-1].strftime("%Y-%m-%dT%H_%M_%S") + ".parquet"
+        snapshot = pd.read_parquet(built / "features" / "account" / name).set_index("account_id")
+        if row.account_id in snapshot.index:
+            assert row.days_since_placement == pytest.approx(
+                snapshot.loc[row.account_id, "days_since_placement"]
+            )
+    assert joined.iloc[-1][["call_attempts_7d", "debtor_accounts_placed"]].isna().all()
+
+
+def test_both_engines_agree(built: Path) -> None:
+    labels = _labels(built)
+    direct = training_set(built, labels, engine="direct")
+    feast = training_set(built, labels, engine="feast")[direct.columns]
+    for column in direct.columns:
+        if direct[column].dtype.kind in "fi":
+            np.testing.assert_allclose(
+                direct[column].astype(float),
+                feast[column].astype(float),
+                equal_nan=True,
+                err_msg=column,
+            )
+        else:
+            same = direct[column].fillna("-").astype(str) == feast[column].fillna("-").astype(str)
+            assert same.all(), column
+
+
+def test_online_store_serves_the_latest_snapshot(built: Path) -> None:
+    latest = materialize_latest(built)
+    snapshot = pd.read_parquet(
+        built
+        / "features"
+        / "account"
+        / ("as_of=" + latest.strftime("%Y-%m-%dT%H_%M_%S") + ".parquet")
+    )
+    some = snapshot.sample(5, random_state=3)
+    reader = OnlineFeatures(built)
+    accounts = pd.read_parquet(built / "accounts.parquet").set_index("account_id")
+    rows = [
+        {"account_id": int(a), "debtor_id": int(accounts.loc[a, "debtor_id"])}
+        for a in some["account_id"]
+    ]
+    values = reader.get(rows)
+    np.testing.assert_allclose(values["current_balance"], some["current_balance"])
+    unknown = reader.get([{"account_id": 10**9, "debtor_id": 10**9}])
+    assert unknown["current_balance"] == [None]
+
+
+def test_unknown_service_is_a_clear_error(built: Path) -> None:
+    with pytest.raises(
+        FeatureStoreError, match="unknown feature service 'scoring_v9'.*debtor_scoring_v1"
+    ):
+        training_set(built, _labels(built), service="scoring_v9")
+
+
+def test_dates_outside_the_data_are_refused(built: Path) -> None:
+    with pytest.raises(FeatureBuildError, match="outside the data"):
+        build_snapshots(built, pd.Timestamp("2030-01-01", tz="UTC"), None)
+    with pytest.raises(FeatureBuildError, match="outside the data"):
+        build_snapshots(built, pd.Timestamp("2001-01-01", tz="UTC"), None)
+
+
+def test_an_invalid_portfolio_stops_the_build(built: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in built.glob("*.parquet"):
+        (bad / file.name).write_bytes(file.read_bytes())
+    payments = pd.read_parquet(bad / "payments.parquet")
+    payments.loc[0, "amount"] = -1.0
+    write_tables(bad, {"payments": payments})
+    with pytest.raises(FeatureBuildError, match="quarantined rows.*--accept-quarantine"):
+        build_snapshots(bad, None, None)
+    assert not (bad / "features").exists()
+    summary = build_snapshots(bad, None, None, every="30D", accept_quarantine=True)
+    assert summary.quarantined_rows == 1 and summary.account_rows > 0
