@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def _labels(folder: Path) -> pd.DataFrame:
 def test_build_writes_snapshots_and_is_idempotent(built: Path) -> None:
     times = snapshot_times(built)
     assert times[0] == pd.Timestamp("2025-02-03", tz="UTC")
-    assert all(b - a == pd.Timedelta(days=14) for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a == pd.Timedelta(days=14) for a, b in itertools.pairwise(times))
     before = sorted(p.name for p in (built / "features" / "account").iterdir())
     first = pd.read_parquet(built / "features" / "account" / before[0])
     build_snapshots(built, pd.Timestamp("2025-02-03", tz="UTC"), None, every="14D")
@@ -125,7 +126,7 @@ def test_online_store_serves_the_latest_snapshot(built: Path) -> None:
 
 def test_unknown_service_is_a_clear_error(built: Path) -> None:
     with pytest.raises(
-        FeatureStoreError, match="unknown feature service 'scoring_v9'.*debtor_scoring_v1"
+        FeatureStoreError, match=r"unknown feature service 'scoring_v9'.*debtor_scoring_v1"
     ):
         training_set(built, _labels(built), service="scoring_v9")
 
@@ -145,7 +146,7 @@ def test_an_invalid_portfolio_stops_the_build(built: Path, tmp_path: Path) -> No
     payments = pd.read_parquet(bad / "payments.parquet")
     payments.loc[0, "amount"] = -1.0
     write_tables(bad, {"payments": payments})
-    with pytest.raises(FeatureBuildError, match="quarantined rows.*--accept-quarantine"):
+    with pytest.raises(FeatureBuildError, match=r"quarantined rows.*--accept-quarantine"):
         build_snapshots(bad, None, None)
     assert not (bad / "features").exists()
     summary = build_snapshots(bad, None, None, every="30D", accept_quarantine=True)
