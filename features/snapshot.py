@@ -69,7 +69,8 @@ class _Accounts:
     ) -> np.ndarray:
         if mask is not None:
             positions, values = positions[mask], values[mask]
-        return np.bincount(positions, weights=values, minlength=self.n)
+        # bincount of no events returns integers; amounts are always float
+        return np.bincount(positions, weights=values, minlength=self.n).astype(np.float64)
 
     def smallest(
         self, positions: np.ndarray, values: np.ndarray, mask: np.ndarray | None = None
@@ -89,6 +90,15 @@ class _Accounts:
         result = np.full(self.n, -np.inf)
         np.maximum.at(result, positions, values)
         return np.where(np.isinf(result), np.nan, result)
+
+
+def _as_kind(values: object, kind: str) -> object:
+    """Every snapshot has the catalog's dtypes, whatever the data (Feast reads them as one)."""
+    if kind == "int":
+        return np.asarray(values).astype(np.int64)
+    if kind == "float":
+        return np.asarray(values).astype(np.float64)
+    return values
 
 
 def _rate(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -325,7 +335,7 @@ def _account_frame(
         {
             "account_id": accounts["account_id"].to_numpy(),
             ENTITY_TIMESTAMP: pd.Series(as_of, index=accounts.index).astype("datetime64[us, UTC]"),
-            **{spec.name: columns[spec.name] for spec in ACCOUNT_FEATURES},
+            **{spec.name: _as_kind(columns[spec.name], spec.kind) for spec in ACCOUNT_FEATURES},
         }
     )
     counts["debtor_id"] = accounts["debtor_id"].to_numpy()
@@ -390,7 +400,7 @@ def debtor_features_from_counts(counts: dict[str, np.ndarray], as_of: pd.Timesta
             ),
         }
     )
-    return result.assign(**{spec.name: columns[spec.name] for spec in DEBTOR_FEATURES})
+    return result.assign(**{s.name: _as_kind(columns[s.name], s.kind) for s in DEBTOR_FEATURES})
 
 
 def feature_snapshots(

@@ -127,3 +127,19 @@ def test_import_taiwan_then_validate(taiwan_csv: Path, tmp_path: Path) -> None:
     assert run("validate", str(out)).returncode == 0
     missing = run("import", "taiwan", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x"))
     assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_features_build_and_materialize(portfolio: Path) -> None:
+    done = run("features", "build", str(portfolio), "--every", "30d")
+    assert done.returncode == 0, done.stderr
+    assert "snapshots from" in done.stdout
+    assert (portfolio / "feature_store" / "registry.db").is_file()
+    done = run("features", "materialize", str(portfolio))
+    assert done.returncode == 0, done.stderr
+    assert "online store holds the snapshot as of" in done.stdout
+    assert "Materializing" not in done.stdout  # Feast's own chatter is kept out
+    outside = run("features", "build", str(portfolio), "--start", "2031-01-01")
+    assert outside.returncode == 2 and "outside the data" in outside.stderr
+    garbage = run("features", "build", str(portfolio), "--start", "someday")
+    assert garbage.returncode == 2 and "is not a date" in garbage.stderr
+    assert "Traceback" not in outside.stderr + garbage.stderr

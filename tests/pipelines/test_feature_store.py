@@ -151,3 +151,12 @@ def test_an_invalid_portfolio_stops_the_build(built: Path, tmp_path: Path) -> No
     assert not (bad / "features").exists()
     summary = build_snapshots(bad, None, None, every="30D", accept_quarantine=True)
     assert summary.quarantined_rows == 1 and summary.account_rows > 0
+
+
+def test_every_snapshot_file_has_the_same_schema(built: Path) -> None:
+    import pyarrow.parquet as pq
+
+    for entity in ("account", "debtor"):
+        files = sorted((built / "features" / entity).glob("*.parquet"))
+        schemas = {str(pq.read_schema(file).remove_metadata()) for file in files}
+        assert len(files) > 3 and len(schemas) == 1, entity
