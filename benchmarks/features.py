@@ -33,9 +33,15 @@ def _peak_mib() -> float:
 
 
 def _read_tables(folder: Path) -> dict:
-    from pipelines.portfolio import read_portfolio
+    import pandas as pd
 
-    return read_portfolio(folder)
+    from features.snapshot import FEATURE_INPUTS
+
+    return {
+        name: pd.read_parquet(folder / f"{name}.parquet", columns=list(columns))
+        for name, columns in FEATURE_INPUTS.items()
+        if (folder / f"{name}.parquet").is_file()
+    }
 
 
 def stage_snapshot(folder: Path) -> dict:

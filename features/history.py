@@ -75,7 +75,8 @@ def truncate_portfolio(
 
 def account_positions(accounts: pd.DataFrame, account_ids: pd.Series) -> np.ndarray:
     """Row position in `accounts` of each id (-1 if the account is not there)."""
-    return pd.Index(accounts["account_id"]).get_indexer(account_ids)
+    positions = pd.Index(accounts["account_id"]).get_indexer(account_ids)
+    return positions.astype(np.int32) if len(accounts) < 2**31 else positions
 
 
 def local_time(

@@ -14,10 +14,12 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from data_contracts.vocabulary import CONVERSATION_OUTCOMES
+from data_contracts.promises import GRACE_PERIOD
+from data_contracts.schemas import STATEMENT_STATUSES
+from data_contracts.vocabulary import CHANNELS as CONTACT_CHANNELS
+from data_contracts.vocabulary import CONVERSATION_OUTCOMES, OUTCOMES
 from features.catalog import (
     ACCOUNT_FEATURES,
-    CHANNELS,
     CONTACT_WINDOWS,
     DEBTOR_FEATURES,
     OPT_OUT_CHANNELS,
@@ -31,14 +33,59 @@ from features.history import (
     NOT_REACHED_OUTCOMES,
     RESPONSE_OUTCOMES,
     account_positions,
-    local_time,
-    promise_resolved_at,
 )
 
 ENTITY_TIMESTAMP = "event_timestamp"
+FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
+    "debtors": ("debtor_id", "timezone"),
+    "accounts": (
+        "account_id",
+        "debtor_id",
+        "product",
+        "creditor",
+        "original_balance",
+        "opened_at",
+        "delinquent_since",
+        "placed_at",
+    ),
+    "payments": ("account_id", "paid_at", "amount"),
+    "promises": ("account_id", "made_at", "due_at", "amount", "kept"),
+    "contacts": ("account_id", "channel", "direction", "attempted_at", "outcome"),
+    "offers": ("account_id", "kind", "discount_pct", "offered_at", "accepted_at"),
+    "statements": (
+        "account_id",
+        "statement_at",
+        "balance",
+        "credit_limit",
+        "status",
+        "days_past_due",
+    ),
+}
+"""The columns the features read; `feature_inputs` keeps only these (less memory)."""
+GRACE_MICROS = GRACE_PERIOD.value // 1000
 TELEPHONE_CONVERSATIONS = frozenset(
     {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
 )
+
+
+def _plain(values: pd.Series) -> np.ndarray:
+    """A column as a plain numpy array: timestamps as UTC microseconds (NaT as NAT_MICROS),
+    nullable numbers and booleans as float with NaN."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return micros(values)
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and not isinstance(
+        values.dtype, pd.CategoricalDtype
+    ):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    return values.to_numpy()
+
+
+NAT_MICROS = np.iinfo(np.int64).min
+
+
+def micros(stamps: pd.Series) -> np.ndarray:
+    """UTC microseconds since the epoch of a tz-aware timestamp column (NaT -> min int64)."""
+    return stamps.dt.as_unit("us").array.asi8
 
 
 class _Accounts:
@@ -51,14 +98,32 @@ class _Accounts:
         self.as_of_us = pd.Timestamp(as_of).value // 1000  # .value is in nanoseconds
 
     def events(
-        self, frame: pd.DataFrame, time_column: str
-    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """Events of known accounts strictly before as_of: rows, positions, age in days."""
-        times = frame[time_column].to_numpy(dtype="datetime64[us]").astype(np.int64)
+        self, frame: pd.DataFrame, time_column: str, columns: dict[str, tuple[str, ...] | None]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Events of known accounts strictly before as_of, as numpy arrays.
+
+        Args:
+            frame: An event table.
+            time_column: Its timestamp column.
+            columns: Column -> allowed values (returned as codes into them, -1 otherwise), or
+                None for the raw values. Only these columns are copied.
+
+        Returns:
+            The requested columns (plus `time_column` as UTC microseconds), the account
+            position of each event and its age in days at as_of.
+        """
+        times = micros(frame[time_column])
         positions = account_positions(self.accounts, frame["account_id"])
         keep = (times < self.as_of_us) & (positions >= 0)
-        age_days = (self.as_of_us - times[keep]) / 86_400e6
-        return frame[keep], positions[keep], age_days
+        selected = {time_column: times[keep]}
+        for name, categories in columns.items():
+            values = frame[name]
+            if categories is None:
+                selected[name] = _plain(values)[keep]
+            else:
+                selected[name] = pd.Categorical(values, categories=list(categories)).codes[keep]
+        age_days = (self.as_of_us - selected[time_column]) / 86_400e6
+        return selected, positions[keep], age_days
 
     def count(self, positions: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         chosen = positions if mask is None else positions[mask]
@@ -128,17 +193,16 @@ def _state_features(agg: _Accounts, paid_since_placement: np.ndarray) -> dict[st
 def _payment_features(
     agg: _Accounts, payments: pd.DataFrame
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    rows, pos, age = agg.events(payments, "paid_at")
-    amount = rows["amount"].to_numpy(dtype=float)
+    rows, pos, age = agg.events(payments, "paid_at", {"amount": None})
+    amount = rows["amount"].astype(np.float64)
     out: dict[str, np.ndarray] = {}
     for window in PAYMENT_WINDOWS:
         inside = age <= window
         out[f"payments_count_{window}d"] = agg.count(pos, inside)
         out[f"payments_sum_{window}d"] = agg.total(pos, amount, inside)
     out["days_since_last_payment"] = agg.smallest(pos, age)
-    placed = agg.accounts["placed_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[pos]
-    paid_at = rows["paid_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
-    after_placement = paid_at >= placed
+    placed = micros(agg.accounts["placed_at"])[pos]
+    after_placement = rows["paid_at"] >= placed
     out["payments_count_before_placement"] = agg.count(pos, ~after_placement)
     recent = agg.total(pos, amount, age <= 30)
     earlier = agg.total(pos, amount, (age > 30) & (age <= 90))
@@ -147,13 +211,15 @@ def _payment_features(
 
 
 def _promise_features(agg: _Accounts, promises: pd.DataFrame) -> dict[str, np.ndarray]:
-    rows, pos, made_age = agg.events(promises, "made_at")
-    resolved_at = promise_resolved_at(rows).to_numpy(dtype="datetime64[us]").astype(np.int64)
+    rows, pos, made_age = agg.events(
+        promises, "made_at", {"amount": None, "due_at": None, "kept": None}
+    )
+    resolved_at = rows["due_at"] + GRACE_MICROS
+    kept_flag = rows["kept"]
     resolved = resolved_at <= agg.as_of_us
     resolved_age = (agg.as_of_us - resolved_at) / 86_400e6
-    kept = rows["kept"].to_numpy(dtype="float", na_value=np.nan) == 1.0
-    kept = kept & resolved
-    broken = resolved & ~kept & rows["kept"].notna().to_numpy()
+    kept = resolved & (kept_flag == 1.0)
+    broken = resolved & (kept_flag == 0.0)
     out: dict[str, np.ndarray] = {}
     for window in PROMISE_WINDOWS:
         out[f"promises_made_{window}d"] = agg.count(pos, made_age <= window)
@@ -164,23 +230,54 @@ def _promise_features(agg: _Accounts, promises: pd.DataFrame) -> dict[str, np.nd
         out["promises_kept_365d"], out["promises_kept_365d"] + out["promises_broken_365d"]
     )
     out["days_since_last_broken_promise"] = agg.smallest(pos, resolved_age, broken)
-    amount = rows["amount"].to_numpy(dtype=float)
-    out["open_promise_amount"] = agg.total(pos, amount, ~resolved)
+    out["open_promise_amount"] = agg.total(pos, rows["amount"].astype(np.float64), ~resolved)
     return out
+
+
+_RESPONDED = np.isin(np.array(OUTCOMES), list(RESPONSE_OUTCOMES))
+_GOT_THROUGH = ~np.isin(np.array(OUTCOMES), list(NOT_REACHED_OUTCOMES))
+_CONVERSATION = np.isin(np.array(OUTCOMES), list(CONVERSATION_OUTCOMES))
+_TELEPHONE = np.isin(np.array(OUTCOMES), list(TELEPHONE_CONVERSATIONS))
+
+
+def _lookup(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """table[code], False for unknown codes (-1)."""
+    return np.where(codes >= 0, table[np.maximum(codes, 0)], False)
+
+
+def _local_hour_and_weekday(
+    agg: _Accounts, positions: np.ndarray, times: np.ndarray, debtors: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local hour and weekday (Monday 0) of UTC microsecond `times`, per debtor time zone."""
+    zones = agg.accounts["debtor_id"].map(debtors.set_index("debtor_id")["timezone"].astype(str))
+    zone_codes, zone_names = pd.factorize(zones)
+    event_zone = zone_codes[positions]
+    hour = np.zeros(len(times), np.int64)
+    weekday = np.zeros(len(times), np.int64)
+    for code, name in enumerate(zone_names):
+        rows = event_zone == code
+        local = pd.DatetimeIndex(times[rows].astype("datetime64[us]")).tz_localize("UTC")
+        local = local.tz_convert(str(name))
+        hour[rows] = local.hour
+        weekday[rows] = local.dayofweek
+    return hour, weekday
 
 
 def _contact_features(
     agg: _Accounts, contacts: pd.DataFrame, debtors: pd.DataFrame
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    rows, pos, age = agg.events(contacts, "attempted_at")
-    channel = rows["channel"].astype(str).to_numpy()
-    outcome = rows["outcome"].astype(str).to_numpy()
-    outbound = (rows["direction"] == "outbound").to_numpy()
-    responded = np.isin(outcome, list(RESPONSE_OUTCOMES))
-    got_through = ~np.isin(outcome, list(NOT_REACHED_OUTCOMES))
+    rows, pos, age = agg.events(
+        contacts,
+        "attempted_at",
+        {"channel": CONTACT_CHANNELS, "outcome": OUTCOMES, "direction": ("outbound", "inbound")},
+    )
+    channel, outcome = rows["channel"], rows["outcome"]
+    outbound = rows["direction"] == 0
+    responded = _lookup(_RESPONDED, outcome)
+    got_through = _lookup(_GOT_THROUGH, outcome)
     out: dict[str, np.ndarray] = {}
-    for name in CHANNELS:
-        attempt = outbound & (channel == name)
+    for code, name in enumerate(CONTACT_CHANNELS):
+        attempt = outbound & (channel == code)
         for window in CONTACT_WINDOWS:
             inside = attempt & (age <= window)
             out[f"{name}_attempts_{window}d"] = agg.count(pos, inside)
@@ -191,12 +288,11 @@ def _contact_features(
         out[f"{name}_response_rate_90d"] = _rate(agg.count(pos, recent & responded), attempts)
 
     # reachability by local hour band and day type (calls of the last 365 days)
-    calls = outbound & (channel == "call") & (age <= 365)
-    call_rows = rows[calls]
-    local = local_time(call_rows["attempted_at"], call_rows["account_id"], agg.accounts, debtors)
-    hour = local.dt.hour.to_numpy()
-    weekend = local.dt.dayofweek.to_numpy() >= 5
+    call = CONTACT_CHANNELS.index("call")
+    calls = outbound & (channel == call) & (age <= 365)
     call_pos, call_responded = pos[calls], responded[calls]
+    hour, weekday = _local_hour_and_weekday(agg, call_pos, rows["attempted_at"][calls], debtors)
+    weekend = weekday >= 5
     counts: dict[str, np.ndarray] = {}  # raw counts, for debtor-level rates
     for band, (start, end) in HOUR_BANDS.items():
         in_band = (hour >= start) & (hour < end)
@@ -214,25 +310,23 @@ def _contact_features(
             counts[f"{day_type}_responses"], counts[f"{day_type}_attempts"]
         )
     for name in ("sms", "email"):
-        recent = outbound & (channel == name) & (age <= 90)
-        counts[f"{name}_attempts_90d"] = agg.count(pos, recent)
-        counts[f"{name}_responses_90d"] = agg.count(pos, recent & responded)
+        counts[f"{name}_attempts_90d"] = out[f"{name}_attempts_90d"]
+        counts[f"{name}_responses_90d"] = out[f"{name}_responses_90d"]
 
-    conversation = np.isin(outcome, list(CONVERSATION_OUTCOMES))
+    conversation = _lookup(_CONVERSATION, outcome)
     out["inbound_contacts_90d"] = agg.count(pos, ~outbound & (age <= 90))
     out["days_since_last_attempt"] = agg.smallest(pos, age, outbound)
     out["days_since_last_conversation"] = agg.smallest(pos, age, conversation)
-    dispute = outcome == "dispute"
+    dispute = outcome == OUTCOMES.index("dispute")
     out["disputes_total"] = agg.count(pos, dispute)
     out["days_since_last_dispute"] = agg.smallest(pos, age, dispute)
+    opted_out = outcome == OUTCOMES.index("opted_out")
     for name in OPT_OUT_CHANNELS:
-        out[f"opted_out_{name}"] = (
-            agg.count(pos, (outcome == "opted_out") & (channel == name)) > 0
-        ).astype(np.int64)
+        chosen = opted_out & (channel == CONTACT_CHANNELS.index(name))
+        out[f"opted_out_{name}"] = (agg.count(pos, chosen) > 0).astype(np.int64)
     out["call_attempts_7d_compliance"] = out["call_attempts_7d"].copy()
-    telephone = (channel == "call") & np.isin(outcome, list(TELEPHONE_CONVERSATIONS))
-    micros = rows["attempted_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
-    last = agg.largest(pos, micros.astype(np.float64), telephone)  # exact below 2**53 us
+    telephone = (channel == call) & _lookup(_TELEPHONE, outcome)
+    last = agg.largest(pos, rows["attempted_at"].astype(np.float64), telephone)  # exact < 2**53
     last_at = pd.Series(np.nan_to_num(last, nan=0).astype(np.int64).astype("datetime64[us]"))
     out["last_telephone_conversation_at"] = (
         last_at.dt.tz_localize("UTC").where(~np.isnan(last)).array
@@ -242,18 +336,21 @@ def _contact_features(
 
 
 def _offer_features(agg: _Accounts, offers: pd.DataFrame) -> dict[str, np.ndarray]:
-    rows, pos, age = agg.events(offers, "offered_at")
-    kind = rows["kind"].astype(str).to_numpy()
-    accepted = (rows["accepted_at"] < agg.as_of).fillna(False).to_numpy(dtype=bool)
-    discount = rows["discount_pct"].to_numpy(dtype=float)
+    rows, pos, age = agg.events(
+        offers,
+        "offered_at",
+        {"kind": ("discount", "payment_plan"), "discount_pct": None, "accepted_at": None},
+    )
+    kind = rows["kind"]
+    accepted_at = rows["accepted_at"]
+    accepted = (accepted_at != NAT_MICROS) & (accepted_at < agg.as_of_us)
+    discount = np.nan_to_num(rows["discount_pct"].astype(np.float64))
     return {
         "offers_made_total": agg.count(pos),
-        "discount_offers_made_total": agg.count(pos, kind == "discount"),
-        "plan_offers_made_total": agg.count(pos, kind == "payment_plan"),
+        "discount_offers_made_total": agg.count(pos, kind == 0),
+        "plan_offers_made_total": agg.count(pos, kind == 1),
         "offers_accepted_total": agg.count(pos, accepted),
-        "best_accepted_discount_pct": agg.largest(
-            pos, np.nan_to_num(discount), accepted & (kind == "discount")
-        ),
+        "best_accepted_discount_pct": agg.largest(pos, discount, accepted & (kind == 0)),
         "days_since_last_offer": agg.smallest(pos, age),
     }
 
@@ -277,14 +374,23 @@ def _statement_features(agg: _Accounts, statements: pd.DataFrame | None) -> dict
         for name in names[5:8]:
             out[name] = np.zeros(agg.n, np.int64)
         return out
-    rows, pos, age = agg.events(statements, "statement_at")
+    rows, pos, age = agg.events(
+        statements,
+        "statement_at",
+        {
+            "balance": None,
+            "credit_limit": None,
+            "days_past_due": None,
+            "status": STATEMENT_STATUSES,
+        },
+    )
     order = np.lexsort((age, pos))  # per account, newest (smallest age) first
-    rows, pos, age = rows.iloc[order], pos[order], age[order]
+    pos, age = pos[order], age[order]
     first = np.r_[True, pos[1:] != pos[:-1]][: len(pos)]  # first row of each account
-    balance = rows["balance"].to_numpy(dtype=float)
-    limit = rows["credit_limit"].to_numpy(dtype=float)
-    dpd = rows["days_past_due"].to_numpy(dtype=float)
-    status = rows["status"].astype(str).to_numpy()
+    balance = rows["balance"][order].astype(np.float64)
+    limit = rows["credit_limit"][order].astype(np.float64)
+    dpd = rows["days_past_due"][order].astype(np.float64)
+    status = rows["status"][order]
 
     def latest(values: np.ndarray) -> np.ndarray:
         result = np.full(agg.n, np.nan)
@@ -297,15 +403,18 @@ def _statement_features(agg: _Accounts, statements: pd.DataFrame | None) -> dict
     within = np.flatnonzero(inside)
     oldest[pos[within][::-1]] = balance[within][::-1]  # last write wins: the oldest in window
     last_balance = latest(balance)
+    code = STATEMENT_STATUSES.index
     return {
         "statement_balance_last": last_balance,
         "credit_limit_last": latest(limit),
         "utilization_last": _rate(last_balance, latest(limit)),
         "statement_days_past_due_last": latest(dpd),
         f"statement_days_past_due_max_{window}d": agg.largest(pos, dpd, inside),
-        f"statements_delinquent_{window}d": agg.count(pos, inside & (status == "delinquent")),
-        f"statements_paid_in_full_{window}d": agg.count(pos, inside & (status == "paid_in_full")),
-        f"statements_no_use_{window}d": agg.count(pos, inside & (status == "no_use")),
+        f"statements_delinquent_{window}d": agg.count(pos, inside & (status == code("delinquent"))),
+        f"statements_paid_in_full_{window}d": agg.count(
+            pos, inside & (status == code("paid_in_full"))
+        ),
+        f"statements_no_use_{window}d": agg.count(pos, inside & (status == code("no_use"))),
         f"statement_balance_mean_{window}d": _rate(agg.total(pos, balance, inside), count),
         f"statement_balance_trend_{window}d": last_balance - oldest,
     }
@@ -344,6 +453,15 @@ def _account_frame(
     counts["payments_count_365d"] = columns["payments_count_365d"]
     counts["promises_broken_365d"] = columns["promises_broken_365d"]
     return frame, counts
+
+
+def feature_inputs(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables reduced to the columns the features read."""
+    return {
+        name: tables[name][list(columns)]
+        for name, columns in FEATURE_INPUTS.items()
+        if name in tables
+    }
 
 
 def account_features(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.snapshot import feature_snapshots
+from features.snapshot import feature_inputs, feature_snapshots
 from pipelines.feature_store import apply_repository, snapshot_root
 from pipelines.portfolio import read_manifest, validate_portfolio, write_tables
 
@@ -93,7 +93,9 @@ def build_snapshots(
             f"validation quarantined rows ({counts}); see {folder / 'quarantine'}. "
             "Fix the input, or pass --accept-quarantine to build from the valid rows only"
         )
-    tables = result.valid
+    quarantined = result.quarantined_rows
+    tables = feature_inputs(result.valid)
+    del result  # the other columns are not needed: free them before computing
     if not len(tables["accounts"]):
         raise FeatureBuildError(f"{folder}: no valid accounts")
     first, last = data_window(tables, read_manifest(folder))
@@ -121,4 +123,4 @@ def build_snapshots(
         if progress is not None:
             progress(done + 1, len(times))
     apply_repository(folder)
-    return BuildSummary(times, account_rows, debtor_rows, result.quarantined_rows)
+    return BuildSummary(times, account_rows, debtor_rows, quarantined)
