@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.settings import FeatureStoreSettings, get_settings
+from features.snapshot import micros
 
 SNAPSHOT_FOLDER = "features"
 STORE_FOLDER = "feature_store"
@@ -197,29 +198,44 @@ def training_set(
 
 
 def _direct_join(store: Any, service: Any, rows: pd.DataFrame) -> pd.DataFrame:
-    """As-of join of entity rows with snapshots, with Feast's semantics (latest within TTL)."""
-    result = rows.sort_values("event_timestamp", kind="stable")
+    """Point-in-time join with Feast's semantics (latest snapshot at or before the row's time,
+    within the view's TTL), one snapshot file at a time.
+
+    Each snapshot holds every entity placed by its as-of time, so the latest snapshot before a
+    row is the only one that can hold its features: rows are assigned to a snapshot by time,
+    then looked up by key in that file alone. Memory stays at one snapshot plus the result.
+    """
+    row_times = micros(rows["event_timestamp"].astype("datetime64[us, UTC]"))
+    result = rows
     for view, names in _views_of(store, service):
         key = view.entity_columns[0].name
         if key not in rows.columns:
             raise FeatureStoreError(f"entity rows need a {key} column for feature view {view.name}")
-        path = Path(view.batch_source.path)
-        snapshots = pd.read_parquet(path, columns=[key, "event_timestamp", *names])
-        snapshots = snapshots.rename(columns={"event_timestamp": "__snapshot_at"})
-        snapshots["__snapshot_at"] = snapshots["__snapshot_at"].astype("datetime64[us, UTC]")
-        snapshots = snapshots.sort_values("__snapshot_at", kind="stable")
-        left = result.assign(__at=result["event_timestamp"].astype("datetime64[us, UTC]"))
-        merged = pd.merge_asof(
-            left,
-            snapshots,
-            left_on="__at",
-            right_on="__snapshot_at",
-            by=key,
-            direction="backward",
-            tolerance=pd.Timedelta(view.ttl),
-        )
-        result = merged.drop(columns=["__at", "__snapshot_at"])
+        folder = Path(view.batch_source.path)
+        files = sorted(folder.glob("as_of=*.parquet"))
+        stamps = np.array([_file_time(file) for file in files], dtype=np.int64)
+        order = np.argsort(stamps)
+        files, stamps = [files[k] for k in order], stamps[order]
+        chosen = np.searchsorted(stamps, row_times, side="right") - 1
+        ttl = int(pd.Timedelta(view.ttl).total_seconds() * 1e6)
+        usable = (chosen >= 0) & (row_times - stamps[np.maximum(chosen, 0)] <= ttl)
+        parts = []
+        for index in np.unique(chosen[usable]):
+            selected = np.flatnonzero(usable & (chosen == index))
+            snapshot = pd.read_parquet(files[index], columns=[key, *names]).set_index(key)
+            values = snapshot.reindex(rows[key].to_numpy()[selected])
+            parts.append(values.set_axis(rows.index[selected]))
+        schema = pd.read_parquet(files[0], columns=names).iloc[:0] if files else None
+        features = pd.concat(parts) if parts else schema
+        if features is None:
+            raise FeatureStoreError(f"{folder}: no snapshots (run `cobranza features build`)")
+        result = result.join(features.reindex(rows.index), how="left")
     return result
+
+
+def _file_time(path: Path) -> int:
+    stamp = path.stem.removeprefix("as_of=").replace("_", ":")
+    return pd.Timestamp(stamp, tz="UTC").value // 1000
 
 
 class OnlineFeatures:
