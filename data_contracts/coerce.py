@@ -13,11 +13,19 @@ import pandas as pd
 from data_contracts.schemas import contract_columns
 
 
+class ContractError(ValueError):
+    """The input cannot be validated at all (missing table, missing column, unreadable file)."""
+
+
 def _is_present(values: pd.Series) -> np.ndarray:
     return values.notna().to_numpy()
 
 
 def _coerce_integer(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if values.dtype == np.uint64:  # ids above 2**63 - 1 do not fit the contract's int64
+        too_large = values.to_numpy() > np.iinfo(np.int64).max
+        fitted = values.where(~too_large, 0).astype(np.int64).astype("Int64")
+        return fitted.mask(too_large), too_large
     if pd.api.types.is_integer_dtype(values.dtype):
         # int64 stays int64 (no copy); other integer types become nullable Int64
         same = values if values.dtype == np.int64 else values.astype("Int64")
@@ -79,8 +87,26 @@ def _coerce_category(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_float_dtype(values.dtype):
         result = pd.Series(pd.Categorical([None] * len(values)), index=values.index)
         return result, _is_present(values)
+    if values.dtype == object:
+        is_bytes = np.fromiter(
+            (isinstance(v, bytes | bytearray) for v in values), bool, len(values)
+        )
+        if is_bytes.any():
+            decoded = values.map(_decode, na_action="ignore")
+            bad = _is_present(values) & decoded.isna().to_numpy()
+            return decoded.astype("string").astype("category"), bad
     text = values.astype("string")
     return text.astype("category"), np.zeros(len(values), dtype=bool)
+
+
+def _decode(value: object) -> object:
+    """Text from bytes when they are UTF-8, None otherwise (the row goes to quarantine)."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return value
 
 
 _COERCERS = {
@@ -108,7 +134,13 @@ def coerce_to_contract(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     coerced: dict[str, pd.Series] = {}
     unreadable: dict[str, np.ndarray] = {}
     for name, dtype in contract_columns(table).items():
-        values, bad = _COERCERS[dtype](raw[name])
+        try:
+            values, bad = _COERCERS[dtype](raw[name])
+        except (TypeError, ValueError, UnicodeError, OverflowError) as error:
+            # a column of a storage type we cannot read value by value (binary, nested, ...)
+            raise ContractError(
+                f"{table}.parquet: column {name} cannot be read as {dtype} ({type(error).__name__})"
+            ) from None
         coerced[name] = values
         unreadable[name] = bad
     extra = [column for column in raw.columns if column not in coerced]

@@ -6,7 +6,7 @@ account's currency. Enumerations are stored as strings (categoricals in memory).
 
 These models check one table at a time: types, nulls, ranges, allowed values and the order of
 timestamps within a row. Rules that span tables (referential integrity, events before the
-account was opened, duplicate ids) live in `data_contracts.rules`.
+account was opened, duplicate ids) live in `data_contracts.validation`.
 """
 
 from __future__ import annotations
@@ -125,6 +125,14 @@ class Accounts(Contract):
     )
     def _placed_after_delinquent(cls, df: pd.DataFrame) -> pd.Series:
         return _not_before(df["placed_at"], df["delinquent_since"])
+
+    @pa.dataframe_check(name="placed_after_opened", error="placed_at is before opened_at")
+    def _placed_after_opened(cls, df: pd.DataFrame) -> pd.Series:
+        return _not_before(df["placed_at"], df["opened_at"])
+
+    @pa.dataframe_check(name="charged_off_after_opened", error="charged_off_at is before opened_at")
+    def _charged_off_after_opened(cls, df: pd.DataFrame) -> pd.Series:
+        return _not_before(df["charged_off_at"], df["opened_at"])
 
     @pa.dataframe_check(
         name="charged_off_after_delinquent", error="charged_off_at is before delinquent_since"

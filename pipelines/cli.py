@@ -6,6 +6,9 @@ so `cobranza --help` answers at once.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,6 +46,29 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_UNUSABLE)
 
 
+@contextmanager
+def _user_errors(action: str, *expected: type[BaseException]) -> Iterator[None]:
+    """Turn errors into one-line messages and exit status 2, never a traceback.
+
+    Expected errors (bad input) print their message, which names the file, column or rule.
+    Anything else prints only its type, since its text could quote data;
+    COBRANZA_DEBUG=1 re-raises it with the traceback for developers.
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except expected as error:
+        raise _fail(str(error)) from None
+    except Exception as error:
+        if os.environ.get("COBRANZA_DEBUG"):
+            raise
+        raise _fail(
+            f"unexpected {type(error).__name__} while {action}; "
+            "set COBRANZA_DEBUG=1 to see the details"
+        ) from None
+
+
 def _print_validation(result: ValidationResult, quarantine: Path) -> None:
     from rich.table import Table
 
@@ -76,9 +102,11 @@ def simulate(
         "data/portfolio"
     ),
     accounts: Annotated[int, typer.Option(min=1, help="Number of accounts to simulate.")] = 10_000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Random seed; the same seed gives the same data.")
+    ] = 0,
     days: Annotated[
-        int, typer.Option(min=30, help="Days of collections history to simulate.")
+        int, typer.Option(min=30, max=3650, help="Days of collections history to simulate.")
     ] = 365,
     overwrite: Annotated[bool, typer.Option(help="Replace the folder if it is not empty.")] = False,
 ) -> None:
@@ -89,6 +117,7 @@ def simulate(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from pipelines.portfolio import OutputFolderError
     from pipelines.simulate import simulate_to_folder
     from pipelines.simulator.engine import SimulationConfig
 
@@ -101,17 +130,17 @@ def simulate(
         TextColumn("day {task.completed:.0f}/{task.total:.0f}"),
         TimeElapsedColumn(),
     )
-    try:
-        with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
-            task = progress.add_task("simulating", total=days)
-            manifest = simulate_to_folder(
-                config,
-                out,
-                overwrite=overwrite,
-                progress=lambda day: progress.update(task, completed=day + 1),
-            )
-    except FileExistsError as error:
-        raise _fail(str(error)) from None
+    with (
+        _user_errors("simulating", OutputFolderError),
+        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+    ):
+        task = progress.add_task("simulating", total=days)
+        manifest = simulate_to_folder(
+            config,
+            out,
+            overwrite=overwrite,
+            progress=lambda day: progress.update(task, completed=day + 1),
+        )
     rows = manifest["rows"]
     assert isinstance(rows, dict)
     summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
@@ -137,10 +166,13 @@ def validate(
     from pipelines.portfolio import validate_portfolio
 
     quarantine = quarantine or folder / "quarantine"
-    try:
-        result = validate_portfolio(folder, quarantine)
-    except ContractError as error:
-        raise _fail(str(error)) from None
+    with (
+        _user_errors("validating", ContractError),
+        _console(stderr=True).status("validating") as status,
+    ):
+        result = validate_portfolio(
+            folder, quarantine, progress=lambda table: status.update(f"validating {table}")
+        )
     _print_validation(result, quarantine)
     raise typer.Exit(EXIT_VALID if result.quarantined_rows == 0 else EXIT_QUARANTINED)
 
@@ -160,12 +192,14 @@ def import_taiwan(
     Each client becomes a debtor with one card account, six monthly statements and its
     payments; the October 2005 default label goes to labels/default_next_month.parquet.
     """
+    from pipelines.portfolio import OutputFolderError
     from pipelines.taiwan import TaiwanFormatError, import_taiwan_to_folder
 
-    try:
+    with (
+        _user_errors("importing", TaiwanFormatError, OutputFolderError, FileNotFoundError),
+        _console(stderr=True).status("importing the Taiwan dataset"),
+    ):
         manifest = import_taiwan_to_folder(csv, out, overwrite=overwrite)
-    except (TaiwanFormatError, FileExistsError, FileNotFoundError) as error:
-        raise _fail(str(error)) from None
     rows = manifest["rows"]
     assert isinstance(rows, dict)
     summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
@@ -218,19 +252,19 @@ def features_build(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    try:
-        with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
-            task = progress.add_task("snapshots", total=None)
-            summary = build_snapshots(
-                folder,
-                begin,  # type: ignore[arg-type]
-                finish,  # type: ignore[arg-type]
-                every,
-                accept_quarantine,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-    except (ContractError, FeatureBuildError) as error:
-        raise _fail(str(error)) from None
+    with (
+        _user_errors("building features", ContractError, FeatureBuildError),
+        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+    ):
+        task = progress.add_task("snapshots", total=None)
+        summary = build_snapshots(
+            folder,
+            begin,  # type: ignore[arg-type]
+            finish,  # type: ignore[arg-type]
+            every,
+            accept_quarantine,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     first, last = summary.as_of[0], summary.as_of[-1]
     _console().print(
         f"{len(summary.as_of)} snapshots from {first.isoformat()} to {last.isoformat()}: "
@@ -245,10 +279,8 @@ def features_materialize(folder: Annotated[Path, typer.Argument(help="Portfolio 
     """Load the latest snapshot into the online store (SQLite by default) for serving."""
     from pipelines.feature_store import FeatureStoreError, materialize_latest
 
-    try:
+    with _user_errors("materializing", FeatureStoreError):
         latest = materialize_latest(folder)
-    except FeatureStoreError as error:
-        raise _fail(str(error)) from None
     _console().print(f"online store holds the snapshot as of {latest.isoformat()}", soft_wrap=True)
 
 

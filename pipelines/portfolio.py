@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +29,8 @@ def table_path(folder: Path, table: str) -> Path:
 def read_table(folder: Path, table: str) -> pd.DataFrame:
     """Read one table; a missing or unreadable file is a `ContractError` naming the file."""
     path = table_path(folder, table)
+    if path.is_dir():
+        raise ContractError(f"{path}: is a folder, not a parquet file")
     if not path.is_file():
         raise ContractError(f"{path}: file not found (every portfolio needs {table}.parquet)")
     try:
@@ -45,7 +49,7 @@ class PortfolioFolder(Mapping[str, pd.DataFrame]):
         if not self.folder.is_dir():
             raise ContractError(f"{self.folder}: portfolio folder not found")
         for table in CONTRACTS:
-            if table not in OPTIONAL_TABLES and not table_path(self.folder, table).is_file():
+            if table not in OPTIONAL_TABLES and not table_path(self.folder, table).exists():
                 raise ContractError(
                     f"{table_path(self.folder, table)}: file not found "
                     f"(every portfolio needs {table}.parquet)"
@@ -54,7 +58,7 @@ class PortfolioFolder(Mapping[str, pd.DataFrame]):
     def __getitem__(self, table: str) -> pd.DataFrame:
         if table not in CONTRACTS:
             raise KeyError(table)
-        if table in OPTIONAL_TABLES and not table_path(self.folder, table).is_file():
+        if table in OPTIONAL_TABLES and not table_path(self.folder, table).exists():
             return empty_table(table)
         return read_table(self.folder, table)
 
@@ -95,34 +99,114 @@ def write_json(path: Path, data: dict[str, object]) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def prepare_output(folder: Path, overwrite: bool) -> Path:
-    """An empty output folder; refuses to touch a non-empty one unless `overwrite`."""
+class OutputFolderError(ValueError):
+    """An output folder cannot be used (it is a file, or holds something we must not delete)."""
+
+
+def check_output(folder: Path, overwrite: bool, keep: Sequence[Path] = ()) -> None:
+    """Refuse an output folder that is a file, or is not empty unless it holds a portfolio
+    written by cobranza (`manifest.json`) and `overwrite` is set, or contains a file in `keep`."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{folder} is a file, not a folder")
+    for path in keep:
+        if Path(path).resolve().is_relative_to(folder.resolve()):
+            raise OutputFolderError(f"{folder} contains the input {path}: choose another --out")
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{folder} is not empty (use --overwrite to replace it)")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+            raise OutputFolderError(f"{folder} is not empty (use --overwrite to replace it)")
+        if not (folder / MANIFEST).is_file():
+            raise OutputFolderError(
+                f"{folder} is not replaced: it holds files but no cobranza portfolio "
+                f"({MANIFEST}); choose an empty or new folder"
+            )
 
 
-def validate_portfolio(folder: Path, quarantine: Path | None = None) -> ValidationResult:
+@contextmanager
+def staged_output(folder: Path, overwrite: bool, keep: Sequence[Path] = ()) -> Iterator[Path]:
+    """Write into a temporary sibling folder, then swap it in; on failure nothing changes.
+
+    The existing folder is only replaced once the new one is complete, so a crash or a bad
+    input never leaves a half-written portfolio or destroys the previous one.
+    """
+    folder = Path(folder)
+    check_output(folder, overwrite, keep)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+        folder.rename(retired / folder.name)
+        staging.rename(folder)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(folder)
+
+
+def _data_end(folder: Path) -> pd.Timestamp | None:
+    end = read_manifest(folder).get("data_end")
+    return pd.Timestamp(str(end)) if end else None
+
+
+def _prepare_quarantine(folder: Path, quarantine: Path) -> None:
+    """Make the quarantine folder ready, deleting only what an earlier validation wrote.
+
+    Refuses the portfolio folder itself, a folder that contains it, a file, and a non-empty
+    folder that is not a quarantine folder (no report.json), so no input is ever deleted.
+    """
+    target, source = quarantine.resolve(), folder.resolve()
+    if source.is_relative_to(target):
+        raise ContractError(
+            f"--quarantine {quarantine}: must not be the portfolio folder or contain it"
+        )
+    if quarantine.exists() and not quarantine.is_dir():
+        raise ContractError(f"--quarantine {quarantine}: is a file, not a folder")
+    if quarantine.is_dir() and any(quarantine.iterdir()) and not (quarantine / REPORT).is_file():
+        raise ContractError(
+            f"--quarantine {quarantine}: holds other files; choose an empty or new folder"
+        )
+    try:
+        quarantine.mkdir(parents=True, exist_ok=True)
+        (quarantine / REPORT).unlink(missing_ok=True)
+        for table in CONTRACTS:
+            table_path(quarantine, table).unlink(missing_ok=True)
+        probe = quarantine / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ContractError(
+            f"--quarantine {quarantine}: cannot write there ({error.strerror})"
+        ) from None
+
+
+def validate_portfolio(
+    folder: Path,
+    quarantine: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ValidationResult:
     """Validate a portfolio folder and write what was quarantined.
 
     Quarantined rows go to `<quarantine>/<table>.parquet` (raw values, `source_row`,
     `quarantine_rules`, `quarantine_reasons`) and the counts to `<quarantine>/report.json`.
     The quarantine folder defaults to `<folder>/quarantine` and is rewritten on every run.
 
+    Events dated after the manifest's `data_end` are quarantined (`after_data_end`).
+
     Raises:
-        ContractError: a file or column is missing or a file cannot be read.
+        ContractError: a file or column is missing, a file cannot be read, or the quarantine
+            folder cannot be used.
     """
     folder = Path(folder)
-    result = validate_tables(PortfolioFolder(folder))
     quarantine = Path(quarantine) if quarantine is not None else folder / "quarantine"
-    if quarantine.exists():
-        for old in quarantine.glob("*.parquet"):
-            old.unlink()
-    quarantine.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        raise ContractError(f"{folder}: portfolio folder not found")
+    _prepare_quarantine(folder, quarantine)  # first, so no stale report outlives a failed run
+    portfolio = PortfolioFolder(folder)
+    result = validate_tables(portfolio, data_end=_data_end(folder), progress=progress)
     for table, rows in result.quarantined.items():
         if len(rows):
             rows.to_parquet(table_path(quarantine, table), index=False)

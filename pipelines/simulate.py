@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.portfolio import MANIFEST, prepare_output, write_json, write_tables
+from pipelines.portfolio import MANIFEST, staged_output, write_json, write_tables
 from pipelines.simulator.engine import SimulationConfig, run_simulation
 from pipelines.simulator.tables import iter_tables, portfolio_manifest, truth_parameters
 
@@ -23,17 +23,17 @@ def simulate_to_folder(
     The hidden truth goes to `<folder>/truth/` (debtor traits, per-contact true probabilities,
     `params.json`); only benchmarks may read it.
     """
-    folder = prepare_output(Path(folder), overwrite)
-    output = run_simulation(config, progress)
-    rows: dict[str, int] = {}
-    for kind, name, frame in iter_tables(output):
-        if kind == "tables":
-            write_tables(folder, {name: frame})
-            rows[name] = len(frame)
-        else:
-            write_tables(folder / TRUTH_FOLDER, {name: frame})
-        del frame
-    write_json(folder / TRUTH_FOLDER / "params.json", truth_parameters(config))
-    manifest = portfolio_manifest(config, rows)
-    write_json(folder / MANIFEST, manifest)
+    with staged_output(Path(folder), overwrite) as staging:
+        output = run_simulation(config, progress)
+        rows: dict[str, int] = {}
+        for kind, name, frame in iter_tables(output):
+            if kind == "tables":
+                write_tables(staging, {name: frame})
+                rows[name] = len(frame)
+            else:
+                write_tables(staging / TRUTH_FOLDER, {name: frame})
+            del frame
+        write_json(staging / TRUTH_FOLDER / "params.json", truth_parameters(config))
+        manifest = portfolio_manifest(config, rows)
+        write_json(staging / MANIFEST, manifest)
     return manifest

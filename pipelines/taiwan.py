@@ -53,7 +53,7 @@ REQUIRED_COLUMNS = (
     *PAID_COLUMNS,
     LABEL,
 )
-AGE_BINS = (0, 25, 35, 45, 55, 65, 200)
+AGE_BINS = (18, 25, 35, 45, 55, 65, 200)  # below 18: age band unknown
 AGE_LABELS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 EDUCATION = {1: "graduate_school", 2: "university", 3: "high_school", 4: "other"}
 MARITAL_STATUS = {1: "married", 2: "single", 3: "other"}
@@ -110,11 +110,11 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
         }
     )
 
-    months_late = raw["PAY_0"].clip(lower=0).astype(np.int64).to_numpy()
+    months_late = raw["PAY_0"].clip(lower=0).astype(np.int64)
+    starts = {k: PLACED_AT - pd.DateOffset(months=int(k)) for k in months_late.unique() if k > 0}
     delinquent_since = pd.Series(
-        [PLACED_AT - pd.DateOffset(months=int(k)) if k > 0 else pd.NaT for k in months_late],
-        dtype="datetime64[us, UTC]",
-    )
+        pd.to_datetime([starts.get(k, pd.NaT) for k in months_late], utc=True)
+    ).astype("datetime64[us, UTC]")
     opened_at = delinquent_since - pd.Timedelta(days=1)
     opened_at = opened_at.where(opened_at < FIRST_MONTH, FIRST_MONTH).fillna(FIRST_MONTH)
     placed_balance = raw["BILL_AMT1"].clip(lower=0).astype(np.float64).to_numpy()
@@ -127,8 +127,8 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
             "currency": pd.Categorical([CURRENCY] * n),
             "original_balance": placed_balance,
             "current_balance": placed_balance,
-            "opened_at": opened_at.to_numpy(),
-            "delinquent_since": delinquent_since.to_numpy(),
+            "opened_at": opened_at.astype("datetime64[us, UTC]").array,
+            "delinquent_since": delinquent_since.array,
             "charged_off_at": pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]"),
             "placed_at": pd.Series([PLACED_AT] * n, dtype="datetime64[us, UTC]"),
             "days_past_due_at_placement": days_past_due.to_numpy(),
@@ -210,25 +210,37 @@ def read_taiwan_csv(path: Path) -> pd.DataFrame:
     missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
     if missing:
         raise TaiwanFormatError(f"{path}: missing column(s) {', '.join(missing)}")
-    bad = raw[list(REQUIRED_COLUMNS)].apply(pd.to_numeric, errors="coerce").isna()
-    if bad.any().any():
-        row = int(bad.any(axis=1).to_numpy().argmax())
-        column = bad.columns[bad.iloc[row].to_numpy()][0]
-        raise TaiwanFormatError(
-            f"{path}: row {row + 2}, column {column}: value is missing or not a number"
-        )
-    return raw
+    numbers = raw[list(REQUIRED_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    checks = (
+        (numbers.isna() | ~np.isfinite(numbers), "value is missing or not a number"),
+        ((numbers % 1 != 0) | (numbers.abs() > 2**53), "value is not a whole number"),
+        (
+            numbers[list(STATUS_COLUMNS)].lt(-2) | numbers[list(STATUS_COLUMNS)].gt(9),
+            "repayment status outside -2..9",
+        ),
+        (
+            numbers[["ID"]].lt(1) | numbers[["ID"]].duplicated(keep="first").to_frame("ID"),
+            "ID must be a positive number used once",
+        ),
+        (~numbers[[LABEL]].isin([0, 1]), "label must be 0 or 1"),
+        (numbers[["LIMIT_BAL"]].lt(0), "credit limit below 0"),
+    )
+    for bad, message in checks:
+        bad = bad.fillna(False).astype(bool)
+        if bad.to_numpy().any():
+            row = int(bad.any(axis=1).to_numpy().argmax())
+            column = bad.columns[bad.iloc[row].to_numpy()][0]
+            raise TaiwanFormatError(f"{path}: row {row + 2}, column {column}: {message}")
+    return numbers.astype(np.int64)
 
 
 def import_taiwan_to_folder(csv: Path, out: Path, overwrite: bool = False) -> dict[str, object]:
     """Read the CSV, map it, and write the portfolio folder (tables, labels, manifest)."""
-    from pipelines.portfolio import MANIFEST, prepare_output, write_json, write_tables
+    from pipelines.portfolio import MANIFEST, check_output, staged_output, write_json, write_tables
 
+    check_output(Path(out), overwrite, keep=[Path(csv)])
     raw = read_taiwan_csv(csv)
     tables, labels = taiwan_to_tables(raw)
-    folder = prepare_output(Path(out), overwrite)
-    write_tables(folder, tables)
-    write_tables(folder / "labels", {"default_next_month": labels})
     manifest = {
         "source": "UCI default of credit card clients (dataset 350), CC BY 4.0",
         "data_end": PLACED_AT.isoformat(),
@@ -241,5 +253,8 @@ def import_taiwan_to_folder(csv: Path, out: Path, overwrite: bool = False) -> di
         },
         "rows": {name: len(frame) for name, frame in tables.items()},
     }
-    write_json(folder / MANIFEST, manifest)
+    with staged_output(Path(out), overwrite, keep=[Path(csv)]) as folder:
+        write_tables(folder, tables)
+        write_tables(folder / "labels", {"default_next_month": labels})
+        write_json(folder / MANIFEST, manifest)
     return manifest

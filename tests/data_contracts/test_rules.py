@@ -55,8 +55,8 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("debtors", 0, "timezone:isin", _set("debtors", 0, "timezone", "Mars/Olympus")),
     ("debtors", 1, "age_band:isin", _set("debtors", 1, "age_band", "101-110")),
     ("debtors", 0, "gender:isin", _set("debtors", 0, "gender", "F")),
-    ("debtors", 0, "missing_value", _set("debtors", 0, "region", None)),
-    ("debtors", 1, "type", _as_text("debtors", "debtor_id", 1, "two")),
+    ("debtors", 0, "region:missing_value", _set("debtors", 0, "region", None)),
+    ("debtors", 1, "debtor_id:type", _as_text("debtors", "debtor_id", 1, "two")),
     ("debtors", 1, "duplicate_id", _set("debtors", 1, "debtor_id", 1)),
     ("accounts", 0, "product:isin", _set("accounts", 0, "product", "lottery")),
     ("accounts", 0, "currency:str_matches", _set("accounts", 0, "currency", "usd")),
@@ -72,8 +72,8 @@ CASES: list[tuple[str, int, str, Mutation]] = [
         "current_balance:greater_than_or_equal_to",
         _set("accounts", 1, "current_balance", -0.01),
     ),
-    ("accounts", 2, "type", _as_text("accounts", "original_balance", 2, "a lot")),
-    ("accounts", 2, "type", _as_text("accounts", "placed_at", 2, "last spring")),
+    ("accounts", 2, "original_balance:type", _as_text("accounts", "original_balance", 2, "a lot")),
+    ("accounts", 2, "placed_at:type", _as_text("accounts", "placed_at", 2, "last spring")),
     ("accounts", 0, "delinquent_after_opened", _set("accounts", 0, "opened_at", utc("2024-02-01"))),
     ("accounts", 1, "placed_after_delinquent", _set("accounts", 1, "placed_at", utc("2024-04-01"))),
     (
@@ -97,7 +97,7 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("accounts", 2, "unknown_debtor", _set("accounts", 2, "debtor_id", 99)),
     ("accounts", 2, "debtor_quarantined", _set("debtors", 1, "timezone", "Nowhere/Land")),
     ("payments", 0, "amount:greater_than", _set("payments", 0, "amount", 0.0)),
-    ("payments", 0, "type", _as_text("payments", "amount", 0, "12,50")),
+    ("payments", 0, "amount:type", _as_text("payments", "amount", 0, "12,50")),
     ("payments", 1, "method:isin", _set("payments", 1, "method", "bitcoin")),
     ("payments", 1, "unknown_account", _set("payments", 1, "account_id", 77)),
     ("payments", 0, "before_account_opened", _set("payments", 0, "paid_at", utc("2021-01-01"))),
@@ -150,7 +150,7 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("offers", 0, "before_account_opened", _set("offers", 0, "offered_at", utc("2021-01-01"))),
     ("promises", 0, "amount:greater_than", _set("promises", 0, "amount", -1.0)),
     ("promises", 0, "due_after_made", _set("promises", 0, "due_at", utc("2024-07-01"))),
-    ("promises", 1, "type", _as_text("promises", "kept", 1, "perhaps")),
+    ("promises", 1, "kept:type", _as_text("promises", "kept", 1, "perhaps")),
     ("promises", 1, "offer_of_other_account", _set("promises", 1, "offer_id", 100)),
     ("promises", 0, "unknown_account", _set("promises", 0, "account_id", 5)),
     (
@@ -165,6 +165,51 @@ CASES: list[tuple[str, int, str, Mutation]] = [
         0,
         "credit_limit:greater_than_or_equal_to",
         _set("statements", 0, "credit_limit", -1.0),
+    ),
+]
+
+
+ID_CASES: list[tuple[str, int, str, Mutation]] = [
+    (table, 0, f"{column}:greater_than_or_equal_to(0)", _set(table, 0, column, -1))
+    for table, columns in {
+        "debtors": ["debtor_id"],
+        "accounts": ["account_id", "debtor_id"],
+        "payments": ["payment_id", "account_id"],
+        "contacts": ["contact_id", "account_id"],
+        "offers": ["offer_id", "account_id"],
+        "promises": ["promise_id", "account_id"],
+        "statements": ["statement_id", "account_id"],
+    }.items()
+    for column in columns
+]
+CASES += ID_CASES
+CASES += [
+    ("offers", 0, "discount_pct:greater_than(0)", _set("offers", 0, "discount_pct", 0.0)),
+    (
+        "statements",
+        0,
+        "days_past_due:greater_than_or_equal_to(0)",
+        _set("statements", 0, "days_past_due", -30),
+    ),
+    (
+        "accounts",
+        1,
+        "placed_after_opened",
+        lambda t: (
+            _set("accounts", 1, "delinquent_since", None)(t),
+            _set("accounts", 1, "days_past_due_at_placement", 0)(t),
+            _set("accounts", 1, "placed_at", utc("2020-01-01"))(t),
+        ),
+    ),
+    (
+        "accounts",
+        2,
+        "charged_off_after_opened",
+        lambda t: (
+            _set("accounts", 2, "delinquent_since", None)(t),
+            _set("accounts", 2, "days_past_due_at_placement", 0)(t),
+            _set("accounts", 2, "charged_off_at", utc("2020-01-01"))(t),
+        ),
     ),
 ]
 
@@ -233,7 +278,9 @@ def test_missing_table_and_missing_column_are_clear_errors(
     with pytest.raises(ContractError, match=r"missing table.*payments"):
         validate_tables(without_payments)
     tables["contacts"] = tables["contacts"].drop(columns=["outcome", "channel"])
-    with pytest.raises(ContractError, match=r"contacts: missing column\(s\) channel, outcome"):
+    with pytest.raises(
+        ContractError, match=r"contacts.parquet: missing column\(s\) channel, outcome"
+    ):
         validate_tables(tables)
 
 

@@ -93,7 +93,7 @@ def test_unusable_input_exits_2_with_a_clear_message(
         (bad / file.name).write_bytes(file.read_bytes())
     expected = {
         "missing_file": "contacts.parquet: file not found",
-        "missing_column": "accounts: missing column(s) placed_at",
+        "missing_column": "accounts.parquet: missing column(s) placed_at",
         "unreadable_file": "payments.parquet: cannot be read as parquet",
         "no_folder": "portfolio folder not found",
     }[damage]

@@ -106,3 +106,32 @@ def test_the_two_header_variant_is_read(tmp_path: Path, raw: pd.DataFrame) -> No
     header = ",".join(["", *[f"X{i}" for i in range(1, 24)], "Y"])
     variant.write_text(header + "\n" + raw.head(3).to_csv(index=False))
     assert list(read_taiwan_csv(variant)["ID"]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("PAY_0", -5, "repayment status outside -2..9"),
+        ("ID", 1.5, "value is not a whole number"),
+        ("ID", 2, "ID must be a positive number used once"),
+        ("PAY_AMT1", 1e300, "value is not a whole number"),
+        ("default.payment.next.month", 3, "label must be 0 or 1"),
+    ],
+)
+def test_values_the_dataset_cannot_hold_are_refused_at_import(
+    tmp_path: Path, raw: pd.DataFrame, column: str, value: float, message: str
+) -> None:
+    frame = raw.head(6).astype(float)
+    frame.loc[3, column] = value
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(TaiwanFormatError, match=rf"row 5, column {column}: {message}"):
+        read_taiwan_csv(path)
+
+
+def test_minors_have_no_age_band(raw: pd.DataFrame) -> None:
+    young = raw.head(3).assign(AGE=[5, 18, 70])
+    tables, _ = taiwan_to_tables(young)
+    bands = tables["debtors"]["age_band"]
+    assert bands.isna().iloc[0]
+    assert list(bands.iloc[1:].astype(str)) == ["18-24", "65+"]
