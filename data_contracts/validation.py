@@ -5,11 +5,11 @@ input rows = valid rows + quarantined rows. A row is checked, in order, for:
 
 1. `<column>:type`: a value that cannot be read as its column's type;
 2. `<column>:missing_value`: a null where the contract requires a value;
-3. the table's pandera contract (ranges, allowed values, order of timestamps in the row),
-   with the check's name as the rule;
-4. `duplicate_id`: the id was already used by an earlier valid row (the first one is kept);
-5. referential integrity: `unknown_<parent>` when the parent id does not exist at all,
+3. referential integrity: `unknown_<parent>` when the parent id does not exist at all,
    `<parent>_quarantined` when the parent row exists but was itself quarantined;
+4. the table's pandera contract (ranges, allowed values, order of timestamps in the row),
+   with the check's name as the rule;
+5. `duplicate_id`: the id was already used by an earlier valid row (the first one is kept);
 6. `before_account_opened`: an event dated before its account was opened;
    `offer_of_other_account`: a contact or promise citing another account's offer;
    `after_data_end`: an event dated after the end of the data, when that end is known.
@@ -295,10 +295,12 @@ def _quarantine(
 
     rule_names = sorted({rule for rule, _ in labels})
     rule_code = np.array([rule_names.index(rule) for rule, _ in labels])[codes]
-    pairs = np.unique(np.stack([rule_code, rows]), axis=1) if len(rows) else np.empty((2, 0), int)
-    per_rule = np.bincount(pairs[0], minlength=len(rule_names))
+    stride = int(rows.max()) + 1 if len(rows) else 1
+    pairs = np.unique(rule_code.astype(np.int64) * stride + rows)  # distinct (rule, row)
+    pair_rule, pair_row = pairs // stride, pairs % stride
+    per_rule = np.bincount(pair_rule, minlength=len(rule_names))
     first = np.full(len(rule_names), np.iinfo(np.int64).max)
-    np.minimum.at(first, pairs[0], pairs[1])
+    np.minimum.at(first, pair_rule, pair_row)
     rows_per_rule = {name: int(n) for name, n in zip(rule_names, per_rule, strict=True) if n}
     first_row = {name: int(r) for name, r, n in zip(rule_names, first, per_rule, strict=True) if n}
 
@@ -319,7 +321,10 @@ def _quarantine(
         rule_codes[index] = len(rule_text) - 1
         reason_text.append(joined_reasons)
         reason_codes[index] = len(reason_text) - 1
-    quarantined = raw.iloc[unique_rows].reset_index(drop=True)
+    if len(unique_rows) == len(raw):  # every row quarantined: no need to copy them
+        quarantined = raw.copy(deep=False)
+    else:
+        quarantined = raw.iloc[unique_rows].reset_index(drop=True)
     quarantined[ROW_COLUMN] = unique_rows
     quarantined[RULES_COLUMN] = _categorical(rule_codes, rule_text)
     quarantined[REASONS_COLUMN] = _categorical(reason_codes, reason_text)
@@ -362,9 +367,11 @@ def validate_table(
         return new
 
     exclude(found)
+    # parents before the contract: rows of an unknown or quarantined parent skip the costlier
+    # pandera checks (a file of orphans costs little)
+    found += exclude(_check_parents(coerced, ok, table, valid_parents, raw_parent_ids))
     found += exclude(_check_contract(coerced if ok.all() else coerced[ok], table))
     found += exclude(_check_duplicates(coerced, ok, table))
-    found += exclude(_check_parents(coerced, ok, table, valid_parents, raw_parent_ids))
     found += exclude(_check_event_order(coerced, ok, table, valid_parents, data_end))
 
     kept = coerced if ok.all() else coerced[ok]
@@ -385,6 +392,7 @@ def validate_tables(
     raw_tables: Mapping[str, pd.DataFrame],
     data_end: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
+    on_quarantined: Callable[[str, pd.DataFrame], None] | None = None,
 ) -> ValidationResult:
     """Validate every table of a portfolio, parents first, so children of quarantined
     rows are quarantined too (rule `<parent>_quarantined`) rather than silently orphaned.
@@ -393,6 +401,9 @@ def validate_tables(
         raw_tables: Table name -> frame as read (may be a lazy mapping that reads on access).
         data_end: End of the data, if known: later events are quarantined (`after_data_end`).
         progress: Called with each table's name before it is validated.
+        on_quarantined: If given, receives each table's quarantined rows as soon as they are
+            known (to write them), and the result keeps only their counts, not the rows:
+            a file full of bad rows then costs no more memory than a clean one.
 
     Raises:
         ContractError: a table or a contract column is missing.
@@ -412,6 +423,9 @@ def validate_tables(
         valid[table], quarantined[table], reports[table] = validate_table(
             table, raw, valid, raw_ids, data_end
         )
+        if on_quarantined is not None:
+            on_quarantined(table, quarantined[table])
+            quarantined[table] = quarantined[table].iloc[:0]
         id_column = ID_COLUMNS[table]
         raw_ids[table] = pd.Index(pd.to_numeric(raw[id_column], errors="coerce").dropna())
     return ValidationResult(valid=valid, quarantined=quarantined, reports=reports)

@@ -191,7 +191,8 @@ def validate_portfolio(
     """Validate a portfolio folder and write what was quarantined.
 
     Quarantined rows go to `<quarantine>/<table>.parquet` (raw values, `source_row`,
-    `quarantine_rules`, `quarantine_reasons`) and the counts to `<quarantine>/report.json`.
+    `quarantine_rules`, `quarantine_reasons`) as each table is checked, and the counts to
+    `<quarantine>/report.json`; the returned result holds the valid rows and the counts.
     The quarantine folder defaults to `<folder>/quarantine` and is rewritten on every run.
 
     Events dated after the manifest's `data_end` are quarantined (`after_data_end`).
@@ -206,9 +207,13 @@ def validate_portfolio(
         raise ContractError(f"{folder}: portfolio folder not found")
     _prepare_quarantine(folder, quarantine)  # first, so no stale report outlives a failed run
     portfolio = PortfolioFolder(folder)
-    result = validate_tables(portfolio, data_end=_data_end(folder), progress=progress)
-    for table, rows in result.quarantined.items():
+
+    def write_quarantined(table: str, rows: pd.DataFrame) -> None:
         if len(rows):
             rows.to_parquet(table_path(quarantine, table), index=False)
+
+    result = validate_tables(
+        portfolio, data_end=_data_end(folder), progress=progress, on_quarantined=write_quarantined
+    )
     write_json(quarantine / REPORT, result.summary())
     return result

@@ -173,16 +173,18 @@ ID_CASES: list[tuple[str, int, str, Mutation]] = [
     (table, 0, f"{column}:greater_than_or_equal_to(0)", _set(table, 0, column, -1))
     for table, columns in {
         "debtors": ["debtor_id"],
-        "accounts": ["account_id", "debtor_id"],
-        "payments": ["payment_id", "account_id"],
-        "contacts": ["contact_id", "account_id"],
-        "offers": ["offer_id", "account_id"],
-        "promises": ["promise_id", "account_id"],
-        "statements": ["statement_id", "account_id"],
+        "accounts": ["account_id"],
+        "payments": ["payment_id"],
+        "contacts": ["contact_id"],
+        "offers": ["offer_id"],
+        "promises": ["promise_id"],
+        "statements": ["statement_id"],
     }.items()
     for column in columns
 ]
 CASES += ID_CASES
+# a negative foreign key is no known parent
+CASES += [("payments", 0, "unknown_account", _set("payments", 0, "account_id", -1))]
 CASES += [
     ("offers", 0, "discount_pct:greater_than(0)", _set("offers", 0, "discount_pct", 0.0)),
     (
