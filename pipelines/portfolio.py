@@ -94,6 +94,22 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
         partial.replace(path)
 
 
+def write_in_chunks(frame: pd.DataFrame, path: Path, rows_per_chunk: int = 2_000_000) -> None:
+    """Write a large frame as parquet a chunk at a time (Arrow copies one chunk, not all)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first = pa.Table.from_pandas(frame.iloc[:rows_per_chunk], preserve_index=False)
+    with pq.ParquetWriter(path, first.schema) as writer:
+        writer.write_table(first)
+        del first
+        for start in range(rows_per_chunk, len(frame), rows_per_chunk):
+            chunk = frame.iloc[start : start + rows_per_chunk]
+            writer.write_table(
+                pa.Table.from_pandas(chunk, schema=writer.schema, preserve_index=False)
+            )
+
+
 def write_json(path: Path, data: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
@@ -210,7 +226,7 @@ def validate_portfolio(
 
     def write_quarantined(table: str, rows: pd.DataFrame) -> None:
         if len(rows):
-            rows.to_parquet(table_path(quarantine, table), index=False)
+            write_in_chunks(rows, table_path(quarantine, table))
 
     result = validate_tables(
         portfolio, data_end=_data_end(folder), progress=progress, on_quarantined=write_quarantined
