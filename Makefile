@@ -24,6 +24,8 @@ env: $(VENV)/.synced
 demo: env
 	$(VENV)/bin/cobranza simulate --accounts $(ACCOUNTS) --seed $(SEED) --out $(PORTFOLIO) --overwrite
 	$(VENV)/bin/cobranza validate $(PORTFOLIO)
+	$(VENV)/bin/cobranza features build $(PORTFOLIO) --every 7d
+	$(VENV)/bin/cobranza features materialize $(PORTFOLIO)
 
 test: env
 	$(VENV)/bin/ruff check .

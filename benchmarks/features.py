@@ -226,7 +226,8 @@ def _run_stage(args: list[str], timeout: int) -> dict:
         timeout=timeout,
     )
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -238,6 +239,11 @@ def main() -> None:
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--engine", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-file-store", action="store_true")
+    parser.add_argument(
+        "--stages",
+        default="snapshot,baseline,prepare,training,online",
+        help="comma-separated stages to run (results merge into the same record)",
+    )
     args = parser.parse_args()
     folder = args.portfolio
 
@@ -257,39 +263,49 @@ def main() -> None:
         from pipelines.simulator.engine import SimulationConfig
 
         simulate_to_folder(SimulationConfig(accounts=args.accounts, seed=1), folder, overwrite=True)
-    record: dict = {
-        "benchmark": "features",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "portfolio": str(folder),
-        "as_of": AS_OF,
-    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"features_{_accounts(folder)}.json"
+    record: dict = json.loads(out.read_text()) if out.is_file() else {}
+    record.update(
+        {
+            "benchmark": "features",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "accounts": _accounts(folder),
+            "as_of": AS_OF,
+        }
+    )
+    stages = args.stages.split(",")
     common = ["--portfolio", str(folder), "--rows", str(args.rows)]
-    record["snapshot"] = _run_stage([*common, "--stage", "snapshot"], 1800)
-    print(json.dumps(record["snapshot"]), flush=True)
-    record["baseline"] = _run_stage([*common, "--stage", "baseline"], 3600)
-    print(json.dumps(record["baseline"]), flush=True)
-    if "snapshot_seconds" in record["snapshot"] and "baseline_seconds" in record["baseline"]:
+    for stage, timeout in (("snapshot", 1800), ("baseline", 3600), ("prepare", 3600)):
+        if stage in stages:
+            record[stage] = _run_stage([*common, "--stage", stage], timeout)
+            print(json.dumps(record[stage]), flush=True)
+    if "snapshot_seconds" in record.get("snapshot", {}) and "baseline_seconds" in record.get(
+        "baseline", {}
+    ):
         record["baseline_over_ours"] = round(
             record["baseline"]["baseline_seconds"] / record["snapshot"]["snapshot_seconds"], 1
         )
-    record["prepare"] = _run_stage([*common, "--stage", "prepare"], 3600)
-    print(json.dumps(record["prepare"]), flush=True)
-    engines = ["direct", "feast"] + ([] if args.skip_file_store else ["feast_file"])
-    record["training"] = []
-    for engine in engines:
-        try:
-            result = _run_stage([*common, "--stage", "training", "--engine", engine], 1200)
-        except subprocess.TimeoutExpired:
-            result = {"engine": engine, "error": "no result within 20 minutes"}
-        record["training"].append(result)
-        print(json.dumps(result), flush=True)
-    record["online"] = _run_stage([*common, "--stage", "online"], 1800)
-    print(json.dumps(record["online"]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    accounts = record["snapshot"].get("account_rows", "unknown")
-    out = RESULTS / f"features_{args.accounts if accounts == 'unknown' else 'portfolio'}.json"
+    if "training" in stages:
+        engines = ["direct", "feast"] + ([] if args.skip_file_store else ["feast_file"])
+        record["training"] = []
+        for engine in engines:
+            try:
+                result = _run_stage([*common, "--stage", "training", "--engine", engine], 1200)
+            except subprocess.TimeoutExpired:
+                result = {"engine": engine, "error": "no result within 20 minutes"}
+            record["training"].append(result)
+            print(json.dumps(result), flush=True)
+    if "online" in stages:
+        record["online"] = _run_stage([*common, "--stage", "online"], 7200)
+        print(json.dumps(record["online"]), flush=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
+
+
+def _accounts(folder: Path) -> int:
+    manifest = folder / "manifest.json"
+    return int(json.loads(manifest.read_text())["accounts"]) if manifest.is_file() else 0
 
 
 if __name__ == "__main__":

@@ -277,10 +277,19 @@ def features_build(
 @features_app.command("materialize")
 def features_materialize(folder: Annotated[Path, typer.Argument(help="Portfolio folder.")]) -> None:
     """Load the latest snapshot into the online store (SQLite by default) for serving."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from pipelines.feature_store import FeatureStoreError, materialize_latest
 
-    with _user_errors("materializing", FeatureStoreError):
-        latest = materialize_latest(folder)
+    columns = (TextColumn("online rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with (
+        _user_errors("materializing", FeatureStoreError),
+        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+    ):
+        task = progress.add_task("materialize", total=None)
+        latest = materialize_latest(
+            folder, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
     _console().print(f"online store holds the snapshot as of {latest.isoformat()}", soft_wrap=True)
 
 

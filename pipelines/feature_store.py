@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from data_contracts.settings import FeatureStoreSettings, get_settings
 from features.snapshot import micros
@@ -122,8 +123,18 @@ def snapshot_times(folder: Path, entity: str = "account") -> list[pd.Timestamp]:
     return sorted(times)
 
 
-def materialize_latest(folder: Path) -> pd.Timestamp:
-    """Load the newest snapshot of every view into the online store; returns its as-of time."""
+MATERIALIZE_CHUNK_ROWS = 20_000
+
+
+def materialize_latest(
+    folder: Path, progress: Callable[[int, int], None] | None = None
+) -> pd.Timestamp:
+    """Load the newest snapshot of every view into the online store; returns its as-of time.
+
+    Rows go through Feast's `write_to_online_store` a chunk at a time: Feast's `materialize`
+    builds every row of the time range in memory at once, which does not fit for a million
+    accounts, while chunks keep memory flat whatever the portfolio size.
+    """
     times = snapshot_times(folder)
     if not times:
         raise FeatureStoreError(
@@ -131,11 +142,19 @@ def materialize_latest(folder: Path) -> pd.Timestamp:
         )
     latest = times[-1]
     store = apply_repository(folder)
-    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress
-        store.materialize(
-            start_date=(latest - pd.Timedelta(seconds=1)).to_pydatetime(),
-            end_date=(latest + pd.Timedelta(seconds=1)).to_pydatetime(),
-        )
+    name = "as_of=" + latest.strftime("%Y-%m-%dT%H_%M_%S") + ".parquet"
+    views = [("account", "account_features"), ("debtor", "debtor_features")]
+    files = [(snapshot_root(folder) / entity / name, view) for entity, view in views]
+    total = sum(pq.ParquetFile(path).metadata.num_rows for path, _ in files)
+    done = 0
+    for path, view in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=MATERIALIZE_CHUNK_ROWS):
+            frame = batch.to_pandas()
+            with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress
+                store.write_to_online_store(view, frame)
+            done += len(frame)
+            if progress is not None:
+                progress(done, total)
     return latest
 
 

@@ -120,6 +120,21 @@ def test_online_store_serves_the_latest_snapshot(built: Path) -> None:
     ]
     values = reader.get(rows)
     np.testing.assert_allclose(values["current_balance"], some["current_balance"])
+    assert values["product"] == list(some["product"])
+    debtors = pd.read_parquet(
+        built
+        / "features"
+        / "debtor"
+        / ("as_of=" + latest.strftime("%Y-%m-%dT%H_%M_%S") + ".parquet")
+    ).set_index("debtor_id")
+    expected = [debtors.loc[row["debtor_id"], "debtor_accounts_placed"] for row in rows]
+    assert values["debtor_accounts_placed"] == expected
+    compliance = OnlineFeatures(built, "compliance_v1").get(rows)
+    online = pd.to_datetime(pd.Series(compliance["last_telephone_conversation_at"]), utc=True)
+    offline = some["last_telephone_conversation_at"].reset_index(drop=True)
+    assert (online.isna() == offline.isna()).all()
+    same = online.dt.as_unit("us").dropna() == offline.dt.as_unit("us").dropna()
+    assert same.all()
     unknown = reader.get([{"account_id": 10**9, "debtor_id": 10**9}])
     assert unknown["current_balance"] == [None]
 
