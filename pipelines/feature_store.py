@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_contracts.settings import FeatureStoreSettings, get_settings
@@ -113,6 +114,13 @@ def apply_repository(folder: Path) -> Any:
     return store
 
 
+def _registered_store(folder: Path) -> Any:
+    """The store, applying the repository only if the registry does not exist yet."""
+    if (Path(folder) / STORE_FOLDER / "registry.db").is_file():
+        return open_store(folder)
+    return apply_repository(folder)
+
+
 def snapshot_times(folder: Path, entity: str = "account") -> list[pd.Timestamp]:
     """As-of times of the snapshots on disk, oldest first."""
     root = snapshot_root(folder) / entity
@@ -196,7 +204,7 @@ def training_set(
         FeatureStoreError: unknown service, or a row was lost or duplicated by the join.
     """
     engine = engine or get_settings().feature_store.training_engine
-    store = apply_repository(folder)
+    store = _registered_store(folder)
     feature_service = _service(store, service)
     rows = entity_rows.reset_index(drop=True).assign(**{ROW_ID: np.arange(len(entity_rows))})
     if "event_timestamp" not in rows.columns:
@@ -212,44 +220,66 @@ def training_set(
         raise FeatureStoreError(
             f"the point-in-time join returned {len(joined)} rows for {len(rows)} entity rows"
         )
-    joined = joined.sort_values(ROW_ID).drop(columns=[ROW_ID]).reset_index(drop=True)
+    if engine == "feast":  # Feast returns rows in its own order
+        joined = joined.sort_values(ROW_ID).reset_index(drop=True)
+    del joined[ROW_ID]
     return joined
 
 
 def _direct_join(store: Any, service: Any, rows: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time join with Feast's semantics (latest snapshot at or before the row's time,
-    within the view's TTL), one snapshot file at a time.
+    within the view's TTL), one snapshot file at a time, in the rows' own order.
 
     Each snapshot holds every entity placed by its as-of time, so the latest snapshot before a
     row is the only one that can hold its features: rows are assigned to a snapshot by time,
     then looked up by key in that file alone. Memory stays at one snapshot plus the result.
+    Integer features come back as floats (empty where no snapshot applies), as from Feast.
     """
     row_times = micros(rows["event_timestamp"].astype("datetime64[us, UTC]"))
-    result = rows
+    columns: dict[str, np.ndarray] = {}
     for view, names in _views_of(store, service):
         key = view.entity_columns[0].name
         if key not in rows.columns:
             raise FeatureStoreError(f"entity rows need a {key} column for feature view {view.name}")
         folder = Path(view.batch_source.path)
-        files = sorted(folder.glob("as_of=*.parquet"))
+        files = sorted(folder.glob("as_of=*.parquet"), key=_file_time)
+        if not files:
+            raise FeatureStoreError(f"{folder}: no snapshots (run `cobranza features build`)")
         stamps = np.array([_file_time(file) for file in files], dtype=np.int64)
-        order = np.argsort(stamps)
-        files, stamps = [files[k] for k in order], stamps[order]
         chosen = np.searchsorted(stamps, row_times, side="right") - 1
         ttl = int(pd.Timedelta(view.ttl).total_seconds() * 1e6)
         usable = (chosen >= 0) & (row_times - stamps[np.maximum(chosen, 0)] <= ttl)
-        parts = []
+        schema = pq.read_schema(files[0])
+        for name in names:
+            kind = schema.field(name).type
+            text = (
+                pa.types.is_string(kind)
+                or pa.types.is_large_string(kind)
+                or pa.types.is_dictionary(kind)
+            )
+            if pa.types.is_timestamp(kind):
+                columns[name] = np.full(len(rows), np.datetime64("NaT"), dtype="datetime64[us]")
+            else:
+                columns[name] = np.full(
+                    len(rows), None if text else np.nan, dtype=object if text else float
+                )
+        keys = rows[key].to_numpy()
         for index in np.unique(chosen[usable]):
             selected = np.flatnonzero(usable & (chosen == index))
-            snapshot = pd.read_parquet(files[index], columns=[key, *names]).set_index(key)
-            values = snapshot.reindex(rows[key].to_numpy()[selected])
-            parts.append(values.set_axis(rows.index[selected]))
-        schema = pd.read_parquet(files[0], columns=names).iloc[:0] if files else None
-        features = pd.concat(parts) if parts else schema
-        if features is None:
-            raise FeatureStoreError(f"{folder}: no snapshots (run `cobranza features build`)")
-        result = result.join(features.reindex(rows.index), how="left")
-    return result
+            snapshot = pq.read_table(files[index], columns=[key, *names])
+            position = pd.Index(snapshot.column(key).to_numpy()).get_indexer(keys[selected])
+            found = position >= 0
+            targets, sources = selected[found], position[found]
+            for name in names:
+                values = snapshot.column(name).to_numpy()
+                if values.dtype.kind == "M":
+                    values = values.astype("datetime64[us]")
+                columns[name][targets] = values[sources]
+    features = pd.DataFrame(columns, index=rows.index)
+    for name, values in columns.items():
+        if values.dtype.kind == "M":
+            features[name] = features[name].dt.tz_localize("UTC")
+    return pd.concat([rows, features], axis=1)
 
 
 def _file_time(path: Path) -> int:
