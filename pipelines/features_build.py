@@ -79,7 +79,8 @@ def build_snapshots(
 ) -> BuildSummary:
     """Validate the portfolio, compute snapshots for each as-of time, apply the Feast repo.
 
-    `start` defaults to the first placement plus `every`; `end` to the end of the data.
+    `start` defaults to the first placement plus `every` (or the end of the data, if sooner);
+    `end` to the end of the data. For the Taiwan import both are its single scoring moment.
     """
     folder = Path(folder)
     result = validate_portfolio(folder)
@@ -100,13 +101,16 @@ def build_snapshots(
         raise FeatureBuildError(f"{folder}: no valid accounts")
     first, last = data_window(tables, read_manifest(folder))
     step = pd.to_timedelta(every) if every else pd.Timedelta(days=7)
-    start = pd.Timestamp(start) if start is not None else (first + step).normalize()
-    end = pd.Timestamp(end) if end is not None else last
+    if start is None:  # a step after the first placement, or the end if the data is shorter
+        start = min((first + step).normalize(), last)
+    if end is None:
+        end = last
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
     start, end = (
         t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (start, end)
     )
     for name, moment in (("--start", start), ("--end", end)):
-        if moment <= first or moment > last:
+        if moment < first or moment > last:
             raise FeatureBuildError(
                 f"{name} {moment.isoformat()} is outside the data "
                 f"(first placement {first.isoformat()}, data ends {last.isoformat()})"

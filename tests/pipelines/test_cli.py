@@ -125,6 +125,9 @@ def test_import_taiwan_then_validate(taiwan_csv: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (out / "labels" / "default_next_month.parquet").is_file()
     assert run("validate", str(out)).returncode == 0
+    built = run("features", "build", str(out))
+    assert built.returncode == 0, built.stderr
+    assert "1 snapshots" in built.stdout and "30,000 account rows" in built.stdout
     missing = run("import", "taiwan", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "x"))
     assert missing.returncode == 2 and "file not found" in missing.stderr
 
