@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sqlite3
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -288,14 +290,85 @@ def _file_time(path: Path) -> int:
 
 
 class OnlineFeatures:
-    """Reads a feature service's latest values from the online store for given entities."""
+    """Reads a feature service's latest values from the online store for given entities.
+
+    With the embedded SQLite online store, rows are read straight from Feast's tables through a
+    read-only connection and decoded from Feast's value protos: this skips Feast's per-request
+    response building, which costs more than the read itself for a hundred features (p99 above
+    2 ms at a million accounts). Other online stores go through `get_online_features`. A test
+    checks both paths return the same values.
+    """
 
     def __init__(self, folder: Path, service: str = "debtor_scoring_v1") -> None:
         self.store = open_store(folder)
         self.service = _service(self.store, service)
+        self._views = [
+            (view, view.entity_columns[0].name, names)
+            for view, names in _views_of(self.store, self.service)
+        ]
+        self._connection: sqlite3.Connection | None = None
+        online = self.store.config.online_store
+        if getattr(online, "type", "") == "sqlite" and Path(online.path).is_file():
+            uri = f"file:{Path(online.path).resolve()}?mode=ro"
+            self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
 
     def get(self, entity_rows: Sequence[dict[str, int]]) -> dict[str, list[Any]]:
         """Column name -> values, one per entity row (None where unknown)."""
+        if self._connection is None:
+            return self.get_through_feast(entity_rows)
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.infra.online_stores.helpers import compute_table_id
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        result: dict[str, list[Any]] = {}
+        for column in entity_rows[0] if entity_rows else ():  # echo the keys, as Feast does
+            result[column] = [row[column] for row in entity_rows]
+        for view, key, names in self._views:
+            ids = [int(row[key]) for row in entity_rows]
+            blobs = [
+                serialize_entity_key(
+                    EntityKey(join_keys=[key], entity_values=[Value(int64_val=value)]),
+                    entity_key_serialization_version=3,
+                )
+                for value in ids
+            ]
+            table = compute_table_id(self.store.config.project, view)
+            marks = ",".join("?" * len(blobs))
+            found: dict[bytes, dict[str, bytes]] = {}
+            for chunk_start in range(0, len(blobs), 500):  # SQLite's bound-parameter limit
+                chunk = blobs[chunk_start : chunk_start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    f'SELECT entity_key, feature_name, value FROM "{table}" '
+                    f"WHERE entity_key IN ({marks})"
+                )
+                for entity_key, feature, value in self._connection.execute(query, chunk):
+                    found.setdefault(entity_key, {})[feature] = value
+            for name in names:
+                result[name] = [_decode(found.get(blob, {}).get(name)) for blob in blobs]
+        return result
+
+    def get_through_feast(self, entity_rows: Sequence[dict[str, int]]) -> dict[str, list[Any]]:
+        """The same values through Feast's `get_online_features` (any online store)."""
         return self.store.get_online_features(
             features=self.service, entity_rows=list(entity_rows)
         ).to_dict()
+
+
+def _decode(blob: bytes | None) -> Any:
+    """A Feast value proto as a Python value (None when missing)."""
+    if blob is None:
+        return None
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    value = Value.FromString(blob)
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    if kind == "unix_timestamp_val":
+        seconds = value.unix_timestamp_val
+        if abs(seconds) > 10**11:  # Feast's marker for a missing timestamp
+            return None
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    return getattr(value, kind)

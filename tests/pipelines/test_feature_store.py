@@ -175,3 +175,31 @@ def test_every_snapshot_file_has_the_same_schema(built: Path) -> None:
         files = sorted((built / "features" / entity).glob("*.parquet"))
         schemas = {str(pq.read_schema(file).remove_metadata()) for file in files}
         assert len(files) > 3 and len(schemas) == 1, entity
+
+
+def test_fast_online_reads_equal_feast_reads(built: Path) -> None:
+    materialize_latest(built)
+    reader = OnlineFeatures(built)
+    accounts = pd.read_parquet(built / "accounts.parquet").sample(40, random_state=4)
+    rows = [
+        {"account_id": int(a), "debtor_id": int(d)}
+        for a, d in zip(accounts["account_id"], accounts["debtor_id"], strict=True)
+    ]
+    rows.append({"account_id": 10**9, "debtor_id": 10**9})
+    fast, feast = reader.get(rows), reader.get_through_feast(rows)
+    assert set(fast) == set(feast)
+    for name in feast:
+        for ours, theirs in zip(fast[name], feast[name], strict=True):
+            if isinstance(theirs, float) and np.isnan(theirs):
+                assert ours is None or np.isnan(ours), name
+            elif hasattr(theirs, "timestamp"):
+                assert _utc(ours) == _utc(theirs), name
+            else:
+                assert ours == theirs, (name, ours, theirs)
+    compliance = OnlineFeatures(built, "compliance_v1")
+    assert compliance.get(rows[:3]).keys() == compliance.get_through_feast(rows[:3]).keys()
+
+
+def _utc(value: object) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
