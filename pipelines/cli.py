@@ -38,6 +38,14 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
+def _progress(*columns: object):
+    """A transient progress bar on stderr, silent when stderr is not a terminal (CI, logs)."""
+    from rich.progress import Progress
+
+    console = _console(stderr=True)
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)  # type: ignore[arg-type]
+
+
 def _fail(message: str) -> typer.Exit:
     from rich.markup import escape
 
@@ -115,7 +123,7 @@ def simulate(
     Writes one parquet file per table, manifest.json, and truth/ with the hidden behaviour
     model (for benchmarks only; models must never read it).
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from pipelines.portfolio import OutputFolderError
     from pipelines.simulate import simulate_to_folder
@@ -132,7 +140,7 @@ def simulate(
     )
     with (
         _user_errors("simulating", OutputFolderError),
-        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+        _progress(*columns) as progress,
     ):
         task = progress.add_task("simulating", total=days)
         manifest = simulate_to_folder(
@@ -240,7 +248,7 @@ def features_build(
     Snapshots go to FOLDER/features/{account,debtor}/as_of=<time>.parquet; rerunning replaces
     them. Exit status 2 when the portfolio fails validation or a date is outside the data.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from data_contracts.validation import ContractError
     from pipelines.features_build import FeatureBuildError, build_snapshots
@@ -254,7 +262,7 @@ def features_build(
     )
     with (
         _user_errors("building features", ContractError, FeatureBuildError),
-        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+        _progress(*columns) as progress,
     ):
         task = progress.add_task("snapshots", total=None)
         summary = build_snapshots(
@@ -277,14 +285,14 @@ def features_build(
 @features_app.command("materialize")
 def features_materialize(folder: Annotated[Path, typer.Argument(help="Portfolio folder.")]) -> None:
     """Load the latest snapshot into the online store (SQLite by default) for serving."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from pipelines.feature_store import FeatureStoreError, materialize_latest
 
     columns = (TextColumn("online rows"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
         _user_errors("materializing", FeatureStoreError),
-        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+        _progress(*columns) as progress,
     ):
         task = progress.add_task("materialize", total=None)
         latest = materialize_latest(

@@ -35,14 +35,20 @@ def snapshot_name(as_of: pd.Timestamp) -> str:
     return "as_of=" + as_of.strftime("%Y-%m-%dT%H_%M_%S")
 
 
-def as_of_times(start: pd.Timestamp, end: pd.Timestamp, every: str) -> list[pd.Timestamp]:
-    """As-of times from start to end (inclusive) every `every` (a pandas offset like `7D`)."""
+def parse_every(every: str) -> pd.Timedelta:
+    """The time between snapshots (`7d`, `1d`, `12h`); a clear error for anything else."""
     try:
         step = pd.to_timedelta(every)
-    except ValueError as error:
-        raise FeatureBuildError(f"--every {every!r} is not a duration such as 7d or 1d") from error
+    except ValueError:
+        raise FeatureBuildError(f"--every {every!r} is not a duration such as 7d or 1d") from None
     if step <= pd.Timedelta(0):
-        raise FeatureBuildError("--every must be positive")
+        raise FeatureBuildError(f"--every {every!r} must be a positive duration")
+    return step
+
+
+def as_of_times(start: pd.Timestamp, end: pd.Timestamp, every: str) -> list[pd.Timestamp]:
+    """As-of times from start to end (inclusive) every `every` (a duration like `7d`)."""
+    step = parse_every(every)
     if end < start:
         raise FeatureBuildError(f"--end {end.date()} is before --start {start.date()}")
     return list(pd.date_range(start, end, freq=step))
@@ -83,6 +89,7 @@ def build_snapshots(
     `end` to the end of the data. For the Taiwan import both are its single scoring moment.
     """
     folder = Path(folder)
+    step = parse_every(every)  # before the (long) validation
     result = validate_portfolio(folder)
     if result.quarantined_rows and not accept_quarantine:
         counts = ", ".join(
@@ -100,7 +107,6 @@ def build_snapshots(
     if not len(tables["accounts"]):
         raise FeatureBuildError(f"{folder}: no valid accounts")
     first, last = data_window(tables, read_manifest(folder))
-    step = pd.to_timedelta(every) if every else pd.Timedelta(days=7)
     if start is None:  # a step after the first placement, or the end if the data is shorter
         start = min((first + step).normalize(), last)
     if end is None:

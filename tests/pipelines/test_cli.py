@@ -145,4 +145,8 @@ def test_features_build_and_materialize(portfolio: Path) -> None:
     assert outside.returncode == 2 and "outside the data" in outside.stderr
     garbage = run("features", "build", str(portfolio), "--start", "someday")
     assert garbage.returncode == 2 and "is not a date" in garbage.stderr
+    for every, message in (("0d", "must be a positive duration"), ("soon", "is not a duration")):
+        done = run("features", "build", str(portfolio), "--every", every)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert done.stderr.startswith("error:")
     assert "Traceback" not in outside.stderr + garbage.stderr
