@@ -191,8 +191,10 @@ class Contacts(Contract):
         le=1,
         nullable=True,
         description=(
-            "Probability with which the logging policy chose this channel, hour band and offer, "
-            "given that it contacted the account that day; null when unknown or inbound."
+            "Probability with which the logging policy chose this channel, local hour and offer "
+            "(kind and terms), given that it contacted the account that day; when the offer "
+            "could not reach the debtor (call not answered, message not delivered), of the "
+            "channel and hour alone; null when unknown or inbound."
         ),
     )
 

@@ -630,7 +630,10 @@ class _Simulation:
             not_reached_digital,
         ).astype(np.int8)
 
-        presented = np.where(channel == CALL, engaged, deliverable) & (offer != NO_OFFER)
+        # The offer reaches the debtor only in a conversation (calls) or a delivered message;
+        # otherwise it cannot matter and the logged probability is of the channel and hour only.
+        offer_matters = np.where(channel == CALL, engaged, deliverable)
+        presented = offer_matters & (offer != NO_OFFER)
         offer_id = np.full(count, -1, np.int64)
         n_offers = int(presented.sum())
         offer_id[presented] = np.arange(self.next_offer_id, self.next_offer_id + n_offers)
@@ -644,7 +647,7 @@ class _Simulation:
             day=np.full(n_offers, day, np.int32),
             minute=minute[presented],
         )
-        probability = p_channel * p_hour * np.where(presented, p_offer * p_terms, 1.0)
+        probability = p_channel * p_hour * np.where(offer_matters, p_offer * p_terms, 1.0)
         self.log_contacts(
             idx,
             day,

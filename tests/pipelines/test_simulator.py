@@ -249,3 +249,52 @@ def test_config_rejects_impossible_calendars() -> None:
         SimulationConfig(accounts=10, horizon_days=30, placement_days=60)
     with pytest.raises(ValueError, match="accounts"):
         SimulationConfig(accounts=0)
+
+
+def test_logged_action_probability_is_the_policy_probability(
+    medium_portfolio: SimulatedPortfolio,
+) -> None:
+    """action_probability = P(channel) x P(hour | channel) x P(offer and terms | channel), the
+    offer factor only where the offer could reach the debtor; P(channel) depends on which
+    channels were open that day, so it must be one of the policy's renormalized weights."""
+    from itertools import combinations
+
+    from pipelines.simulator import behaviour as bh
+    from pipelines.simulator.engine import (
+        POLICY_CHANNEL_WEIGHTS,
+        POLICY_HOUR_PROBS,
+        POLICY_OFFER_PROBS,
+    )
+
+    frame = _outbound_with_truth(medium_portfolio)
+    channel = frame["channel"].map({name: code for code, name in enumerate(bh.CHANNEL_CODES)})
+    channel = channel.to_numpy(int)
+    hour = frame["local_time"].dt.hour.to_numpy()
+    offer = frame["offer_code"].to_numpy(int)
+    matters = np.where(
+        channel == 0,
+        frame["outcome"].isin(REACHED),
+        frame["outcome"] != "bounced",
+    )
+    offer_factor = np.where(
+        matters, POLICY_OFFER_PROBS[channel, offer] * np.where(offer == 0, 1.0, 1 / 3), 1.0
+    )
+    hour_factor = POLICY_HOUR_PROBS[channel, hour - 8]
+    implied_channel = frame["action_probability"].to_numpy() / hour_factor / offer_factor
+    possible = {
+        code: [
+            POLICY_CHANNEL_WEIGHTS[code] / POLICY_CHANNEL_WEIGHTS[list(open_)].sum()
+            for size in range(1, 5)
+            for open_ in combinations(range(4), size)
+            if code in open_
+        ]
+        for code in range(4)
+    }
+    distance = np.array(
+        [
+            min(abs(value - p) for p in possible[code])
+            for value, code in zip(implied_channel, channel, strict=True)
+        ]
+    )
+    assert len(frame) > 1000
+    assert (distance < 1e-4 * np.maximum(implied_channel, 1)).all()
