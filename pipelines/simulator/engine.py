@@ -18,8 +18,9 @@ State seen by the behaviour model on day d counts events of the days before d on
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 
 import numpy as np
@@ -372,29 +373,72 @@ class _Simulation:
             account=idx.astype(np.int32), day=np.full(count, day, np.int32), **defaults
         )
 
+    def in_inventory(self, day: int) -> np.ndarray:
+        """Accounts worked on local `day`: placed, within `work_days`, balance left at its start."""
+        placed = self.pop.account_placed_day
+        return (placed <= day) & (day < placed + self.config.work_days) & (self.balance > 0)
+
+    def fork(self, accounts: np.ndarray, rng: np.random.Generator) -> _Simulation:
+        """An independent simulation of copies of `accounts` in their current state.
+
+        Account k of the fork is a copy of account `accounts[k]` (repeats give independent
+        copies: replicates of one account). The fork draws from `rng` and logs into empty logs;
+        this simulation is left untouched, so it continues exactly as if never forked. Accounts
+        never interact, so a subset evolves as it would among all accounts.
+        """
+        accounts = np.asarray(accounts, np.int64)
+        fork = copy.copy(self)
+        for name, value in vars(self).items():
+            # every array of the simulation's state is per account, along its last axis
+            if isinstance(value, np.ndarray):
+                if value.shape[-1] != self.n:
+                    raise AssertionError(f"{name} is not a per-account array")
+                setattr(fork, name, value[..., accounts])
+        fork.pop = replace(
+            self.pop,
+            **{
+                f.name: getattr(self.pop, f.name)[accounts]
+                for f in fields(self.pop)
+                if f.name.startswith("account_")
+            },
+        )
+        fork.n = len(accounts)
+        fork.rng = rng
+        fork.progress = None
+        for name in ("contacts", "payments", "offers", "acceptances", "promises", "results"):
+            setattr(fork, name, _Log(*getattr(self, name).chunks))
+        return fork
+
     # ----- the day -----------------------------------------------------------------------
     def run(self) -> SimulationOutput:
-        config = self.config
-        placed = self.pop.account_placed_day
-        for day in range(config.horizon_days):
-            for ring, counts, window in (
-                (self.ring_contacts, self.contacts_7d, CONTACTS_WINDOW),
-                (self.ring_payments, self.payments_90d, PAYMENTS_WINDOW),
-                (self.ring_broken, self.broken_90d, PAYMENTS_WINDOW),
-            ):
-                slot = day % (window + 1)
-                counts -= ring[slot]
-                ring[slot] = 0
-            in_inventory = (placed <= day) & (day < placed + config.work_days) & (self.balance > 0)
-            committed_today = np.zeros(self.n, bool)
-            self.letters_answered(day, in_inventory, committed_today)
-            self.spontaneous_calls(day, in_inventory, committed_today)
-            self.policy_contacts(day, in_inventory, committed_today)
-            self.promised_payments(day)
-            self.self_cure(day, in_inventory & ~committed_today)
-            self.settle_promises(day, in_inventory)
+        for day in range(self.config.horizon_days):
+            self.step(day)
             if self.progress is not None:
                 self.progress(day)
+        return self.output()
+
+    def step(self, day: int) -> None:
+        """Simulate local calendar day `day` (days must be stepped in order)."""
+        for ring, counts, window in (
+            (self.ring_contacts, self.contacts_7d, CONTACTS_WINDOW),
+            (self.ring_payments, self.payments_90d, PAYMENTS_WINDOW),
+            (self.ring_broken, self.broken_90d, PAYMENTS_WINDOW),
+        ):
+            slot = day % (window + 1)
+            counts -= ring[slot]
+            ring[slot] = 0
+        in_inventory = self.in_inventory(day)
+        committed_today = np.zeros(self.n, bool)
+        self.letters_answered(day, in_inventory, committed_today)
+        self.spontaneous_calls(day, in_inventory, committed_today)
+        self.policy_contacts(day, in_inventory, committed_today)
+        self.promised_payments(day)
+        self.self_cure(day, in_inventory & ~committed_today)
+        self.settle_promises(day, in_inventory)
+
+    def output(self) -> SimulationOutput:
+        """The event logs and end state so far."""
+        config = self.config
         return SimulationOutput(
             config=config,
             population=self.pop,
