@@ -26,6 +26,18 @@ class FeatureStoreSettings(BaseModel):
     TTLs, measured fastest) or `feast` (Feast's DuckDB offline store)."""
 
 
+class TrainingSettings(BaseModel):
+    """Where runs and models are tracked, and how much of the machine training uses."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking and registry URI; default: a SQLite store under `data/mlflow/`
+    (embedded, no server). Set `http://host:5000` for an MLflow server."""
+    data_root: str = "data"
+    """The project's data folder, home of the embedded MLflow store."""
+    threads: int = 2
+    """LightGBM threads for training (the machine's cores)."""
+
+
 class Settings(BaseSettings):
     """All runtime settings."""
 
@@ -33,6 +45,7 @@ class Settings(BaseSettings):
         env_prefix="COBRANZA_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
+    training: TrainingSettings = TrainingSettings()
 
 
 @cache

@@ -1,0 +1,215 @@
+"""The MLflow tracking store and model registry: where runs, models and aliases live.
+
+Embedded default: a SQLite store `data/mlflow/mlflow.db` with artifacts in
+`data/mlflow/artifacts/` (no server). `--tracking-uri` or `COBRANZA_TRAINING__TRACKING_URI`
+points at an MLflow server instead. Every alias move (and every refused promotion) is appended
+to an audit log kept with the registry: `registry_audit.jsonl` beside the SQLite store, and as
+tags on the model version.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from data_contracts.settings import get_settings
+
+PROPENSITY_MODEL = "cobranza-propensity"
+NEXT_BEST_ACTION_MODEL = "cobranza-next-best-action"
+MODEL_NAMES = {"propensity": PROPENSITY_MODEL, "next-best-action": NEXT_BEST_ACTION_MODEL}
+CHAMPION, CHALLENGER = "champion", "challenger"
+AUDIT_FILE = "registry_audit.jsonl"
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot do what was asked (no such model or alias, store unreachable)."""
+
+
+def quiet_mlflow() -> None:
+    # MLflow and SQLAlchemy warn about their own internals; none of it concerns our runs.
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        for module in ("mlflow", "sqlalchemy", "alembic", "pydantic"):
+            warnings.filterwarnings("ignore", category=category, module=module)
+    warnings.filterwarnings("ignore", message=".*noload.*")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@dataclass(frozen=True)
+class Store:
+    tracking_uri: str
+    artifact_root: str | None
+    audit_path: Path | None
+
+    def artifact_location(self, experiment: str) -> str | None:
+        if self.artifact_root is None:
+            return None
+        return f"{self.artifact_root}/{experiment}"
+
+
+def open_registry(tracking_uri: str | None = None) -> Store:
+    """Point MLflow at the tracking store and registry (created on first use)."""
+    quiet_mlflow()
+    import mlflow
+
+    settings = get_settings().training
+    uri = tracking_uri or settings.tracking_uri
+    artifact_root = audit_path = None
+    if uri is None:
+        folder = (Path(settings.data_root) / "mlflow").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        artifact_root = (folder / "artifacts").as_uri()
+        audit_path = folder / AUDIT_FILE
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+        artifact_root = (folder / "artifacts").as_uri()
+        audit_path = folder / AUDIT_FILE
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return Store(uri, artifact_root, audit_path)
+
+
+def experiment_id(store: Store, name: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    return str(client.create_experiment(name, artifact_location=store.artifact_location(name)))
+
+
+def alias_version(name: str, alias: str) -> Any | None:
+    """The model version holding `alias`, or None."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def resolve_version(name: str, which: str) -> Any:
+    """A model version by alias (`champion`, `challenger`) or number."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if which.isdigit():
+        try:
+            return MlflowClient().get_model_version(name, which)
+        except MlflowException:
+            raise RegistryError(f"{name} has no version {which}") from None
+    version = alias_version(name, which)
+    if version is None:
+        raise RegistryError(f"{name} has no version with alias {which!r} (train one first)")
+    return version
+
+
+def load_model(name: str, which: str) -> tuple[Any, Any]:
+    """The fitted model object (what serving runs) and its model version."""
+    import mlflow.pyfunc
+
+    version = resolve_version(name, which)
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    return loaded.unwrap_python_model().model, version
+
+
+def actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def record(store: Store, entry: dict[str, Any]) -> dict[str, Any]:
+    """Append an entry to the audit log (who, when, what, why, metrics)."""
+    from mlflow.tracking import MlflowClient
+
+    entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}
+    if store.audit_path is not None:
+        store.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        with store.audit_path.open("a") as log:
+            log.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+    version = entry.get("version")
+    if version is not None:
+        key = f"audit.{entry['at'][:19].replace(':', '-')}.{entry['action']}"
+        MlflowClient().set_model_version_tag(
+            entry["model"], str(version), key, json.dumps(entry, default=str)[:4900]
+        )
+    return entry
+
+
+def read_audit(store: Store) -> list[dict[str, Any]]:
+    if store.audit_path is None or not store.audit_path.is_file():
+        return []
+    return [json.loads(line) for line in store.audit_path.read_text().splitlines() if line]
+
+
+def set_alias(
+    store: Store,
+    name: str,
+    alias: str,
+    version: str,
+    reason: str,
+    metrics: dict[str, Any] | None = None,
+    who: str | None = None,
+) -> dict[str, Any]:
+    """Move `alias` to `version` and record the move."""
+    from mlflow.tracking import MlflowClient
+
+    previous = alias_version(name, alias)
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+    return record(
+        store,
+        {
+            "action": f"set_{alias}",
+            "model": name,
+            "alias": alias,
+            "version": str(version),
+            "previous_version": None if previous is None else str(previous.version),
+            "who": who or actor(),
+            "why": reason,
+            "metrics": metrics or {},
+        },
+    )
+
+
+def remove_alias(store: Store, name: str, alias: str, reason: str, who: str | None = None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    previous = alias_version(name, alias)
+    if previous is None:
+        return
+    MlflowClient().delete_registered_model_alias(name, alias)
+    record(
+        store,
+        {
+            "action": f"remove_{alias}",
+            "model": name,
+            "alias": alias,
+            "version": str(previous.version),
+            "who": who or actor(),
+            "why": reason,
+        },
+    )
+
+
+def register(store: Store, model_uri: str, name: str, metrics: dict[str, Any]) -> str:
+    """Register a logged model; it becomes `challenger`, or `champion` if there is none."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name)
+    number = str(version.version)
+    if alias_version(name, CHAMPION) is None:
+        set_alias(store, name, CHAMPION, number, "first model: no champion yet", metrics)
+    else:
+        set_alias(store, name, CHALLENGER, number, "newly trained", metrics)
+    return number

@@ -1,0 +1,556 @@
+"""Train, evaluate and register the propensity and next-best-action models of a portfolio.
+
+`train_portfolio` is what `cobranza train` runs: read the validated tables, label every
+snapshot row and logged contact, split out of time, join point-in-time features from the
+Feast store, tune with Optuna, fit and calibrate, evaluate on the test window (and against the
+simulator's truth when the portfolio has one), explain with SHAP, log everything to MLflow and
+register both models (a new version is `challenger`, or `champion` when there is none).
+Portfolios with a single scoring moment and external labels (the Taiwan import) are evaluated by
+stratified cross-validation instead, since no later time exists to test on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.catalog import ALL_FEATURES
+from pipelines.feature_store import (
+    _registered_store,
+    _service,
+    _views_of,
+    snapshot_root,
+    training_set,
+)
+from pipelines.feature_store import snapshot_times as feature_snapshot_times
+from pipelines.portfolio import read_manifest, validate_portfolio
+from pipelines.registry import (
+    NEXT_BEST_ACTION_MODEL,
+    PROPENSITY_MODEL,
+    experiment_id,
+    open_registry,
+    register,
+)
+from training.config import ExperimentConfig
+from training.labels import label_names, logged_actions, payment_labels
+from training.model import PropensityModel
+from training.splits import EMBARGO, TEST, TRAIN, VALID, TimeSplit, assign_split, time_split
+
+Progress = Callable[[str], None]
+TAIWAN_LABELS = Path("labels") / "default_next_month.parquet"
+SHAP_SAMPLE = 2000
+PROPENSITY_LIMITS = (
+    "Learned from the history of one collection operation and its contact policy; a new "
+    "policy or portfolio mix shifts the probabilities: retrain and compare before trusting it.",
+    "Probabilities are calibrated on the validation window; recalibrate after large changes.",
+    "Explanations (SHAP) are of the uncalibrated log-odds; calibration is monotone, so the "
+    "direction of every reason holds.",
+)
+ACTION_LIMITS = (
+    "Learned from logged contacts: actions the logging policy never took cannot be valued.",
+    "The net amount of a contact counts every payment in the 30 days after it, including "
+    "those that later contacts helped bring in.",
+    "Off-policy estimates assume the logged action probabilities are right; they are checked "
+    "against the simulator's policy in tests.",
+)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot run on this data (no snapshots, too few as-of times, no labels)."""
+
+
+@dataclass
+class PreparedData:
+    """Everything a run needs, joined and labelled, with each row's split."""
+
+    propensity: pd.DataFrame
+    actions: pd.DataFrame | None
+    features: list[str]
+    categorical: list[str]
+    service: str
+    split: TimeSplit | None
+    data_end: pd.Timestamp
+    has_amount: bool = True
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def service_features(folder: Path, service: str) -> tuple[list[str], list[str]]:
+    """The model inputs of a Feast feature service (in its order) and which are categorical."""
+    store = _registered_store(folder)
+    names = [
+        name for _, view_names in _views_of(store, _service(store, service)) for name in view_names
+    ]
+    kinds = {spec.name: spec.kind for spec in ALL_FEATURES}
+    return names, [name for name in names if kinds.get(name) == "string"]
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """A short content hash of a training set (same rows and values -> same hash)."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def _data_end(folder: Path, tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    manifest = read_manifest(folder)
+    if manifest.get("data_end"):
+        return pd.Timestamp(str(manifest["data_end"])).tz_convert("UTC")
+    return pd.Timestamp(tables["payments"]["paid_at"].max())
+
+
+def read_valid_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """The portfolio's valid rows (validation writes its quarantine report as usual)."""
+    return dict(validate_portfolio(folder).valid)
+
+
+def _snapshot_rows(folder: Path, accounts: pd.DataFrame) -> pd.DataFrame:
+    """(account, as-of) of every account still owing at a snapshot."""
+    import pyarrow.parquet as pq
+
+    frames = []
+    for path in sorted((snapshot_root(folder) / "account").glob("as_of=*.parquet")):
+        table = pq.read_table(path, columns=["account_id", "event_timestamp", "current_balance"])
+        frame = table.to_pandas()
+        frames.append(frame[frame["current_balance"] > 0][["account_id", "event_timestamp"]])
+    if not frames:
+        raise TrainingError(
+            f"{snapshot_root(folder)}: no snapshots (run `cobranza features build`)"
+        )
+    rows = pd.concat(frames, ignore_index=True)
+    debtor_of = accounts.set_index("account_id")["debtor_id"]
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    return rows.assign(debtor_id=rows["account_id"].map(debtor_of).to_numpy())
+
+
+def prepare_data(
+    folder: Path, config: ExperimentConfig, progress: Progress | None = None
+) -> PreparedData:
+    """Label, split and join features for both models (or the cross-validation set)."""
+    folder = Path(folder)
+    say = progress or (lambda _: None)
+    if not feature_snapshot_times(folder):
+        raise TrainingError(
+            f"{snapshot_root(folder)}: no snapshots (run `cobranza features build`)"
+        )
+    say("validating the portfolio")
+    tables = read_valid_tables(folder)
+    data_end = _data_end(folder, tables)
+    features, categorical = service_features(folder, config.feature_service)
+    if (folder / TAIWAN_LABELS).is_file():
+        return _prepare_external_labels(folder, tables, config, features, categorical, data_end)
+    horizon = pd.Timedelta(days=config.horizon_days)
+    say("labelling snapshot rows")
+    rows = payment_labels(
+        _snapshot_rows(folder, tables["accounts"]),
+        tables["payments"],
+        config.horizon_days,
+        data_end,
+    )
+    rows = rows[rows["labelable"]].drop(columns="labelable")
+    split = time_split(
+        list(rows["event_timestamp"].unique()),
+        config.split.valid_periods,
+        config.split.test_periods,
+        horizon,
+    )
+    rows = rows.assign(split=assign_split(rows["event_timestamp"], split))
+    rows = rows[rows["split"] != EMBARGO].reset_index(drop=True)
+    say(f"joining features for {len(rows):,} snapshot rows")
+    propensity = training_set(folder, rows, service=config.feature_service)
+    actions = None
+    if config.train_next_best_action and len(tables["contacts"]):
+        say("labelling logged contacts")
+        logged = logged_actions(tables, config.horizon_days, config.actions.contact_cost, data_end)
+        logged = logged[logged["labelable"]].drop(columns="labelable")
+        logged = logged.assign(split=assign_split(logged["event_timestamp"], split))
+        logged = logged[logged["split"] != EMBARGO].reset_index(drop=True)
+        if len(logged):
+            say(f"joining features for {len(logged):,} logged contacts")
+            actions = training_set(folder, logged, service=config.feature_service)
+    return PreparedData(
+        propensity, actions, features, categorical, config.feature_service, split, data_end
+    )
+
+
+def _prepare_external_labels(
+    folder: Path,
+    tables: dict[str, pd.DataFrame],
+    config: ExperimentConfig,
+    features: list[str],
+    categorical: list[str],
+    data_end: pd.Timestamp,
+) -> PreparedData:
+    """A portfolio scored at one moment with a published label (the Taiwan import): the
+    propensity label is "paid as agreed next month", the complement of the default flag."""
+    labels = pd.read_parquet(folder / TAIWAN_LABELS)
+    debtor_of = tables["accounts"].set_index("account_id")["debtor_id"]
+    paid, amount = label_names(config.horizon_days)
+    rows = pd.DataFrame(
+        {
+            "account_id": labels["account_id"].to_numpy(),
+            "debtor_id": labels["account_id"].map(debtor_of).to_numpy(),
+            "event_timestamp": pd.to_datetime(labels["as_of"], utc=True),
+            paid: (~labels["defaulted"].astype(bool)).astype(np.int8).to_numpy(),
+            amount: np.nan,
+        }
+    )
+    frame = training_set(folder, rows, service=config.feature_service)
+    return PreparedData(
+        frame, None, features, categorical, config.feature_service, None, data_end, has_amount=False
+    )
+
+
+# ----- explanations and figures -------------------------------------------------------------
+def _sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    return frame.sample(min(size, len(frame)), random_state=seed) if len(frame) > size else frame
+
+
+def _log_figures(
+    model: PropensityModel, test: pd.DataFrame, config: ExperimentConfig, out: Path
+) -> dict[str, float]:
+    """Calibration, importance and SHAP summary plots into `out`; mean |SHAP| per feature."""
+    import matplotlib.pyplot as plt
+
+    from training.plots import calibration_figure, importance_figure, shap_summary_figure
+
+    paid, _ = label_names(config.horizon_days)
+    curves = {
+        "LightGBM (uncalibrated)": model.predict_uncalibrated(test),
+        f"calibrated ({config.calibration})": model.predict_proba(test)[:, 1],
+    }
+    figures = {
+        "calibration.png": calibration_figure(test[paid].to_numpy(), curves),
+        "feature_importance.png": importance_figure(
+            model.feature_names_, model.classifier_.booster_.feature_importance("gain")
+        ),
+    }
+    sample = _sample(test, SHAP_SAMPLE, config.seed)
+    values, _ = model.explain(sample)
+    figures["shap_summary.png"] = shap_summary_figure(values, model.encoder_.transform(sample))
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+        plt.close(figure)
+    mean_abs = np.abs(values).mean(axis=0)
+    return dict(zip(model.feature_names_, mean_abs.tolist(), strict=True))
+
+
+def _signature_and_example(
+    model_input: pd.DataFrame, output: pd.DataFrame
+) -> tuple[Any, pd.DataFrame]:
+    from mlflow.models import infer_signature
+
+    example = model_input.head(3).copy()
+    for name in example.columns:  # MLflow schemas want plain types: categories as strings
+        if isinstance(example[name].dtype, pd.CategoricalDtype):
+            example[name] = example[name].astype("string")
+    return infer_signature(example, output.head(3)), example
+
+
+PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "mlflow"]
+
+
+def _log_model(
+    python_model: Any, name: str, model_input: pd.DataFrame, output: pd.DataFrame
+) -> str:
+    import mlflow.pyfunc
+
+    signature, example = _signature_and_example(model_input, output)
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=python_model,
+        signature=signature,
+        input_example=example,
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    return str(info.model_uri)
+
+
+def _flat_params(config: ExperimentConfig, params: dict[str, Any]) -> dict[str, Any]:
+    flat = {
+        "experiment": config.name,
+        "feature_service": config.feature_service,
+        "horizon_days": config.horizon_days,
+        "seed": config.seed,
+        "calibration": config.calibration,
+        "valid_periods": config.split.valid_periods,
+        "test_periods": config.split.test_periods,
+        "promotion_metric": config.promotion.metric,
+        "promotion_margin": config.promotion.margin,
+    }
+    flat.update({f"lgbm_{key}": value for key, value in params.items()})
+    return flat
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    metrics: dict[str, float]
+    versions: dict[str, str]
+    params: dict[str, Any]
+    data: dict[str, Any]
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+def _data_summary(prepared: PreparedData, folder: Path, config: ExperimentConfig) -> dict[str, Any]:
+    frame = prepared.propensity
+    summary: dict[str, Any] = {
+        "portfolio": str(Path(folder).resolve().name),
+        "feature_service": prepared.service,
+        "features": len(prepared.features),
+        "data_end": prepared.data_end.isoformat(),
+        "label": f"any payment within {config.horizon_days} days of the as-of time",
+    }
+    if prepared.split is not None:
+        summary.update(prepared.split.as_dict())
+        counts = frame["split"].value_counts()
+        for part in (TRAIN, VALID, TEST):
+            summary[f"{part}_rows"] = int(counts.get(part, 0))
+        train_times = frame.loc[frame["split"] == TRAIN, "event_timestamp"]
+        summary["train_start"] = train_times.min().isoformat()
+    else:
+        summary["rows"] = len(frame)
+        summary["protocol"] = f"stratified {config.cv_folds}-fold cross-validation (one as-of time)"
+    return summary
+
+
+def train_portfolio(
+    folder: Path,
+    config: ExperimentConfig,
+    config_text: str,
+    trials: int | None = None,
+    timeout: float | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    truth_evaluation: Callable[..., dict[str, float]] | None = None,
+) -> TrainResult:
+    """The whole training run (see the module docstring); returns the run and versions."""
+    import mlflow
+
+    from data_contracts.settings import get_settings
+    from training.card import model_card
+    from training.fit import (
+        cross_validate,
+        evaluate_next_best_action,
+        evaluate_propensity,
+        fit_next_best_action,
+        fit_propensity,
+        tune_propensity,
+    )
+    from training.pyfunc import NextBestActionPyfunc, PropensityPyfunc
+
+    say = progress or (lambda _: None)
+    threads = get_settings().training.threads
+    folder = Path(folder)
+    prepared = prepare_data(folder, config, say)
+    frame, features, categorical = prepared.propensity, prepared.features, prepared.categorical
+    store = open_registry(tracking_uri)
+    mlflow.set_experiment(experiment_id=experiment_id(store, config.name))
+    metrics: dict[str, float] = {}
+    summary = _data_summary(prepared, folder, config)
+    with (
+        mlflow.start_run(run_name=f"train-{summary['portfolio']}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        out = Path(tmp)
+        (out / "experiment.yaml").write_text(config_text)
+        training_rows = frame if prepared.split is None else frame[frame["split"] == TRAIN]
+        mlflow.set_tags(
+            {
+                "feature_service": prepared.service,
+                "feature_service_features_hash": hashlib.sha256(
+                    "\n".join(features).encode()
+                ).hexdigest()[:16],
+                "training_set_hash": data_hash(training_rows),
+                "portfolio": summary["portfolio"],
+            }
+        )
+        if prepared.split is None:  # one as-of time: cross-validate, then fit on everything
+            params = dict(config.lightgbm)
+            say(f"{config.cv_folds}-fold cross-validation")
+            cv = cross_validate(
+                frame,
+                features,
+                categorical,
+                config,
+                params,
+                threads,
+                on_fold=lambda fold, auc: say(f"fold {fold + 1}: ROC AUC {auc:.4f}"),
+            )
+            metrics.update({k: v for k, v in cv.items() if not isinstance(v, list)})
+            (out / "cv_folds.json").write_text(json.dumps(cv, indent=2))
+            from sklearn.model_selection import train_test_split
+
+            paid, _ = label_names(config.horizon_days)
+            _, valid_index = train_test_split(
+                np.arange(len(frame)), test_size=0.2, stratify=frame[paid], random_state=config.seed
+            )
+            split = np.full(len(frame), TRAIN, dtype=object)
+            split[valid_index] = VALID
+            frame = frame.assign(split=split)
+            model = fit_propensity(frame, features, categorical, config, params, threads, False)
+            test = frame[frame["split"] == VALID]
+        else:
+            say("tuning with Optuna")
+            params, study = tune_propensity(
+                frame,
+                features,
+                categorical,
+                config,
+                threads,
+                trials,
+                timeout,
+                on_trial=lambda number, value, _: say(
+                    f"trial {number}: {config.tuning.metric} {value:.5f}"
+                ),
+            )
+            if study is not None:
+                metrics["tuning_trials"] = float(len(study.trials))
+                metrics["tuning_pruned"] = float(
+                    sum(1 for t in study.trials if t.state.name == "PRUNED")
+                )
+            say("fitting the propensity model")
+            model = fit_propensity(frame, features, categorical, config, params, threads)
+            test = frame[frame["split"] == TEST]
+            metrics.update(
+                evaluate_propensity(
+                    model, frame[frame["split"] == VALID], config.horizon_days, "valid_"
+                )
+            )
+            metrics.update(evaluate_propensity(model, test, config.horizon_days, "test_"))
+        say("explaining with SHAP")
+        mean_abs_shap = _log_figures(model, test, config, out)
+        (out / "mean_abs_shap.json").write_text(json.dumps(mean_abs_shap, indent=2))
+        model.metadata_ = {
+            "feature_service": prepared.service,
+            "run_id": run.info.run_id,
+            **summary,
+        }
+        action_model = None
+        if prepared.actions is not None and prepared.split is not None:
+            say("fitting the next-best-action models")
+            actions = prepared.actions
+            action_model = fit_next_best_action(
+                actions, features, categorical, config, dict(config.lightgbm), threads
+            )
+            action_metrics, _ = evaluate_next_best_action(
+                action_model, actions[actions["split"] == TEST], config.horizon_days, config.seed
+            )
+            metrics.update({f"nba_{k}": v for k, v in action_metrics.items()})
+            action_model.metadata_ = {
+                "feature_service": prepared.service,
+                "run_id": run.info.run_id,
+            }
+        if truth_evaluation is not None and prepared.split is not None:
+            say("comparing with the simulator's truth")
+            metrics.update(truth_evaluation(folder, prepared, model, action_model, config))
+        card_metrics = {
+            k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")
+        }
+        card_metrics.update({k: v for k, v in metrics.items() if k.startswith(("cv_", "truth_"))})
+        (out / "model_card.md").write_text(
+            model_card(
+                PROPENSITY_MODEL,
+                "Ranks overdue accounts by their probability of paying within "
+                f"{config.horizon_days} days and the amount expected, so collectors work the "
+                "accounts most likely to pay first; serving multiplies the calibrated "
+                "probability by balances.",
+                summary,
+                card_metrics,
+                [
+                    "roc_auc",
+                    "pr_auc",
+                    "log_loss",
+                    "brier",
+                    "brier_uncalibrated",
+                    "ece",
+                    "lift_top_decile",
+                    "capture_top_decile",
+                    "cv_roc_auc_mean",
+                    "cv_roc_auc_std",
+                    "truth_roc_auc_ceiling",
+                    "truth_roc_auc_ratio",
+                ],
+                features,
+                PROPENSITY_LIMITS,
+            )
+        )
+        if action_model is not None:
+            (out / "model_card_next_best_action.md").write_text(
+                model_card(
+                    NEXT_BEST_ACTION_MODEL,
+                    "Values each action (channel, hour band, offer) for an account so serving "
+                    "can pick the best compliant action; also gives the probability of "
+                    "reaching the debtor by channel, hour band and weekday.",
+                    summary,
+                    {k.removeprefix("nba_"): v for k, v in metrics.items() if k.startswith("nba_")},
+                    [
+                        "contact_roc_auc",
+                        "contact_brier",
+                        "contact_ece",
+                        "value_mae",
+                        "policy_logging_policy",
+                        "policy_ips",
+                        "policy_snips",
+                        "policy_dr",
+                        "policy_dr_ci_low",
+                        "policy_dr_ci_high",
+                    ],
+                    features,
+                    ACTION_LIMITS,
+                )
+            )
+        mlflow.log_params(_flat_params(config, params))
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_artifacts(str(out))
+        say("logging the models")
+        sample = test.head(200)
+        uris = {}
+        uris["propensity"] = _log_model(
+            PropensityPyfunc(model),
+            "propensity",
+            sample[features],
+            model.predict_frame(sample[features]),
+        )
+        if action_model is not None:
+            action_columns = [
+                *features,
+                "channel",
+                "hour_band",
+                "weekday",
+                "offer",
+                "discount_pct",
+                "installments",
+            ]
+            rows = prepared.actions.head(200)[action_columns]
+            uris["next-best-action"] = _log_model(
+                NextBestActionPyfunc(action_model),
+                "next_best_action",
+                rows,
+                action_model.predict_value(rows),
+            )
+        versions: dict[str, str] = {}
+        if config.register_models:
+            headline = {
+                k: v
+                for k, v in metrics.items()
+                if k in ("test_roc_auc", "test_brier", "cv_roc_auc_mean")
+            }
+            versions["propensity"] = register(store, uris["propensity"], PROPENSITY_MODEL, headline)
+            if action_model is not None:
+                nba = {
+                    k: v
+                    for k, v in metrics.items()
+                    if k in ("nba_contact_roc_auc", "nba_policy_dr")
+                }
+                versions["next-best-action"] = register(
+                    store, uris["next-best-action"], NEXT_BEST_ACTION_MODEL, nba
+                )
+    models = {"propensity": model, "next-best-action": action_model}
+    return TrainResult(run.info.run_id, metrics, versions, params, summary, models)

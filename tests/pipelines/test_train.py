@@ -1,0 +1,207 @@
+"""Training, registry and promotion end to end: a real Feast store, a real MLflow tracking
+store and registry (SQLite in tmp_path), a simulated portfolio with its truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.evaluate import Decision, promote_challengers
+from pipelines.features_build import build_snapshots
+from pipelines.registry import (
+    CHALLENGER,
+    CHAMPION,
+    NEXT_BEST_ACTION_MODEL,
+    PROPENSITY_MODEL,
+    alias_version,
+    load_model,
+    open_registry,
+    read_audit,
+)
+from pipelines.simulate import simulate_to_folder
+from pipelines.simulator import SimulationConfig
+from pipelines.train import TrainResult, prepare_data, train_portfolio
+from pipelines.truth import truth_evaluation
+from training.config import ExperimentConfig, load_experiment
+from training.splits import TEST
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SMALL = {
+    "name": "test-full",
+    "split": {"valid_periods": 4, "test_periods": 4},
+    "lightgbm": {"n_estimators": 200, "learning_rate": 0.08, "num_leaves": 15},
+    "search_space": {"num_leaves": {"low": 7, "high": 31, "integer": True}},
+    "tuning": {"trials": 2},
+}
+WEAK = {
+    "name": "test-weak",
+    "split": {"valid_periods": 4, "test_periods": 4},
+    "lightgbm": {"n_estimators": 3, "learning_rate": 0.05, "num_leaves": 2},
+    "search_space": {"min_child_samples": {"low": 20, "high": 400, "integer": True}},
+    "tuning": {"trials": 2},
+    "train_next_best_action": False,
+}
+
+
+def experiment(tmp: Path, settings: dict[str, object]) -> tuple[ExperimentConfig, str]:
+    path = tmp / f"{settings['name']}.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return load_experiment(path)
+
+
+@dataclass
+class Story:
+    portfolio: Path
+    tracking_uri: str
+    weak: TrainResult
+    full: TrainResult
+    weak_again: TrainResult
+    accepted: list[Decision]
+    refused: list[Decision]
+    aliases_after_refusal: dict[str, str]
+    audit: list[dict[str, object]]
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
+    root = tmp_path_factory.mktemp("training")
+    portfolio = root / "portfolio"
+    simulate_to_folder(SimulationConfig(accounts=1200, seed=3), portfolio)
+    build_snapshots(portfolio, None, None, "7d")
+    uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+    (root / "mlflow").mkdir()
+    weak_config, weak_text = experiment(root, WEAK)
+    full_config, full_text = experiment(root, SMALL)
+    weak = train_portfolio(portfolio, weak_config, weak_text, tracking_uri=uri)
+    full = train_portfolio(
+        portfolio, full_config, full_text, tracking_uri=uri, truth_evaluation=truth_evaluation
+    )
+    accepted = promote_challengers(portfolio, full_config, "propensity", None, uri)
+    weak_again = train_portfolio(portfolio, weak_config, weak_text, tracking_uri=uri)
+    refused = promote_challengers(portfolio, full_config, "propensity", None, uri)
+    store = open_registry(uri)
+    aliases = {
+        alias: str(getattr(alias_version(PROPENSITY_MODEL, alias), "version", None))
+        for alias in (CHAMPION, CHALLENGER)
+    }
+    return Story(
+        portfolio, uri, weak, full, weak_again, accepted, refused, aliases, read_audit(store)
+    )
+
+
+def test_first_model_becomes_champion_and_later_ones_challenger(story: Story) -> None:
+    assert story.weak.versions == {"propensity": "1"}
+    assert story.full.versions == {"propensity": "2", "next-best-action": "1"}
+    first = story.audit[0]
+    assert first["action"] == "set_champion" and first["version"] == "1"
+    assert first["why"] == "first model: no champion yet" and first["who"]
+    moves = [(e["model"], e["action"], e["version"]) for e in story.audit]
+    assert (PROPENSITY_MODEL, "set_challenger", "2") in moves
+    assert (NEXT_BEST_ACTION_MODEL, "set_champion", "1") in moves
+
+
+def test_promotion_accepts_a_better_challenger_and_logs_why(story: Story) -> None:
+    [decision] = story.accepted
+    assert decision.promoted, decision.message
+    assert decision.metrics["challenger"] > decision.metrics["champion"] + 0.002
+    entry = next(e for e in story.audit if e["action"] == "set_champion" and e["version"] == "2")
+    assert entry["previous_version"] == "1" and entry["metrics"]["metric"] == "roc_auc"
+    assert "roc_auc" in entry["why"]
+
+
+def test_promotion_refuses_a_worse_challenger(story: Story) -> None:
+    [decision] = story.refused
+    assert not decision.promoted
+    assert decision.metrics["challenger"] < decision.metrics["champion"]
+    assert story.aliases_after_refusal == {CHAMPION: "2", CHALLENGER: "3"}
+    refusal = story.audit[-1]
+    assert refusal["action"] == "refused_promotion" and refusal["version"] == "3"
+
+
+def test_same_seed_and_data_give_the_same_metrics(story: Story) -> None:
+    first, again = story.weak.metrics, story.weak_again.metrics
+    assert first.keys() == again.keys()
+    for key, value in first.items():
+        assert value == pytest.approx(again[key], rel=1e-12, nan_ok=True), key
+
+
+def test_registered_model_loads_by_alias_and_predicts_as_in_training(story: Story) -> None:
+    import mlflow.pyfunc
+
+    open_registry(story.tracking_uri)
+    config = ExperimentConfig.model_validate(SMALL)
+    prepared = prepare_data(story.portfolio, config)
+    test = prepared.propensity[prepared.propensity["split"] == TEST].head(300)
+    trained = story.full.models["propensity"]
+    loaded, version = load_model(PROPENSITY_MODEL, CHAMPION)
+    assert str(version.version) == "2"
+    expected = trained.predict_frame(test)
+    pd.testing.assert_frame_equal(loaded.predict_frame(test), expected)
+    # through MLflow's pyfunc interface and its signature, as any MLflow client would
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{PROPENSITY_MODEL}@{CHAMPION}")
+    served = pyfunc.predict(test[trained.feature_names_].reset_index(drop=True))
+    np.testing.assert_allclose(served["p_payment_30d"], expected["p_payment_30d"], rtol=1e-9)
+    # the action model too
+    action_model, _ = load_model(NEXT_BEST_ACTION_MODEL, CHAMPION)
+    rows = prepared.actions[prepared.actions["split"] == TEST].head(100)
+    pd.testing.assert_frame_equal(
+        action_model.predict_value(rows),
+        story.full.models["next-best-action"].predict_value(rows),
+    )
+
+
+def test_run_logs_what_the_issue_asks_for(story: Story) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    open_registry(story.tracking_uri)
+    run = mlflow.get_run(story.full.run_id)
+    assert run.data.tags["feature_service"] == "debtor_scoring_v1"
+    assert len(run.data.tags["training_set_hash"]) == 16
+    assert run.data.params["lgbm_num_leaves"] and run.data.params["calibration"] == "isotonic"
+    artifacts = {item.path for item in MlflowClient().list_artifacts(story.full.run_id)}
+    assert {
+        "experiment.yaml",
+        "calibration.png",
+        "feature_importance.png",
+        "shap_summary.png",
+        "model_card.md",
+        "model_card_next_best_action.md",
+        "mean_abs_shap.json",
+    } <= artifacts
+    card = Path(
+        mlflow.artifacts.download_artifacts(run_id=story.full.run_id, artifact_path="model_card.md")
+    ).read_text()
+    assert "## Intended use" in card and "## Limits" in card and "test_rows" in card
+    shap_means = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=story.full.run_id, artifact_path="mean_abs_shap.json"
+            )
+        ).read_text()
+    )
+    assert "age_band" not in shap_means and "gender" not in shap_means
+    assert max(shap_means.values()) > 0
+
+
+def test_metrics_are_sane_and_compared_with_the_truth(story: Story) -> None:
+    m = story.full.metrics
+    assert m["test_roc_auc"] > 0.7
+    assert m["test_brier"] <= m["test_brier_uncalibrated"] * 1.02  # calibration keeps Brier
+    assert m["test_ece"] < 0.05
+    assert 0 < m["truth_roc_auc_ratio"] < 1.05  # the true probabilities are the ceiling
+    assert 0 < m["truth_contact_roc_auc_ratio"] < 1.05
+    # the oracle collects the most; the learned policy beats contacting at random
+    for other in ("learned", "logging", "largest_balance"):
+        assert m["truth_collected_oracle"] > m[f"truth_collected_{other}"]
+    assert m["truth_collected_learned"] > m["truth_collected_logging"]
+    for name in ("ips", "snips", "dr"):
+        assert m[f"nba_policy_{name}_ci_low"] <= m[f"nba_policy_{name}"]
+        assert m[f"nba_policy_{name}"] <= m[f"nba_policy_{name}_ci_high"]
