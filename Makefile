@@ -8,6 +8,7 @@ VENV := .venv
 PORTFOLIO ?= data/demo
 ACCOUNTS ?= 5000
 SEED ?= 7
+TRIALS ?= 5
 
 .PHONY: env demo test lint format bench clean
 
@@ -26,6 +27,9 @@ demo: env
 	$(VENV)/bin/cobranza validate $(PORTFOLIO)
 	$(VENV)/bin/cobranza features build $(PORTFOLIO) --every 7d
 	$(VENV)/bin/cobranza features materialize $(PORTFOLIO)
+	$(VENV)/bin/cobranza train --data $(PORTFOLIO) --experiment experiments/default.yaml --trials $(TRIALS)
+	# exit status 1 means the challenger did not earn promotion: a normal outcome here
+	$(VENV)/bin/cobranza promote --data $(PORTFOLIO) --experiment experiments/default.yaml || test $$? -eq 1
 
 test: env
 	$(VENV)/bin/ruff check .
@@ -45,4 +49,4 @@ bench: env
 	$(VENV)/bin/python -m benchmarks.simulate --accounts 1000000
 
 clean:
-	rm -rf .venv .tools data/demo
+	rm -rf .venv .tools data/demo data/mlflow

@@ -138,3 +138,15 @@ def taiwan_csv() -> Path:
     if not TAIWAN_CSV.is_file():
         pytest.fail(f"the shared dataset is missing: {TAIWAN_CSV}")
     return TAIWAN_CSV
+
+
+@pytest.fixture(scope="session")
+def featured_portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,200 simulated accounts over a year, with weekly feature snapshots in a Feast store."""
+    from pipelines.features_build import build_snapshots
+    from pipelines.simulate import simulate_to_folder
+
+    folder = tmp_path_factory.mktemp("featured") / "portfolio"
+    simulate_to_folder(SimulationConfig(accounts=1200, seed=3), folder)
+    build_snapshots(folder, None, None, "7d")
+    return folder

@@ -5,6 +5,7 @@ Each function returns a matplotlib figure; the caller saves or logs it (I/O at t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +64,9 @@ def shap_summary_figure(values: np.ndarray, frame: pd.DataFrame, top: int = 20) 
         if isinstance(shown[name].dtype, pd.CategoricalDtype):
             shown[name] = shown[name].cat.codes.astype(float).where(shown[name].notna())
     figure = plt.figure(figsize=(8, 0.35 * min(top, frame.shape[1]) + 1.5))
-    shap.summary_plot(values, shown, max_display=top, show=False, plot_size=None)
+    with warnings.catch_warnings():
+        # features empty for a portfolio (no creditor statements) colour nothing: fine
+        warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
+        shap.summary_plot(values, shown, max_display=top, show=False, plot_size=None)
     figure.tight_layout()
     return figure

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from pipelines.evaluate import Decision, promote_challengers
-from pipelines.features_build import build_snapshots
 from pipelines.registry import (
     CHALLENGER,
     CHAMPION,
@@ -24,8 +23,6 @@ from pipelines.registry import (
     open_registry,
     read_audit,
 )
-from pipelines.simulate import simulate_to_folder
-from pipelines.simulator import SimulationConfig
 from pipelines.train import TrainResult, prepare_data, train_portfolio
 from pipelines.truth import truth_evaluation
 from training.config import ExperimentConfig, load_experiment
@@ -70,11 +67,9 @@ class Story:
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Story:
+def story(tmp_path_factory: pytest.TempPathFactory, featured_portfolio: Path) -> Story:
     root = tmp_path_factory.mktemp("training")
-    portfolio = root / "portfolio"
-    simulate_to_folder(SimulationConfig(accounts=1200, seed=3), portfolio)
-    build_snapshots(portfolio, None, None, "7d")
+    portfolio = featured_portfolio
     uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     (root / "mlflow").mkdir()
     weak_config, weak_text = experiment(root, WEAK)
