@@ -3,8 +3,10 @@
 SHAP's output shape for binary LightGBM models has changed between versions (a list of two
 arrays, a 3-d array, or a 2-d array for the positive class); `normalize_shap_values` turns any
 of them into one (rows, features) array of the positive class. LightGBM's own
-`pred_contrib=True` computes the same exact TreeSHAP values and is faster; the benchmark in
-`benchmarks/training.py` checks both agree.
+`pred_contrib=True` computes the same exact TreeSHAP values; SHAP 0.51's TreeExplainer hands
+LightGBM boosters to that same routine, so the two agree to the bit and take the same time
+(`benchmarks/training.py`). We call LightGBM directly: no explainer to build, and it honours the
+early-stopped iteration.
 """
 
 from __future__ import annotations
@@ -168,7 +170,11 @@ _TEMPLATES: list[tuple[str, _Template, str]] = [
         "",
     ),
 ]
-_DESCRIPTIONS = {spec.name: spec.description.rstrip(".") for spec in ALL_FEATURES}
+_DESCRIPTIONS = {
+    # "Largest discount accepted; empty if none." -> "Largest discount accepted"
+    spec.name: spec.description.split(";")[0].rstrip(".")
+    for spec in ALL_FEATURES
+}
 
 
 def reason_sentence(feature: str, value: Any) -> str:
@@ -181,11 +187,11 @@ def reason_sentence(feature: str, value: Any) -> str:
         match = re.fullmatch(pattern, feature)
         if match:
             if missing:
-                return when_missing or f"{_DESCRIPTIONS.get(feature, feature)}: unknown"
+                return when_missing or f"{_DESCRIPTIONS.get(feature, feature)}: none on record"
             return sentence(float(value), match)
     description = _DESCRIPTIONS.get(feature, feature.replace("_", " "))
     if missing:
-        return f"{description}: unknown"
+        return f"{description}: none on record"
     number = float(value)
     shown = _n(number) if number == round(number) else f"{number:,.2f}"
     return f"{description}: {shown}"
