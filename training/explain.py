@@ -122,7 +122,11 @@ _TEMPLATES: list[tuple[str, _Template, str]] = [
         lambda v, m: f"{_plural(v, 'promise')} to pay made in the last {m[1]} days",
         "",
     ),
-    (r"promises_kept_rate_365d", lambda v, m: f"kept {v:.0%} of promises this year", ""),
+    (
+        r"promises_kept_rate_365d",
+        lambda v, m: f"kept {v:.0%} of promises this year",
+        "no promise resolved this year",
+    ),
     (
         r"days_since_last_broken_promise",
         lambda v, m: f"last broken promise {_plural(v, 'day')} ago",
