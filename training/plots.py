@@ -67,6 +67,8 @@ def shap_summary_figure(values: np.ndarray, frame: pd.DataFrame, top: int = 20) 
     with warnings.catch_warnings():
         # features empty for a portfolio (no creditor statements) colour nothing: fine
         warnings.filterwarnings("ignore", message="All-NaN slice", category=RuntimeWarning)
+        # SHAP jitters the dots with NumPy's global RNG; NumPy warns once anyone seeded it
+        warnings.filterwarnings("ignore", message=".*global RNG was seeded", category=FutureWarning)
         shap.summary_plot(values, shown, max_display=top, show=False, plot_size=None)
     figure.tight_layout()
     return figure
