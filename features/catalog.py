@@ -1,8 +1,15 @@
-"""Every feature cobranza computes: its name, type, description and view.
+"""Every feature cobranza computes: its name, type, description, view and first version.
 
 Names say what is measured and over which window (`payments_sum_90d`). Windows count events
-in [as_of - window, as_of). The Feast feature views and the docs are generated from this list,
-and a test checks that the feature functions produce exactly these columns.
+in [as_of - window, as_of); `_lag<k>` is the k-th latest monthly statement before as_of (lag 1
+the most recent) and `_last6` the six latest statements. The Feast feature views and the docs
+are generated from this list, and a test checks that the feature functions produce exactly
+these columns.
+
+Model inputs are versioned like the Feast feature services that publish them: each feature
+records the `debtor_scoring_v<n>` version that first used it (`since_version`), and a
+published version never changes. `model_features(service)` is the list a model trained on a
+service reads.
 """
 
 from __future__ import annotations
@@ -20,6 +27,16 @@ CONTACT_WINDOWS = (7, 30, 90)
 CHANNELS = ("call", "sms", "email", "letter")
 OPT_OUT_CHANNELS = ("call", "sms", "email")
 STATEMENT_WINDOW = 180
+STATEMENT_LAGS = 6
+"""Monthly statements looked at one by one (lag 1 = the latest before as_of)."""
+FIRST_CYCLE_DAYS = 31
+"""A statement cycle starts at the previous statement; with none known, this many days earlier."""
+
+SCORING_SERVICE_V1 = "debtor_scoring_v1"
+SCORING_SERVICE_V2 = "debtor_scoring_v2"
+SCORING_SERVICES: dict[str, int] = {SCORING_SERVICE_V1: 1, SCORING_SERVICE_V2: 2}
+"""Feature service name -> the feature version it publishes (v2 = v1 + statement history)."""
+LATEST_SCORING_SERVICE = SCORING_SERVICE_V2
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,8 @@ class FeatureSpec:
     description: str
     view: Literal["account", "debtor"]
     model_input: bool = True
+    since_version: int = 1
+    """First `debtor_scoring_v<n>` service whose model inputs include the feature."""
 
 
 def _account_specs() -> list[FeatureSpec]:
@@ -178,6 +197,82 @@ def _account_specs() -> list[FeatureSpec]:
         "float",
         f"Latest statement balance minus the oldest one within {window} days.",
     )
+    return specs + _statement_history_specs()
+
+
+def _statement_history_specs() -> list[FeatureSpec]:
+    """Month-by-month statement history (version 2): the latest statements one by one.
+
+    The cycle of a statement runs from the previous statement (exclusive; with no earlier
+    statement known, FIRST_CYCLE_DAYS before it) to its own closing time (inclusive); payments
+    received in it answer the previous statement's balance.
+    """
+    lags, first_cycle = STATEMENT_LAGS, FIRST_CYCLE_DAYS
+    specs: list[FeatureSpec] = []
+
+    def v2(name: str, kind: Kind, description: str) -> None:
+        specs.append(FeatureSpec(name, kind, description, "account", since_version=2))
+
+    for lag in range(1, lags + 1):
+        nth = "latest statement" if lag == 1 else f"statement {lag} back (lag 1 = the latest)"
+        v2(f"statement_balance_lag{lag}", "float", f"Balance on the {nth}.")
+        v2(
+            f"statement_utilization_lag{lag}",
+            "float",
+            f"Balance / credit limit on the {nth}; empty without a positive limit.",
+        )
+        v2(
+            f"statement_status_level_lag{lag}",
+            "float",
+            f"Repayment status of the {nth}: -2 nothing to pay, -1 paid in full, 0 revolving "
+            "(minimum paid), n >= 1 months past due (days past due / 30, rounded up).",
+        )
+        v2(
+            f"statement_cycle_paid_lag{lag}",
+            "float",
+            f"Amount paid in the cycle that closed with the {nth} (after the statement before "
+            f"it, or within {first_cycle} days if none).",
+        )
+        v2(
+            f"statement_cycle_payment_ratio_lag{lag}",
+            "float",
+            f"Amount paid in the cycle of the {nth} / balance of the statement before it; "
+            "empty unless that balance is positive.",
+        )
+        v2(
+            f"statement_cycle_new_charges_lag{lag}",
+            "float",
+            f"Balance of the {nth} minus the balance before it plus the amount paid in the "
+            "cycle: new purchases, interest and fees.",
+        )
+    last = f"the {lags} latest statements"
+    v2(f"statement_status_level_max_last{lags}", "float", f"Worst repayment status level, {last}.")
+    v2(f"statement_status_level_mean_last{lags}", "float", f"Mean repayment status level, {last}.")
+    v2(
+        f"statements_delinquent_streak_last{lags}",
+        "int",
+        f"Consecutive delinquent statements ending with the latest one, among {last}.",
+    )
+    v2(
+        f"statements_delinquent_streak_max_last{lags}",
+        "int",
+        f"Longest run of consecutive delinquent statements, {last}.",
+    )
+    v2(f"statement_cycle_paid_sum_last{lags}", "float", f"Amount paid in the cycles of {last}.")
+    v2(
+        f"statement_cycle_payment_ratio_last{lags}",
+        "float",
+        f"Amount paid / balance owed at the start of the cycle, over the cycles of {last} that "
+        "started with a positive balance.",
+    )
+    v2(
+        f"statement_cycles_unpaid_last{lags}",
+        "int",
+        f"Cycles of {last} that started with a positive balance and saw no payment.",
+    )
+    v2(f"statement_balance_max_last{lags}", "float", f"Largest statement balance, {last}.")
+    v2(f"statement_utilization_max_last{lags}", "float", f"Largest utilization, {last}.")
+    v2("days_since_last_statement", "float", "Days since the latest statement closed.")
     return specs
 
 
@@ -220,7 +315,45 @@ def _debtor_specs() -> list[FeatureSpec]:
 
 
 ACCOUNT_FEATURES: tuple[FeatureSpec, ...] = tuple(_account_specs())
+STATEMENT_HISTORY_FEATURES: tuple[FeatureSpec, ...] = tuple(_statement_history_specs())
+"""The month-by-month statement history (account features first used by version 2)."""
 DEBTOR_FEATURES: tuple[FeatureSpec, ...] = tuple(_debtor_specs())
 ALL_FEATURES: tuple[FeatureSpec, ...] = ACCOUNT_FEATURES + DEBTOR_FEATURES
-MODEL_FEATURES: tuple[str, ...] = tuple(spec.name for spec in ALL_FEATURES if spec.model_input)
-CATEGORICAL_FEATURES: tuple[str, ...] = tuple(s.name for s in ALL_FEATURES if s.kind == "string")
+
+
+def _service_version(service: str) -> int:
+    try:
+        return SCORING_SERVICES[service]
+    except KeyError:
+        known = ", ".join(SCORING_SERVICES)
+        raise ValueError(f"unknown scoring service {service!r}; known: {known}") from None
+
+
+def service_features(service: str, view: Literal["account", "debtor"]) -> tuple[str, ...]:
+    """The features of one view that a scoring service publishes, in catalog order."""
+    version = _service_version(service)
+    specs = ACCOUNT_FEATURES if view == "account" else DEBTOR_FEATURES
+    return tuple(s.name for s in specs if s.model_input and s.since_version <= version)
+
+
+def model_features(service: str) -> tuple[str, ...]:
+    """Model inputs of a scoring service (account features, then debtor features).
+
+    Args:
+        service: A scoring feature service name, such as `debtor_scoring_v2`.
+
+    Raises:
+        ValueError: the name is not a scoring service.
+    """
+    return service_features(service, "account") + service_features(service, "debtor")
+
+
+def categorical_features(service: str) -> tuple[str, ...]:
+    """The model inputs of `service` that are categories (strings)."""
+    kinds = {spec.name: spec.kind for spec in ALL_FEATURES}
+    return tuple(name for name in model_features(service) if kinds[name] == "string")
+
+
+MODEL_FEATURES: tuple[str, ...] = model_features(SCORING_SERVICE_V1)
+"""Model inputs of the first published service (prefer `model_features(service)`)."""
+CATEGORICAL_FEATURES: tuple[str, ...] = categorical_features(SCORING_SERVICE_V1)

@@ -22,9 +22,12 @@ from features.catalog import (
     ACCOUNT_FEATURES,
     CONTACT_WINDOWS,
     DEBTOR_FEATURES,
+    FIRST_CYCLE_DAYS,
     OPT_OUT_CHANNELS,
     PAYMENT_WINDOWS,
     PROMISE_WINDOWS,
+    STATEMENT_HISTORY_FEATURES,
+    STATEMENT_LAGS,
     STATEMENT_WINDOW,
 )
 from features.history import (
@@ -420,6 +423,144 @@ def _statement_features(agg: _Accounts, statements: pd.DataFrame | None) -> dict
     }
 
 
+_STATUS_LEVELS = {"no_use": -2.0, "paid_in_full": -1.0, "revolving": 0.0}
+"""Repayment status levels below delinquency; delinquent statements count months past due."""
+
+
+def _status_level(status: np.ndarray, days_past_due: np.ndarray) -> np.ndarray:
+    """Ordinal repayment status: -2 no use, -1 paid in full, 0 revolving, n months past due.
+
+    A delinquent statement is at least one month past due, however few days it reports.
+    """
+    levels = np.array([_STATUS_LEVELS.get(name, np.nan) for name in STATEMENT_STATUSES])
+    level = np.where(status >= 0, levels[np.maximum(status, 0)], np.nan)
+    delinquent = status == STATEMENT_STATUSES.index("delinquent")
+    months = np.maximum(np.ceil(np.nan_to_num(days_past_due) / 30.0), 1.0)
+    return np.where(delinquent, months, level)
+
+
+def _statement_history_features(
+    agg: _Accounts, statements: pd.DataFrame | None, payments: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """The latest STATEMENT_LAGS statements one by one, and what was paid in each cycle.
+
+    Statements are laid out as (account, lag) matrices with one extra column: the statement
+    before the oldest lag, whose balance that lag's payments answer. Empty (NaN) where an
+    account has fewer statements.
+    """
+    if statements is None or not len(statements):  # most portfolios: skip the matrices
+        return {
+            spec.name: np.zeros(agg.n, np.int64) if spec.kind == "int" else np.full(agg.n, np.nan)
+            for spec in STATEMENT_HISTORY_FEATURES
+        }
+    lags, width = STATEMENT_LAGS, STATEMENT_LAGS + 1
+    balance = np.full((agg.n, width), np.nan)
+    limit = np.full((agg.n, width), np.nan)
+    level = np.full((agg.n, width), np.nan)
+    closed = np.full((agg.n, width), np.nan)  # closing time, UTC microseconds (exact < 2**53)
+    rows, pos, _ = agg.events(
+        statements,
+        "statement_at",
+        {
+            "balance": None,
+            "credit_limit": None,
+            "days_past_due": None,
+            "status": STATEMENT_STATUSES,
+        },
+    )
+    at = rows["statement_at"]
+    order = np.lexsort((-at, pos))  # per account, newest first
+    pos = pos[order]
+    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])  # first row of each account
+    rank = np.arange(len(pos)) - np.repeat(starts, np.diff(np.r_[starts, len(pos)]))
+    keep = rank < width
+    cell = (pos[keep], rank[keep])
+    chosen = order[keep]
+    balance[cell] = rows["balance"][chosen].astype(np.float64)
+    limit[cell] = rows["credit_limit"][chosen].astype(np.float64)
+    level[cell] = _status_level(
+        rows["status"][chosen], rows["days_past_due"][chosen].astype(np.float64)
+    )
+    closed[cell] = at[chosen].astype(np.float64)
+    paid = _paid_per_cycle(agg, payments, closed)
+    known = ~np.isnan(balance[:, :lags])
+    paid = np.where(known, paid, np.nan)
+    previous = balance[:, 1:]
+    owed = previous > 0  # the cycle started with something to pay
+    with np.errstate(divide="ignore", invalid="ignore"):
+        utilization = np.where(limit > 0, balance / limit, np.nan)
+        ratio = np.where(owed, paid / previous, np.nan)
+    new_charges = balance[:, :lags] - previous + paid
+    out: dict[str, np.ndarray] = {}
+    for lag in range(1, lags + 1):
+        column = lag - 1
+        out[f"statement_balance_lag{lag}"] = balance[:, column]
+        out[f"statement_utilization_lag{lag}"] = utilization[:, column]
+        out[f"statement_status_level_lag{lag}"] = level[:, column]
+        out[f"statement_cycle_paid_lag{lag}"] = paid[:, column]
+        out[f"statement_cycle_payment_ratio_lag{lag}"] = ratio[:, column]
+        out[f"statement_cycle_new_charges_lag{lag}"] = new_charges[:, column]
+    recent = level[:, :lags]
+    statements_seen = known.sum(axis=1)
+    delinquent = recent >= 1  # NaN (no statement) is not delinquent
+    streak = np.zeros(agg.n, np.int64)
+    longest = np.zeros(agg.n, np.int64)
+    latest_run = np.ones(agg.n, bool)
+    latest = np.zeros(agg.n, np.int64)
+    for column in range(lags):  # newest to oldest
+        streak = np.where(delinquent[:, column], streak + 1, 0)
+        longest = np.maximum(longest, streak)
+        latest_run &= delinquent[:, column]
+        latest += latest_run
+    paid_owed = np.where(owed, np.nan_to_num(paid), 0.0).sum(axis=1)
+    total_owed = np.where(owed, previous, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[f"statement_status_level_max_last{lags}"] = np.fmax.reduce(recent, axis=1)
+        out[f"statement_status_level_mean_last{lags}"] = _rate(
+            np.nan_to_num(recent).sum(axis=1), statements_seen
+        )
+        out[f"statement_cycle_payment_ratio_last{lags}"] = _rate(paid_owed, total_owed)
+    out[f"statements_delinquent_streak_last{lags}"] = latest
+    out[f"statements_delinquent_streak_max_last{lags}"] = longest
+    out[f"statement_cycle_paid_sum_last{lags}"] = np.where(
+        statements_seen > 0, np.nan_to_num(paid).sum(axis=1), np.nan
+    )
+    out[f"statement_cycles_unpaid_last{lags}"] = (owed & (np.nan_to_num(paid) <= 0)).sum(axis=1)
+    out[f"statement_balance_max_last{lags}"] = np.fmax.reduce(balance[:, :lags], axis=1)
+    out[f"statement_utilization_max_last{lags}"] = np.fmax.reduce(utilization[:, :lags], axis=1)
+    out["days_since_last_statement"] = (agg.as_of_us - closed[:, 0]) / 86_400e6
+    return out
+
+
+def _paid_per_cycle(agg: _Accounts, payments: pd.DataFrame, closed: np.ndarray) -> np.ndarray:
+    """Amount paid per account and statement cycle (lag 1..STATEMENT_LAGS), 0 if nothing.
+
+    Cycle k runs from statement k + 1 (exclusive) to statement k (inclusive); when statement
+    k + 1 is unknown it starts FIRST_CYCLE_DAYS before statement k. Payments after the latest
+    statement belong to no cycle yet.
+    """
+    lags = STATEMENT_LAGS
+    paid = np.zeros((agg.n, lags))
+    has_statement = ~np.isnan(closed[:, 0])
+    if not has_statement.any() or not len(payments):
+        return paid
+    rows, pos, _ = agg.events(payments, "paid_at", {"amount": None})
+    mine = has_statement[pos]
+    pos, at = pos[mine], rows["paid_at"][mine].astype(np.float64)
+    amount = rows["amount"][mine].astype(np.float64)
+    times = closed[pos]  # newest first, NaN after the oldest statement
+    cycle = (times >= at[:, None]).sum(axis=1)  # statements closed at or after the payment
+    inside = (cycle >= 1) & (cycle <= lags)
+    row = np.arange(len(pos))
+    column = np.clip(cycle, 1, lags)
+    start = times[row, column]  # the statement before the cycle (NaN: none known)
+    fallback = times[row, column - 1] - FIRST_CYCLE_DAYS * 86_400e6
+    inside &= np.where(np.isnan(start), at > fallback, True)
+    flat = pos[inside].astype(np.int64) * lags + (cycle[inside] - 1)
+    totals = np.bincount(flat, weights=amount[inside], minlength=agg.n * lags)
+    return totals.reshape(agg.n, lags)
+
+
 def _placed_accounts(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
     accounts = tables["accounts"]
     return accounts[accounts["placed_at"] <= as_of].reset_index(drop=True)
@@ -439,6 +580,7 @@ def _account_frame(
         **contacts,
         **_offer_features(agg, tables["offers"]),
         **_statement_features(agg, tables.get("statements")),
+        **_statement_history_features(agg, tables.get("statements"), tables["payments"]),
     }
     frame = pd.DataFrame(
         {

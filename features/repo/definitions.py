@@ -3,7 +3,8 @@
 Entities `account` and `debtor`; file sources over the snapshot parquet written by
 `cobranza features build` (`<portfolio>/features/account/`, `.../debtor/`); one feature view per
 entity with a description on every field; versioned feature services. A change to the features
-a model uses is a new service version (`debtor_scoring_v2`), never an edit of a published one.
+a model uses is a new service version (`debtor_scoring_v2`), never an edit of a published one:
+`features.catalog` records the version that introduced each feature.
 """
 
 from __future__ import annotations
@@ -15,12 +16,28 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.data_format import ParquetFormat
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from features.catalog import ACCOUNT_FEATURES, DEBTOR_FEATURES, FeatureSpec
+from features.catalog import (
+    ACCOUNT_FEATURES,
+    DEBTOR_FEATURES,
+    SCORING_SERVICE_V1,
+    SCORING_SERVICE_V2,
+    SCORING_SERVICES,
+    FeatureSpec,
+    service_features,
+)
 from features.snapshot import ENTITY_TIMESTAMP
 
 SNAPSHOT_TTL = timedelta(days=35)
 """A snapshot serves for 35 days: weekly snapshots leave room for a missed month-end run."""
-SCORING_SERVICE = "debtor_scoring_v1"
+SCORING_SERVICE = SCORING_SERVICE_V1
+"""The first published scoring service (kept for existing callers; see SCORING_SERVICES)."""
+SCORING_DESCRIPTIONS = {
+    SCORING_SERVICE_V1: "Inputs of the propensity and next-best-action models, version 1.",
+    SCORING_SERVICE_V2: (
+        "Inputs of the propensity and next-best-action models, version 2: version 1 plus the "
+        "month-by-month statement history (latest 6 statements, payments per cycle)."
+    ),
+}
 COMPLIANCE_SERVICE = "compliance_v1"
 COMPLIANCE_FEATURES = (
     "call_attempts_7d_compliance",
@@ -88,12 +105,17 @@ def feature_repository(snapshot_root: Path) -> list[object]:
         online=True,
         description="History of a debtor over all their accounts: when they answer, what they pay.",
     )
-    model_inputs = [spec.name for spec in ACCOUNT_FEATURES if spec.model_input]
-    scoring = FeatureService(
-        name=SCORING_SERVICE,
-        features=[account_view[model_inputs], debtor_view],
-        description="Inputs of the propensity and next-best-action models, version 1.",
-    )
+    scoring = [
+        FeatureService(
+            name=name,
+            features=[
+                account_view[list(service_features(name, "account"))],
+                debtor_view[list(service_features(name, "debtor"))],
+            ],
+            description=SCORING_DESCRIPTIONS[name],
+        )
+        for name in SCORING_SERVICES
+    ]
     compliance = FeatureService(
         name=COMPLIANCE_SERVICE,
         features=[account_view[list(COMPLIANCE_FEATURES)]],
@@ -106,6 +128,6 @@ def feature_repository(snapshot_root: Path) -> list[object]:
         debtor_source,
         account_view,
         debtor_view,
-        scoring,
+        *scoring,
         compliance,
     ]

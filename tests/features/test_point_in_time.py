@@ -41,6 +41,54 @@ def test_features_ignore_every_event_after_the_as_of_time(
     pd.testing.assert_frame_equal(full_debtors, cut_debtors)
 
 
+def _with_statements(tables: dict[str, pd.DataFrame], seed: int) -> dict[str, pd.DataFrame]:
+    """Random statements for every account (simulated portfolios have none): monthly from 150
+    days before placement, with jitter (some on the same day), balances in credit, no limit."""
+    rng = np.random.default_rng(seed)
+    accounts = tables["accounts"]
+    per_account = rng.integers(0, 10, len(accounts))
+    n = int(per_account.sum())
+    month = np.concatenate([np.arange(k) for k in per_account]).astype(np.int64)
+    jitter = rng.integers(-3 * 86_400, 3 * 86_400, n) * (rng.random(n) < 0.7)
+    placed = accounts["placed_at"].repeat(per_account).reset_index(drop=True)
+    at = placed + pd.to_timedelta((month * 30 - 150) * 86_400 + jitter, unit="s")
+    late = rng.random(n) < 0.3
+    status = np.where(late, "delinquent", rng.choice(["no_use", "paid_in_full", "revolving"], n))
+    statements = pd.DataFrame(
+        {
+            "statement_id": np.arange(n),
+            "account_id": accounts["account_id"].repeat(per_account).to_numpy(),
+            "statement_at": at.astype("datetime64[us, UTC]"),
+            "balance": rng.normal(500, 400, n).round(2),
+            "credit_limit": np.where(rng.random(n) < 0.1, np.nan, 1000.0),
+            "status": pd.Categorical(status),
+            "days_past_due": np.where(late, rng.integers(1, 200, n), 0).astype(np.int64),
+        }
+    )
+    return {**tables, "statements": statements}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10**6),
+    accounts=st.integers(3, 30),
+    when=st.floats(0.05, 1.0),
+    seconds=st.integers(0, 86_399),
+)
+def test_statement_history_ignores_every_event_after_the_as_of_time(
+    seed: int, accounts: int, when: float, seconds: int
+) -> None:
+    horizon = 200
+    config = SimulationConfig(accounts=accounts, seed=seed, horizon_days=horizon, placement_days=60)
+    tables = _with_statements(simulate_portfolio(config).tables, seed)
+    as_of = pd.Timestamp(START + timedelta(days=int(when * horizon)), tz="UTC") + pd.Timedelta(
+        seconds=seconds
+    )
+    full, _ = feature_snapshots(tables, as_of)
+    cut, _ = feature_snapshots(truncate_portfolio(tables, as_of), as_of)
+    pd.testing.assert_frame_equal(full, cut)
+
+
 def test_truncation_really_removes_the_future(medium_portfolio) -> None:
     """Guard for the property above: the cut portfolio does differ, and features move with t."""
     tables = medium_portfolio.tables
