@@ -313,6 +313,9 @@ def _load_experiment(path: Path | None):
 def _print_metrics(title: str, metrics: dict[str, float], keys: list[str]) -> None:
     from rich.table import Table
 
+    if not any(key in metrics for key in keys):
+        return
+
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")

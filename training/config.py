@@ -89,6 +89,9 @@ class ExperimentConfig(_Strict):
     cv_folds: int = Field(default=5, ge=2, le=20)
     """Folds of stratified cross-validation for data with a single as-of time."""
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    """Isotonic fits any monotone shape but ties scores in steps; sigmoid keeps the ranking."""
+    early_stopping: bool = True
+    """Stop boosting when the validation window stops improving (else fit n_estimators)."""
     lightgbm: dict[str, Any] = Field(
         default_factory=lambda: {
             "n_estimators": 400,

@@ -86,6 +86,7 @@ def fit_propensity(
         seed=config.seed,
         threads=threads,
         horizon_days=config.horizon_days,
+        early_stopping=config.early_stopping,
     )
     return model.fit(
         train,

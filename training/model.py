@@ -94,10 +94,17 @@ def build_regressor(
 
 
 def _fit_with_early_stopping(
-    estimator: Any, X: pd.DataFrame, y: np.ndarray, X_valid: pd.DataFrame, y_valid: np.ndarray
+    estimator: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    X_valid: pd.DataFrame,
+    y_valid: np.ndarray,
+    early_stopping: bool = True,
 ) -> Any:
     import lightgbm
 
+    if not early_stopping:
+        return estimator.fit(X, y)
     return estimator.fit(
         X,
         y,
@@ -140,6 +147,7 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
         seed: int = 0,
         threads: int = 2,
         horizon_days: int = 30,
+        early_stopping: bool = True,
     ) -> None:
         self.features = features
         self.categorical = categorical
@@ -148,6 +156,7 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
         self.seed = seed
         self.threads = threads
         self.horizon_days = horizon_days
+        self.early_stopping = early_stopping
 
     def fit(
         self,
@@ -169,6 +178,7 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
             np.asarray(y),
             valid,
             np.asarray(y_valid),
+            self.early_stopping,
         )
         self.calibrator_ = calibrate(self.classifier_, valid, np.asarray(y_valid), self.calibration)
         self.amount_model_ = None
@@ -179,6 +189,7 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
                 np.asarray(amount, float),
                 valid,
                 np.asarray(amount_valid, float),
+                self.early_stopping,
             )
         self.classes_ = np.array([0, 1])
         self.feature_names_ = list(self.features)
