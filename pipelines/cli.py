@@ -325,6 +325,21 @@ def _print_metrics(title: str, metrics: dict[str, float], keys: list[str]) -> No
     _console().print(table)
 
 
+TRAINING_STAGES = 12
+"""About how many progress messages a training run sends besides trials and folds."""
+
+
+def _stage_columns() -> tuple[object, ...]:
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+    return (
+        TextColumn("{task.description:<45}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
+
+
 PROPENSITY_KEYS = [
     "test_roc_auc",
     "test_pr_auc",
@@ -392,8 +407,18 @@ def train(
     config, text = _load_experiment(experiment)
     with (
         _user_errors("training", TrainingError, SplitError, ContractError, FeatureStoreError),
-        _console(stderr=True).status("training") as status,
+        _progress(*_stage_columns()) as progress,
     ):
+        # one step per stage and per tuning trial or fold; the bar follows the run's messages
+        steps = TRAINING_STAGES + (trials or config.tuning.trials if not timeout else 0)
+        total = steps + config.cv_folds
+        task = progress.add_task("training", total=total)
+        done = [0]
+
+        def advance(message: str) -> None:
+            done[0] = min(done[0] + 1, total - 1)  # full only when the run returns
+            progress.update(task, description=message, completed=done[0])
+
         result = train_portfolio(
             data,
             config,
@@ -401,7 +426,7 @@ def train(
             trials=trials,
             timeout=timeout,
             tracking_uri=tracking_uri,
-            progress=lambda message: status.update(message),
+            progress=advance,
             truth_evaluation=truth_evaluation,
         )
     _print_metrics("Propensity to pay", result.metrics, PROPENSITY_KEYS)
