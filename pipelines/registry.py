@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def quiet_mlflow() -> None:
             warnings.filterwarnings("ignore", category=category, module=module)
     warnings.filterwarnings("ignore", message=".*noload.*")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines break progress bars
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 

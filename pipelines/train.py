@@ -37,6 +37,7 @@ from pipelines.registry import (
     PROPENSITY_MODEL,
     experiment_id,
     open_registry,
+    quiet_mlflow,
     register,
 )
 from training.config import ExperimentConfig
@@ -345,6 +346,7 @@ def train_portfolio(
     )
     from training.pyfunc import NextBestActionPyfunc, PropensityPyfunc
 
+    quiet_mlflow()
     say = progress or (lambda _: None)
     threads = get_settings().training.threads
     folder = Path(folder)

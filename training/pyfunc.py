@@ -7,9 +7,15 @@ object itself for its fast paths.
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow.pyfunc
 
 from training.model import NextBestActionModel, PropensityModel
+
+# MLflow asks for type hints on `predict` when a subclass is defined; the signature logged with
+# each model describes its input instead (type hints would make MLflow infer a second schema).
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 
 class PropensityPyfunc(mlflow.pyfunc.PythonModel):
