@@ -38,6 +38,21 @@ class TrainingSettings(BaseModel):
     """LightGBM threads for training (the machine's cores)."""
 
 
+class ServingSettings(BaseModel):
+    """The scoring service: what it serves, who may call it, how much at once."""
+
+    portfolio: str = "data/demo"
+    """Portfolio folder whose Feast online store holds the latest features."""
+    model_alias: str = "champion"
+    api_keys: list[SecretStr] = []
+    """Keys accepted in the `X-API-Key` header (from the environment only, never logged), e.g.
+    `COBRANZA_SERVING__API_KEYS='["key-one","key-two"]'`."""
+    max_batch: int = 1000
+    """Most accounts scored in one request; larger batches get 413."""
+    reasons: int = 3
+    """Reason codes given per direction (up and down) for each score."""
+
+
 class Settings(BaseSettings):
     """All runtime settings."""
 
@@ -46,6 +61,7 @@ class Settings(BaseSettings):
     )
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
     training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
 
 
 @cache

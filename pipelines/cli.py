@@ -506,5 +506,42 @@ def promote(
     raise typer.Exit(0 if all(d.promoted for d in decisions) else 1)
 
 
+@app.command()
+def serve(
+    portfolio: Annotated[
+        Path | None,
+        typer.Option(help="Portfolio whose online store serves features [default: settings]."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Start the scoring service (FastAPI under uvicorn).
+
+    API keys come from COBRANZA_SERVING__API_KEYS (a JSON list), never from the command line.
+    """
+    import uvicorn
+
+    from data_contracts.settings import get_settings
+
+    settings = get_settings()
+    if portfolio is not None:
+        os.environ["COBRANZA_SERVING__PORTFOLIO"] = str(portfolio)
+    if tracking_uri is not None:
+        os.environ["COBRANZA_TRAINING__TRACKING_URI"] = tracking_uri
+    if not settings.serving.api_keys:
+        raise _fail("no API keys configured: set COBRANZA_SERVING__API_KEYS='[\"a-key\"]'")
+    get_settings.cache_clear()
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
 def main() -> None:
     app()

@@ -226,6 +226,15 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
         monotone and keeps every direction), and the base value of each row."""
         return contributions(self.classifier_.booster_, self.encoder_.transform(X))
 
+    def reasons(self, X: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
+        """Reason codes for each row: the `top` features pushing the payment probability up
+        and down, each with its value, SHAP contribution and a readable sentence."""
+        from training.explain import reasons_for_rows
+
+        values, _ = self.explain(X)
+        rows = reasons_for_rows(values, X, self.feature_names_, top)
+        return [[reason.as_dict() for reason in row] for row in rows]
+
 
 def candidate_actions(
     logged: pd.DataFrame,

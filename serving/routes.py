@@ -1,0 +1,110 @@
+"""HTTP endpoints of the scoring service."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from serving.dependencies import Authorized, Service
+from serving.schemas import (
+    Health,
+    ModelInfo,
+    ModelsResponse,
+    ScoreItem,
+    ScoreRequest,
+    ScoreResponse,
+)
+from serving.service import ServiceNotReady
+
+public = APIRouter()
+api = APIRouter(prefix="/v1", dependencies=[Authorized])
+INLINE_ROWS = 20
+"""Batches up to this size are scored on the event loop (sub-10 ms); larger ones in a thread."""
+
+
+@public.get("/health", response_model=Health, summary="The process is alive")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@public.get(
+    "/ready",
+    response_model=Health,
+    dependencies=[Authorized],
+    summary="Models and the online store are loaded",
+    responses={503: {"description": "Not ready: says what is missing"}},
+)
+async def ready(service: Service) -> Health | JSONResponse:
+    if service.ready:
+        return Health(status="ready", detail={"models": service.versions()})
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"status": "not ready", "detail": {"missing": service.errors}},
+    )
+
+
+@api.get("/models", response_model=ModelsResponse, summary="The model versions in use")
+async def models(service: Service) -> ModelsResponse:
+    loaded = [m for m in (service.propensity, service.actions) if m is not None]
+    return ModelsResponse(
+        models=[
+            ModelInfo(
+                name=m.name,
+                alias=m.alias,
+                version=m.version,
+                run_id=m.run_id,
+                feature_service=m.feature_service,
+            )
+            for m in loaded
+        ]
+    )
+
+
+@api.post(
+    "/scores",
+    response_model=ScoreResponse,
+    summary="Propensity, expected amount, best action and reasons for up to 1,000 accounts",
+    responses={
+        413: {"description": "More accounts than the batch limit"},
+        503: {"description": "Models or store not loaded"},
+    },
+)
+async def scores(request: ScoreRequest, service: Service) -> ScoreResponse:
+    count = len(request.account_ids or request.accounts or [])
+    limit = service.settings.max_batch
+    if count > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"{count} accounts in one request; the limit is {limit}",
+        )
+    ids, payloads = request.account_ids, request.accounts
+
+    def work() -> list[dict[str, object]]:
+        if ids is not None:
+            return service.score_ids(ids, request.reasons)
+        return service.score_payloads(payloads or [], request.reasons)
+
+    try:
+        items = work() if count <= INLINE_ROWS else await run_in_threadpool(work)
+    except ServiceNotReady as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
+    return ScoreResponse(
+        items=[ScoreItem.model_validate(item) for item in items], models=service.versions()
+    )
+
+
+@api.get(
+    "/accounts/{account_id}/explanation",
+    response_model=ScoreItem,
+    summary="An account's score and its reason codes",
+    responses={404: {"description": "Unknown account"}},
+)
+async def explanation(account_id: int, service: Service) -> ScoreItem:
+    try:
+        [item] = service.score_ids([account_id], with_reasons=True)
+    except ServiceNotReady as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
+    if item["status"] != "scored":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=item["detail"])
+    return ScoreItem.model_validate(item)

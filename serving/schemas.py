@@ -1,0 +1,97 @@
+"""Request and response models of the scoring service (pydantic, with examples for OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountFeatures(_Strict):
+    """A full feature payload for an account the online store does not know (or should not
+    be asked about): the feature service's columns by name; missing ones count as unknown."""
+
+    account_id: int = Field(description="The caller's account id, echoed back.")
+    features: dict[str, float | int | str | None] = Field(
+        description="Feature name -> value, as in the feature service `debtor_scoring_v1`."
+    )
+
+
+class ScoreRequest(_Strict):
+    """Either account ids (features from the online store) or full feature payloads."""
+
+    account_ids: list[int] | None = Field(
+        default=None, description="Accounts to score from the online store (at most 1,000)."
+    )
+    accounts: list[AccountFeatures] | None = Field(
+        default=None, description="Accounts with their features (at most 1,000)."
+    )
+    reasons: bool = Field(default=True, description="Include reason codes for each score.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoreRequest:
+        if (self.account_ids is None) == (self.accounts is None):
+            raise ValueError("give either account_ids or accounts, not both and not neither")
+        if not (self.account_ids or self.accounts):
+            raise ValueError("the list of accounts is empty")
+        return self
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"account_ids": [1, 2, 3], "reasons": True}]},
+    )
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float | int | str | None
+    contribution: float = Field(description="SHAP value in log-odds of paying.")
+    direction: Literal["up", "down"]
+    sentence: str
+
+
+class Action(BaseModel):
+    channel: str
+    hour_band: str
+    local_window: str = Field(description="Contact window in the debtor's local time, HH:MM-HH:MM.")
+    offer: str = Field(description="none, discount or payment_plan.")
+    discount_pct: float | None = None
+    installments: int | None = None
+    p_contact: float = Field(description="Probability of a right-party contact.")
+    expected_net: float = Field(description="Expected net amount collected within 30 days.")
+
+
+class ScoreItem(BaseModel):
+    account_id: int
+    status: Literal["scored", "unknown_account"]
+    detail: str | None = None
+    p_payment_30d: float | None = None
+    expected_amount_30d: float | None = None
+    best_action: Action | None = None
+    reasons: list[Reason] = []
+
+
+class ScoreResponse(BaseModel):
+    items: list[ScoreItem]
+    models: dict[str, str] = Field(description="Registered model name -> version used.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    alias: str
+    version: str
+    run_id: str | None = None
+    feature_service: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: str
+    detail: dict[str, Any] = {}

@@ -1,0 +1,225 @@
+"""The scoring service's state: champion models from the MLflow registry, the Feast online
+store, and the account -> debtor map; and scoring itself.
+
+Models are loaded by alias through MLflow (the objects carry their own preprocessing); serving
+never imports the training code itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.settings import ServingSettings
+from features.history import HOUR_BANDS
+
+PROPENSITY_MODEL = "cobranza-propensity"
+NEXT_BEST_ACTION_MODEL = "cobranza-next-best-action"
+
+
+class ServiceNotReady(RuntimeError):
+    """Models or the online store are not loaded."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    alias: str
+    version: str
+    run_id: str | None
+    model: Any
+
+    @property
+    def feature_service(self) -> str | None:
+        return getattr(self.model, "metadata_", {}).get("feature_service")
+
+
+def load_registered(name: str, alias: str) -> LoadedModel:
+    """A model version by alias from the registry (tracking URI already set)."""
+    import mlflow.pyfunc
+    from mlflow.tracking import MlflowClient
+
+    version = MlflowClient().get_model_version_by_alias(name, alias)
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    return LoadedModel(
+        name, alias, str(version.version), version.run_id, loaded.unwrap_python_model().model
+    )
+
+
+def _window(band: str) -> str:
+    start, end = HOUR_BANDS[band]
+    return f"{start:02d}:00-{end:02d}:00"
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if np.isnan(number) else number
+
+
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _flag(values: pd.Series) -> np.ndarray:
+    """1/0 flags (missing counts as 0) as a boolean array."""
+    return np.asarray(pd.to_numeric(values, errors="coerce").fillna(0).to_numpy() > 0)
+
+
+@dataclass
+class ScoringService:
+    settings: ServingSettings
+    propensity: LoadedModel | None = None
+    actions: LoadedModel | None = None
+    online: Any = None
+    debtor_of: pd.Series | None = None
+    zone_of: pd.Series | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, settings: ServingSettings, tracking_uri: str | None = None) -> ScoringService:
+        """Load champions and the online store; what fails is recorded, not raised, so the
+        service can start, answer /health and report what is missing on /ready."""
+        from pipelines.feature_store import OnlineFeatures
+        from pipelines.registry import open_registry
+
+        service = cls(settings)
+        open_registry(tracking_uri)
+        for attribute, name in (
+            ("propensity", PROPENSITY_MODEL),
+            ("actions", NEXT_BEST_ACTION_MODEL),
+        ):
+            try:
+                setattr(service, attribute, load_registered(name, settings.model_alias))
+            except Exception as error:  # the registry raises its own types
+                service.errors.append(f"{name}@{settings.model_alias}: {type(error).__name__}")
+        folder = Path(settings.portfolio)
+        try:
+            service.online = OnlineFeatures(folder)
+            accounts = pd.read_parquet(
+                folder / "accounts.parquet", columns=["account_id", "debtor_id"]
+            )
+            debtors = pd.read_parquet(folder / "debtors.parquet", columns=["debtor_id", "timezone"])
+            service.debtor_of = accounts.set_index("account_id")["debtor_id"]
+            service.zone_of = debtors.set_index("debtor_id")["timezone"].astype(str)
+        except Exception as error:
+            service.errors.append(f"online store of {folder}: {type(error).__name__}")
+        return service
+
+    @property
+    def ready(self) -> bool:
+        return self.propensity is not None and self.online is not None
+
+    def versions(self) -> dict[str, str]:
+        return {m.name: m.version for m in (self.propensity, self.actions) if m is not None}
+
+    def features_for(self, account_ids: Sequence[int]) -> tuple[pd.DataFrame, np.ndarray]:
+        """Online features of the accounts, and which of them the store knows."""
+        assert self.debtor_of is not None
+        debtors = self.debtor_of.reindex(list(account_ids))
+        known = debtors.notna().to_numpy()
+        rows = [
+            {"account_id": int(a), "debtor_id": int(d) if k else -1}
+            for a, d, k in zip(account_ids, debtors.to_numpy(), known, strict=True)
+        ]
+        values = self.online.get(rows)
+        frame = pd.DataFrame(values)
+        names = self.propensity.model.feature_names_ if self.propensity else []
+        present = frame[names].notna().any(axis=1).to_numpy() if names else known
+        return frame, known & present
+
+    def local_weekday(self, account_ids: Sequence[int]) -> np.ndarray:
+        """Today's weekday (0 = Monday) in each account's debtor's time zone."""
+        now = pd.Timestamp.now(tz="UTC")
+        if self.debtor_of is None or self.zone_of is None:
+            return np.full(len(account_ids), now.weekday())
+        zones = self.debtor_of.reindex(list(account_ids)).map(self.zone_of)
+        return np.array(
+            [now.tz_convert(z).weekday() if isinstance(z, str) else now.weekday() for z in zones]
+        )
+
+    def score_frame(
+        self, account_ids: Sequence[int], frame: pd.DataFrame, with_reasons: bool
+    ) -> list[dict[str, Any]]:
+        """Score rows whose features are known: probability, amount, best action, reasons."""
+        if self.propensity is None:
+            raise ServiceNotReady("no propensity model loaded")
+        model = self.propensity.model
+        predicted = model.predict_frame(frame)
+        reasons = model.reasons(frame, self.settings.reasons) if with_reasons else None
+        best = None
+        if self.actions is not None:
+            action_model = self.actions.model
+            blocked = {
+                channel: _flag(frame[f"opted_out_{channel}"])
+                for channel in ("call", "sms", "email")
+                if f"opted_out_{channel}" in frame
+            }
+            best = action_model.best_actions(frame, self.local_weekday(account_ids), blocked)
+        items = []
+        for position, account_id in enumerate(account_ids):
+            item: dict[str, Any] = {
+                "account_id": int(account_id),
+                "status": "scored",
+                "p_payment_30d": float(predicted.iloc[position, 0]),
+                "expected_amount_30d": _number(predicted.iloc[position, 1]),
+                "reasons": reasons[position] if reasons is not None else [],
+            }
+            if best is not None:
+                row = best.iloc[position]
+                item["best_action"] = {
+                    "channel": row["channel"],
+                    "hour_band": row["hour_band"],
+                    "local_window": _window(row["hour_band"]),
+                    "offer": row["offer"],
+                    "discount_pct": _number(row["discount_pct"]),
+                    "installments": _whole(row["installments"]),
+                    "p_contact": float(row["p_contact"]),
+                    "expected_net": float(row["expected_net"]),
+                }
+            items.append(item)
+        return items
+
+    def score_ids(self, account_ids: Sequence[int], with_reasons: bool) -> list[dict[str, Any]]:
+        """Score accounts by id; unknown ones are reported per item."""
+        if not self.ready:
+            raise ServiceNotReady("; ".join(self.errors) or "not loaded")
+        frame, known = self.features_for(account_ids)
+        scored = (
+            self.score_frame(
+                [a for a, k in zip(account_ids, known, strict=True) if k],
+                frame[known].reset_index(drop=True),
+                with_reasons,
+            )
+            if known.any()
+            else []
+        )
+        results, it = [], iter(scored)
+        for account_id, is_known in zip(account_ids, known, strict=True):
+            if is_known:
+                results.append(next(it))
+            else:
+                results.append(
+                    {
+                        "account_id": int(account_id),
+                        "status": "unknown_account",
+                        "detail": "no features for this account in the online store",
+                    }
+                )
+        return results
+
+    def score_payloads(self, payloads: Sequence[Any], with_reasons: bool) -> list[dict[str, Any]]:
+        """Score full feature payloads (no store lookup)."""
+        if self.propensity is None:
+            raise ServiceNotReady("; ".join(self.errors) or "not loaded")
+        names = self.propensity.model.feature_names_
+        frame = pd.DataFrame([{name: p.features.get(name) for name in names} for p in payloads])
+        ids = [p.account_id for p in payloads]
+        return self.score_frame(ids, frame, with_reasons)

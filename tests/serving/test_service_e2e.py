@@ -1,0 +1,221 @@
+"""The scoring service end to end over a real socket: uvicorn serving the app, models loaded
+from a real MLflow registry by alias, features from the real Feast online store."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from pydantic import SecretStr
+
+from data_contracts.settings import ServingSettings
+from pipelines.feature_store import materialize_latest, snapshot_times
+from pipelines.train import train_portfolio
+from training.config import ExperimentConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+KEY = "test-key-not-a-secret"
+QUICK = {
+    "name": "serving-quick",
+    "split": {"valid_periods": 4, "test_periods": 4},
+    "lightgbm": {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 7},
+}
+
+
+@dataclass
+class Running:
+    url: str
+    portfolio: Path
+    server: object
+
+
+def serve(app: object) -> tuple[str, object, threading.Thread]:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the service did not start")
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="module")
+def service(
+    featured_portfolio: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    from serving.app import create_app
+
+    root = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    materialize_latest(featured_portfolio)
+    config = ExperimentConfig.model_validate(QUICK)
+    train_portfolio(featured_portfolio, config, "", tracking_uri=uri)
+    settings = ServingSettings(portfolio=str(featured_portfolio), api_keys=[SecretStr(KEY)])
+    url, server, thread = serve(create_app(settings, tracking_uri=uri))
+    yield Running(url, featured_portfolio, server)
+    server.should_exit = True  # type: ignore[attr-defined]
+    thread.join(timeout=10)
+
+
+class Api:
+    """Requests to a running service, each on its own closed connection."""
+
+    def __init__(self, url: str, key: str | None = KEY) -> None:
+        self.url, self.headers = url, ({"X-API-Key": key} if key else {})
+
+    def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
+            return http.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+
+def client(running: Running, key: str | None = KEY) -> Api:
+    return Api(running.url, key)
+
+
+def latest_accounts(portfolio: Path) -> pd.DataFrame:
+    stamp = snapshot_times(portfolio)[-1].strftime("%Y-%m-%dT%H_%M_%S")
+    return pd.read_parquet(portfolio / "features" / "account" / f"as_of={stamp}.parquet")
+
+
+def test_health_is_open_and_everything_else_needs_a_key(service: Running) -> None:
+    assert client(service, None).get("/health").json() == {"status": "ok", "detail": {}}
+    assert client(service, None).get("/ready").status_code == 401
+    wrong = client(service, "wrong-key")
+    assert wrong.get("/ready").status_code == 403
+    response = wrong.post("/v1/scores", json={"account_ids": [1]})
+    assert response.status_code == 403 and KEY not in response.text
+    ready = client(service).get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["detail"]["models"] == {
+        "cobranza-propensity": "1",
+        "cobranza-next-best-action": "1",
+    }
+
+
+def test_scores_with_reasons_actions_and_unknown_accounts(service: Running) -> None:
+    owing = latest_accounts(service.portfolio)
+    ids = owing.loc[owing["current_balance"] > 0, "account_id"].head(5).tolist()
+    response = client(service).post("/v1/scores", json={"account_ids": [*ids, 99_999_999]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["models"]["cobranza-propensity"] == "1"
+    items = body["items"]
+    assert [item["account_id"] for item in items] == [*ids, 99_999_999]
+    assert items[-1]["status"] == "unknown_account" and items[-1]["p_payment_30d"] is None
+    for item in items[:-1]:
+        assert item["status"] == "scored"
+        assert 0 <= item["p_payment_30d"] <= 1 and item["expected_amount_30d"] >= 0
+        action = item["best_action"]
+        assert action["channel"] in {"call", "sms", "email", "letter"}
+        assert action["local_window"] in {"08:00-12:00", "12:00-17:00", "17:00-21:00"}
+        assert action["offer"] in {"none", "discount", "payment_plan"}
+        assert 1 <= len(item["reasons"]) <= 6
+        assert all(reason["sentence"] for reason in item["reasons"])
+
+
+def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
+    owing = latest_accounts(service.portfolio)
+    row = owing[owing["current_balance"] > 0].iloc[0]
+    account_id = int(row["account_id"])
+    by_id = client(service).post("/v1/scores", json={"account_ids": [account_id]}).json()
+    debtor_features = {}  # the debtor view comes from the store; send it along too
+    features = {
+        name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
+        for name, value in row.items()
+        if name not in ("account_id", "event_timestamp") and not isinstance(value, pd.Timestamp)
+    }
+    stamp = snapshot_times(service.portfolio)[-1].strftime("%Y-%m-%dT%H_%M_%S")
+    debtors = pd.read_parquet(service.portfolio / "features" / "debtor" / f"as_of={stamp}.parquet")
+    accounts = pd.read_parquet(service.portfolio / "accounts.parquet")
+    debtor_id = int(accounts.set_index("account_id").loc[account_id, "debtor_id"])
+    debtor_row = debtors.set_index("debtor_id").loc[debtor_id]
+    for name, value in debtor_row.items():
+        if name != "event_timestamp":
+            debtor_features[name] = None if pd.isna(value) else float(value)
+    payload = {
+        "accounts": [{"account_id": account_id, "features": {**features, **debtor_features}}]
+    }
+    by_payload = client(service).post("/v1/scores", json=payload)
+    assert by_payload.status_code == 200, by_payload.text
+    assert by_payload.json()["items"][0]["p_payment_30d"] == pytest.approx(
+        by_id["items"][0]["p_payment_30d"], rel=1e-9
+    )
+
+
+def test_bad_input_gets_4xx_never_500(service: Running) -> None:
+    api = client(service)
+    too_many = api.post("/v1/scores", json={"account_ids": list(range(1001))})
+    assert too_many.status_code == 413 and "limit is 1000" in too_many.text
+    for body in (
+        {},
+        {"account_ids": []},
+        {"account_ids": ["not a number"]},
+        {"account_ids": [1], "accounts": []},
+        {"account_ids": [1], "surprise": True},
+        {"accounts": [{"account_id": 1}]},
+    ):
+        response = api.post("/v1/scores", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"], body
+    garbage = api.post(
+        "/v1/scores", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert garbage.status_code == 422
+    detail = api.post("/v1/scores", json={"account_ids": ["x"]}).json()["detail"][0]
+    assert detail["loc"][-2:] == ["account_ids", 0] and "integer" in detail["msg"]
+
+
+def test_explanation_and_models(service: Running) -> None:
+    owing = latest_accounts(service.portfolio)
+    account_id = int(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
+    api = client(service)
+    explained = api.get(f"/v1/accounts/{account_id}/explanation")
+    assert explained.status_code == 200
+    assert explained.json()["reasons"][0]["sentence"]
+    assert api.get("/v1/accounts/99999999/explanation").status_code == 404
+    assert api.get("/v1/accounts/abc/explanation").status_code == 422
+    models = api.get("/v1/models").json()["models"]
+    assert {m["name"] for m in models} == {"cobranza-propensity", "cobranza-next-best-action"}
+    assert all(m["alias"] == "champion" and m["feature_service"] for m in models)
+
+
+def test_a_service_without_models_says_so_and_never_answers_500(
+    featured_portfolio: Path, tmp_path: Path
+) -> None:
+    from serving.app import create_app
+
+    settings = ServingSettings(portfolio=str(featured_portfolio), api_keys=[SecretStr(KEY)])
+    app = create_app(settings, tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    url, server, thread = serve(app)
+    try:
+        api = Api(url)
+        ready = api.get("/ready")
+        assert ready.status_code == 503
+        assert "cobranza-propensity@champion" in " ".join(ready.json()["detail"]["missing"])
+        assert api.post("/v1/scores", json={"account_ids": [1]}).status_code == 503
+        assert api.get("/health").status_code == 200
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=10)
