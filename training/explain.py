@@ -164,6 +164,26 @@ _TEMPLATES: list[tuple[str, _Template, str]] = [
         "debtor never reached",
     ),
     (r"disputes_total", lambda v, m: f"{_plural(v, 'dispute')} raised", ""),
+    (
+        r"days_since_last_attempt",
+        lambda v, m: f"last contact attempt {_plural(v, 'day')} ago",
+        "never contacted",
+    ),
+    (
+        r"days_since_last_offer",
+        lambda v, m: f"last offer {_plural(v, 'day')} ago",
+        "no offer made yet",
+    ),
+    (
+        r"payments_count_before_placement",
+        lambda v, m: f"{_plural(v, 'payment')} before placement",
+        "",
+    ),
+    (
+        r"best_accepted_discount_pct",
+        lambda v, m: f"accepted a {v:.0f}% settlement discount",
+        "no settlement discount accepted",
+    ),
     (r"offers_accepted_total", lambda v, m: f"{_plural(v, 'offer')} accepted", ""),
     (r"debtor_accounts_placed", lambda v, m: f"{_plural(v, 'account')} in collections", ""),
     (r"debtor_payments_sum_90d", lambda v, m: f"{_money(v)} paid on all accounts in 90 days", ""),
