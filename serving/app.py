@@ -19,7 +19,13 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from serving.service import ScoringService
 
-        app.state.service = ScoringService.load(settings, tracking_uri)
+        service = ScoringService.load(settings, tracking_uri)
+        for model in (service.propensity, service.actions):
+            if model is not None:
+                app.state.metrics.model_version.labels(model.name, model.alias).set(
+                    float(model.version)
+                )
+        app.state.service = service
         yield
 
     from serving.routes import api, public
@@ -30,7 +36,11 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
         version="1",
         lifespan=lifespan,
     )
+    from serving.metrics import ServiceMetrics
+
     app.state.api_keys = [key.get_secret_value() for key in settings.api_keys]
+    app.state.metrics = ServiceMetrics()
+    app.middleware("http")(app.state.metrics.middleware)
     app.include_router(public)
     app.include_router(api)
     return app

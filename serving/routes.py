@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -44,6 +44,17 @@ async def ready(service: Service) -> Health | JSONResponse:
     )
 
 
+@public.get(
+    "/metrics",
+    dependencies=[Authorized],
+    summary="Prometheus metrics: requests, latencies, accounts scored, model versions",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    return request.app.state.metrics.render()
+
+
 @api.get("/models", response_model=ModelsResponse, summary="The model versions in use")
 async def models(service: Service) -> ModelsResponse:
     loaded = [m for m in (service.propensity, service.actions) if m is not None]
@@ -70,7 +81,7 @@ async def models(service: Service) -> ModelsResponse:
         503: {"description": "Models or store not loaded"},
     },
 )
-async def scores(request: ScoreRequest, service: Service) -> ScoreResponse:
+async def scores(request: ScoreRequest, service: Service, http: Request) -> ScoreResponse:
     count = len(request.account_ids or request.accounts or [])
     limit = service.settings.max_batch
     if count > limit:
@@ -89,6 +100,9 @@ async def scores(request: ScoreRequest, service: Service) -> ScoreResponse:
         items = work() if count <= INLINE_ROWS else await run_in_threadpool(work)
     except ServiceNotReady as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
+    counter = http.app.state.metrics.accounts
+    for item in items:
+        counter.labels(item["status"]).inc()
     return ScoreResponse(
         items=[ScoreItem.model_validate(item) for item in items], models=service.versions()
     )

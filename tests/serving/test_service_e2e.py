@@ -219,3 +219,22 @@ def test_a_service_without_models_says_so_and_never_answers_500(
     finally:
         server.should_exit = True  # type: ignore[attr-defined]
         thread.join(timeout=10)
+
+
+def test_metrics_count_requests_by_route_and_show_model_versions(service: Running) -> None:
+    api = client(service)
+    api.get("/v1/accounts/99999999/explanation")  # a 404, counted under its route template
+    api.post("/v1/scores", json={"account_ids": [99_999_998]})
+    assert client(service, None).get("/metrics").status_code == 401
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert (
+        'cobranza_requests_total{method="GET",route="/v1/accounts/{account_id}/explanation",'
+        'status="404"}' in text
+    )
+    assert "99999999" not in text  # ids never become labels
+    assert 'cobranza_accounts_scored_total{status="unknown_account"}' in text
+    assert 'cobranza_model_version{alias="champion",model="cobranza-propensity"} 1.0' in text
+    assert 'cobranza_request_seconds_bucket{le="0.01",route="/v1/scores"}' in text

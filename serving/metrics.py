@@ -1,0 +1,68 @@
+"""Prometheus metrics of the service: requests, latencies, accounts scored, model versions.
+
+Each app has its own registry (tests start several apps in one process). With several uvicorn
+workers each worker counts its own requests; a scraper sums them per instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cobranza_requests",
+            "HTTP requests by route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cobranza_request_seconds",
+            "Time to answer a request, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.accounts = Counter(
+            "cobranza_accounts_scored",
+            "Accounts scored, by outcome (scored or unknown_account).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "cobranza_model_version",
+            "Registered model version in use (the value is the version number).",
+            ["model", "alias"],
+            registry=self.registry,
+        )
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Count and time every request by its route template (never by raw path, so ids
+        in paths do not become labels)."""
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        self.latency.labels(template).observe(time.perf_counter() - start)
+        self.requests.labels(request.method, template, str(response.status_code)).inc()
+        return response
