@@ -1,0 +1,141 @@
+"""The worklist's rules on hand-made accounts: 7-in-7, Regulation F's conversation gap, quiet
+hours across time zones, opt-outs, disputes, jurisdictions, capacity and follow-ups."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.worklist import (
+    AccountHistory,
+    ContactRules,
+    build_worklist,
+    call_block,
+    load_rules,
+)
+
+DAY = date(2026, 11, 24)
+REPO = Path(__file__).resolve().parents[2]
+RULES = load_rules(REPO / "config" / "contact_rules.yaml")
+NO_FOLLOW_UPS = pd.DataFrame(columns=["account_id", "kind", "detail"])
+
+
+def candidates(rows: list[tuple[int, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "account_id": a,
+                "channel": c,
+                "hour_band": b,
+                "offer": "none",
+                "discount_pct": np.nan,
+                "installments": np.nan,
+                "expected_net": v,
+            }
+            for a, c, b, v in rows
+        ]
+    )
+
+
+def accounts(*rows: tuple[int, str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["account_id", "region", "timezone"])
+
+
+def days_ago(*offsets: int) -> list[date]:
+    return [DAY - timedelta(days=k) for k in offsets]
+
+
+def test_seven_calls_in_seven_days_including_today() -> None:
+    limits = RULES.for_region("TX")
+    six = AccountHistory(call_days=days_ago(1, 2, 3, 4, 5, 6))
+    assert call_block(six, DAY, limits) is None  # the 7th call is allowed
+    seven = AccountHistory(call_days=days_ago(1, 1, 2, 3, 4, 5, 6))
+    # the oldest attempt (6 days ago) leaves the window tomorrow
+    assert call_block(seven, DAY, limits) == f"call cap reached until {DAY + timedelta(days=1)}"
+    old = AccountHistory(call_days=days_ago(7, 8, 9, 10, 11, 12, 13, 14))
+    assert call_block(old, DAY, limits) is None  # a week ago does not count
+
+
+def test_no_call_within_seven_days_after_a_conversation() -> None:
+    limits = RULES.for_region("TX")
+    talked = AccountHistory(last_conversation=DAY - timedelta(days=7))
+    assert "no call until 2026-11-25" in str(call_block(talked, DAY, limits))
+    assert (
+        call_block(AccountHistory(last_conversation=DAY - timedelta(days=8)), DAY, limits) is None
+    )
+
+
+def test_jurisdictions_are_stricter_and_never_looser() -> None:
+    two = AccountHistory(call_days=days_ago(1, 3))
+    assert call_block(two, DAY, RULES.for_region("TX")) is None
+    assert "call cap reached" in str(call_block(two, DAY, RULES.for_region("MA")))
+    with pytest.raises(ValueError, match="looser"):
+        ContactRules.model_validate({"jurisdictions": {"XX": {"max_calls_7d": 9}}})
+
+
+def test_worklist_ranks_by_value_respects_rules_and_says_why() -> None:
+    frame = candidates(
+        [
+            (1, "call", "evening", 300.0),
+            (1, "sms", "evening", 50.0),
+            (2, "call", "morning", 200.0),  # capped: falls back to sms
+            (2, "sms", "morning", 40.0),
+            (3, "call", "evening", 500.0),  # disputed: nothing at all
+            (4, "call", "evening", 100.0),  # Washington: 20:00 is the latest hour
+            (5, "email", "afternoon", 10.0),  # opted out of email: the only option
+            (6, "call", "afternoon", 5.0),  # no capacity left
+        ]
+    )
+    who = accounts(
+        (1, "TX", "America/Chicago"),
+        (2, "NY", "America/New_York"),
+        (3, "CA", "America/Los_Angeles"),
+        (4, "WA", "America/Los_Angeles"),
+        (5, "FL", "America/New_York"),
+        (6, "TX", "America/Chicago"),
+    )
+    histories = {
+        2: AccountHistory(call_days=days_ago(1, 2, 3, 4, 5, 6, 6)),
+        3: AccountHistory(last_dispute=DAY - timedelta(days=3)),
+        5: AccountHistory(opted_out=frozenset({"email"})),
+    }
+    capacity = {"call": 2, "sms": 5, "email": 5}
+    worklist, excluded = build_worklist(frame, who, histories, NO_FOLLOW_UPS, RULES, DAY, capacity)
+    assert worklist[["account_id", "channel"]].values.tolist() == [
+        [1, "call"],
+        [4, "call"],
+        [2, "sms"],
+    ]
+    assert worklist["rank"].tolist() == [1, 2, 3]
+    windows = dict(zip(worklist["account_id"], worklist["local_window"], strict=True))
+    assert windows[1] == "17:00-21:00" and windows[4] == "17:00-20:00"
+    assert worklist.set_index("account_id").loc[4, "timezone"] == "America/Los_Angeles"
+    reasons = dict(zip(excluded["account_id"], excluded["reason"], strict=True))
+    assert reasons[3] == f"blocked: dispute under verification until {DAY + timedelta(days=27)}"
+    assert reasons[5] == "blocked: email: opted out"
+    assert 2 not in reasons and 6 not in reasons  # account 6 only missed the capacity cut
+    assert (worklist["channel"] == "call").sum() <= capacity["call"]
+
+
+def test_follow_ups_come_first_and_obey_the_rules() -> None:
+    frame = candidates([(1, "call", "evening", 900.0), (2, "call", "evening", 800.0)])
+    who = accounts((1, "TX", "America/Chicago"), (2, "TX", "America/Chicago"), (3, "MA", "X"))
+    follow_ups = pd.DataFrame(
+        [
+            {"account_id": 2, "kind": "promise_reminder", "detail": "100.00 due 2026-11-25"},
+            {"account_id": 3, "kind": "broken_promise", "detail": "50.00 due 2026-11-20"},
+        ]
+    )
+    histories = {3: AccountHistory(call_days=days_ago(1, 2))}  # Massachusetts: 2 calls in 7 days
+    worklist, excluded = build_worklist(
+        frame, who, histories, follow_ups, RULES, DAY, {"call": 5, "sms": 5}
+    )
+    assert worklist[["account_id", "kind", "channel"]].values.tolist() == [
+        [2, "promise_reminder", "sms"],
+        [1, "best_action", "call"],
+    ]
+    assert excluded.set_index("account_id").loc[3, "reason"].startswith("blocked: call cap")
