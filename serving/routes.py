@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from serving.dependencies import Authorized, Service
 from serving.schemas import (
+    Excluded,
     Health,
     ModelInfo,
     ModelsResponse,
     ScoreItem,
     ScoreRequest,
     ScoreResponse,
+    WorklistItem,
+    WorklistRequest,
+    WorklistResponse,
 )
 from serving.service import ServiceNotReady
 
@@ -122,3 +129,44 @@ async def explanation(account_id: int, service: Service) -> ScoreItem:
     if item["status"] != "scored":
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=item["detail"])
     return ScoreItem.model_validate(item)
+
+
+def _clean(record: dict[Any, Any]) -> dict[str, Any]:
+    """NaN and missing values as None, numpy numbers as Python numbers."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif hasattr(value, "item"):
+            value = value.item()
+        out[str(key)] = value
+    return out
+
+
+@api.post(
+    "/worklists",
+    response_model=WorklistResponse,
+    summary="A compliant, prioritized worklist for a day and the capacities given",
+    responses={503: {"description": "Models, store or contact rules not loaded"}},
+)
+async def worklists(request: WorklistRequest, service: Service) -> WorklistResponse:
+    def work() -> WorklistResponse:
+        items, excluded, counts = service.worklist(
+            request.date, request.capacity.model_dump(), request.account_ids
+        )
+        rows = [_clean(r) for r in items.head(request.limit).to_dict("records")]
+        for row in rows:
+            if row.get("installments") is not None:
+                row["installments"] = int(row["installments"])
+        return WorklistResponse(
+            date=request.date,
+            items=[WorklistItem.model_validate(row) for row in rows],
+            excluded=[Excluded.model_validate(_clean(r)) for r in excluded.to_dict("records")],
+            counts=counts,
+            models=service.versions(),
+        )
+
+    try:
+        return await run_in_threadpool(work)
+    except ServiceNotReady as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -95,3 +96,59 @@ class ModelsResponse(BaseModel):
 class Health(BaseModel):
     status: str
     detail: dict[str, Any] = {}
+
+
+class Capacity(_Strict):
+    """Contacts the operation can make that day, per channel."""
+
+    call: int = Field(default=0, ge=0, description="Call attempts the agents can make.")
+    sms: int = Field(default=0, ge=0)
+    email: int = Field(default=0, ge=0)
+    letter: int = Field(default=0, ge=0)
+
+
+class WorklistRequest(_Strict):
+    date: dt.date = Field(description="The day to plan, in each debtor's local calendar.")
+    capacity: Capacity
+    account_ids: list[int] | None = Field(
+        default=None,
+        max_length=1_000_000,
+        description="Accounts to consider [default: every account in the store].",
+    )
+    limit: int = Field(default=1000, ge=1, le=100_000, description="Most items returned.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"date": "2026-01-05", "capacity": {"call": 200, "sms": 500, "email": 1000}}
+            ]
+        },
+    )
+
+
+class WorklistItem(BaseModel):
+    rank: int
+    account_id: int
+    kind: Literal["best_action", "promise_reminder", "broken_promise", "plan_check"]
+    channel: str
+    local_window: str = Field(description="When to contact, HH:MM-HH:MM in `timezone`.")
+    timezone: str
+    offer: str | None = None
+    discount_pct: float | None = None
+    installments: int | None = None
+    expected_net: float | None = None
+    detail: str | None = None
+
+
+class Excluded(BaseModel):
+    account_id: int
+    reason: str = Field(description="e.g. `blocked: call cap reached until 2026-11-25`.")
+
+
+class WorklistResponse(BaseModel):
+    date: dt.date
+    items: list[WorklistItem]
+    excluded: list[Excluded]
+    counts: dict[str, int]
+    models: dict[str, str]

@@ -81,6 +81,9 @@ class ScoringService:
     online: Any = None
     debtor_of: pd.Series | None = None
     zone_of: pd.Series | None = None
+    region_of: pd.Series | None = None
+    history: dict[str, pd.DataFrame] = field(default_factory=dict)
+    rules: Any = None
     errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -106,16 +109,36 @@ class ScoringService:
             accounts = pd.read_parquet(
                 folder / "accounts.parquet", columns=["account_id", "debtor_id"]
             )
-            debtors = pd.read_parquet(folder / "debtors.parquet", columns=["debtor_id", "timezone"])
+            debtors = pd.read_parquet(
+                folder / "debtors.parquet", columns=["debtor_id", "timezone", "region"]
+            )
             service.debtor_of = accounts.set_index("account_id")["debtor_id"]
             service.zone_of = debtors.set_index("debtor_id")["timezone"].astype(str)
+            service.region_of = debtors.set_index("debtor_id")["region"].astype(str)
+            service.history = {
+                "contacts": pd.read_parquet(
+                    folder / "contacts.parquet",
+                    columns=["account_id", "channel", "direction", "attempted_at", "outcome"],
+                ),
+                "promises": pd.read_parquet(
+                    folder / "promises.parquet",
+                    columns=["account_id", "due_at", "amount", "kept", "offer_id"],
+                ),
+                "offers": pd.read_parquet(folder / "offers.parquet", columns=["offer_id", "kind"]),
+            }
         except Exception as error:
             service.errors.append(f"online store of {folder}: {type(error).__name__}")
+        try:
+            from serving.worklist import load_rules
+
+            service.rules = load_rules(Path(settings.contact_rules))
+        except Exception as error:
+            service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
         return service
 
     @property
     def ready(self) -> bool:
-        return self.propensity is not None and self.online is not None
+        return self.propensity is not None and self.online is not None and self.rules is not None
 
     def versions(self) -> dict[str, str]:
         return {m.name: m.version for m in (self.propensity, self.actions) if m is not None}
@@ -223,3 +246,46 @@ class ScoringService:
         frame = pd.DataFrame([{name: p.features.get(name) for name in names} for p in payloads])
         ids = [p.account_id for p in payloads]
         return self.score_frame(ids, frame, with_reasons)
+
+    def worklist(
+        self, day: Any, capacity: dict[str, int], account_ids: Sequence[int] | None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+        """The day's compliant worklist over the given accounts (default: every account)."""
+        from serving.worklist import build_worklist, contact_histories, promise_follow_ups
+
+        if not self.ready or self.actions is None:
+            raise ServiceNotReady("; ".join(self.errors) or "not loaded")
+        assert self.debtor_of is not None and self.zone_of is not None
+        assert self.region_of is not None
+        ids = list(account_ids) if account_ids is not None else list(self.debtor_of.index)
+        frame, known = self.features_for(ids)
+        usable = known & _flag(frame["current_balance"])
+        frame = frame[usable].reset_index(drop=True)
+        scored_ids = frame["account_id"].astype(int).to_numpy()
+        values = self.actions.model.action_values(frame, day.weekday())
+        best = values.loc[values.groupby(["row", "channel"])["expected_net"].idxmax()]
+        candidates = best.assign(account_id=scored_ids[best["row"].to_numpy()])
+        debtors = self.debtor_of.reindex(scored_ids)
+        accounts = pd.DataFrame(
+            {
+                "account_id": scored_ids,
+                "region": debtors.map(self.region_of).to_numpy(),
+                "timezone": debtors.map(self.zone_of).to_numpy(),
+            }
+        )
+        zone_of_account = pd.Series(accounts["timezone"].to_numpy(), index=scored_ids)
+        histories = contact_histories(self.history["contacts"], zone_of_account, day)
+        follow_ups = promise_follow_ups(
+            self.history["promises"], self.history["offers"], zone_of_account, day
+        )
+        items, excluded = build_worklist(
+            candidates, accounts, histories, follow_ups, self.rules, day, capacity
+        )
+        counts = {
+            "requested": len(ids),
+            "unknown_or_settled": int((~usable).sum()),
+            "considered": len(scored_ids),
+            "scheduled": len(items),
+            "blocked": len(excluded),
+        }
+        return items, excluded, counts

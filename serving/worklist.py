@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -226,3 +227,95 @@ def build_worklist(
         columns=["account_id", "reason"],
     )
     return worklist, reasons
+
+
+TELEPHONE_CONVERSATIONS = frozenset(
+    {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
+)
+
+
+def _local_dates(times: pd.Series, zones: pd.Series) -> pd.Series:
+    """Local calendar date of each UTC time in its own time zone."""
+    result = pd.Series(pd.NaT, index=times.index, dtype="object")
+    for zone, rows in zones.groupby(zones, observed=True).groups.items():
+        result.loc[rows] = times.loc[rows].dt.tz_convert(str(zone)).dt.date
+    return result
+
+
+def contact_histories(
+    contacts: pd.DataFrame, zone_of_account: pd.Series, day: date
+) -> dict[int, AccountHistory]:
+    """Each account's history as the rules see it on `day`, from the contacts table (events
+    before the day only)."""
+    if not len(contacts):
+        return {}
+    frame = contacts[contacts["account_id"].isin(zone_of_account.index)]
+    frame = frame.assign(
+        local_day=_local_dates(frame["attempted_at"], frame["account_id"].map(zone_of_account))
+    )
+    frame = frame[frame["local_day"] < day]
+    channel = frame["channel"].astype(str)
+    outcome = frame["outcome"].astype(str)
+    outbound_calls = frame[(channel == "call") & (frame["direction"].astype(str) == "outbound")]
+    recent_calls = outbound_calls[outbound_calls["local_day"] >= day - timedelta(days=6)]
+    conversations = frame[(channel == "call") & outcome.isin(TELEPHONE_CONVERSATIONS)]
+    disputes = frame[outcome == "dispute"]
+    opt_outs = frame[outcome == "opted_out"]
+    histories: dict[int, AccountHistory] = {}
+
+    def get(account_id: Any) -> AccountHistory:
+        return histories.setdefault(int(account_id), AccountHistory())
+
+    key: Any
+    value: Any
+    for key, value in recent_calls.groupby("account_id")["local_day"]:
+        get(key).call_days = list(value)
+    for key, value in conversations.groupby("account_id")["local_day"].max().items():
+        get(key).last_conversation = value
+    for key, value in disputes.groupby("account_id")["local_day"].max().items():
+        get(key).last_dispute = value
+    for key, value in opt_outs.groupby("account_id")["channel"]:
+        get(key).opted_out = frozenset(value.astype(str))
+    return histories
+
+
+def promise_follow_ups(
+    promises: pd.DataFrame, offers: pd.DataFrame, zone_of_account: pd.Series, day: date
+) -> pd.DataFrame:
+    """Reminders for promises falling due in the next 2 days, calls after promises broken in
+    the last 3 days (a plan check when the promise was a plan installment)."""
+    columns = ["account_id", "kind", "detail"]
+    if not len(promises):
+        return pd.DataFrame(columns=columns)
+    frame = promises[promises["account_id"].isin(zone_of_account.index)]
+    due: Any = _local_dates(frame["due_at"], frame["account_id"].map(zone_of_account))
+    plan_offers = set(offers.loc[offers["kind"].astype(str) == "payment_plan", "offer_id"])
+    frame = frame.assign(due_day=due)
+    known = due.notna().to_numpy(bool)
+    due_days: Any = np.where(known, due.to_numpy(), np.full(len(due), day, dtype=object))
+    broken_flag = frame["kept"].eq(False).fillna(False).to_numpy(bool)
+    upcoming = frame[known & (due_days >= day) & (due_days <= day + timedelta(days=2))]
+    # the grace period ends 2 days after the due day: broken promises are known then
+    broken_on = due_days + timedelta(days=3)
+    recent = (broken_on <= day) & (broken_on > day - timedelta(days=3))
+    broken = frame[known & broken_flag & recent]
+    record: dict[Any, Any]
+    rows = []
+    for record in upcoming.to_dict("records"):
+        rows.append(
+            {
+                "account_id": int(record["account_id"]),
+                "kind": "promise_reminder",
+                "detail": f"{record['amount']:,.2f} due {record['due_day']}",
+            }
+        )
+    for record in broken.to_dict("records"):
+        plan = record["offer_id"] in plan_offers
+        rows.append(
+            {
+                "account_id": int(record["account_id"]),
+                "kind": "plan_check" if plan else "broken_promise",
+                "detail": f"{record['amount']:,.2f} was due {record['due_day']}",
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)

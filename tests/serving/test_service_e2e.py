@@ -238,3 +238,33 @@ def test_metrics_count_requests_by_route_and_show_model_versions(service: Runnin
     assert 'cobranza_accounts_scored_total{status="unknown_account"}' in text
     assert 'cobranza_model_version{alias="champion",model="cobranza-propensity"} 1.0' in text
     assert 'cobranza_request_seconds_bucket{le="0.01",route="/v1/scores"}' in text
+
+
+def test_worklist_over_http_respects_capacity_and_explains_exclusions(service: Running) -> None:
+    import json
+
+    manifest = json.loads((service.portfolio / "manifest.json").read_text())
+    day = pd.Timestamp(manifest["data_end"]).date().isoformat()
+    capacity = {"call": 30, "sms": 20, "email": 10, "letter": 0}
+    response = client(service).post(
+        "/v1/worklists", json={"date": day, "capacity": capacity, "limit": 5000}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    items = body["items"]
+    assert items and [item["rank"] for item in items] == list(range(1, len(items) + 1))
+    for channel, most in capacity.items():
+        assert sum(item["channel"] == channel for item in items) <= most
+    assert len({item["account_id"] for item in items}) == len(items)  # one contact each
+    for item in items:
+        start, end = (int(part[:2]) for part in item["local_window"].split("-"))
+        assert 8 <= start < end <= 21 and item["timezone"].startswith("America/")
+    best = [item["expected_net"] for item in items if item["kind"] == "best_action"]
+    assert best == sorted(best, reverse=True)
+    assert all(e["reason"].startswith("blocked: ") for e in body["excluded"])
+    counts = body["counts"]
+    assert counts["scheduled"] == len(items) and counts["requested"] == 1200
+    bad = client(service).post("/v1/worklists", json={"date": "someday", "capacity": {}})
+    assert bad.status_code == 422
+    negative = client(service).post("/v1/worklists", json={"date": day, "capacity": {"call": -1}})
+    assert negative.status_code == 422

@@ -139,3 +139,54 @@ def test_follow_ups_come_first_and_obey_the_rules() -> None:
         [1, "best_action", "call"],
     ]
     assert excluded.set_index("account_id").loc[3, "reason"].startswith("blocked: call cap")
+
+
+def test_follow_ups_and_histories_come_from_the_contract_tables() -> None:
+    from serving.worklist import contact_histories, promise_follow_ups
+
+    def utc(text: str) -> pd.Timestamp:
+        return pd.Timestamp(text, tz="UTC")
+
+    zones = pd.Series(["America/New_York"] * 3, index=[1, 2, 3])
+    promises = pd.DataFrame(
+        {
+            "account_id": [1, 2, 3, 3],
+            "due_at": [
+                utc("2026-11-25 05:00"),
+                utc("2026-11-20 05:00"),
+                utc("2026-11-20 05:00"),
+                utc("2026-11-01 05:00"),
+            ],
+            "amount": [100.0, 50.0, 80.0, 80.0],
+            "kept": pd.array([pd.NA, False, False, True], dtype="boolean"),
+            "offer_id": pd.array([pd.NA, pd.NA, 7, 7], dtype="Int64"),
+        }
+    )
+    offers = pd.DataFrame({"offer_id": [7], "kind": ["payment_plan"]})
+    follow = promise_follow_ups(promises, offers, zones, DAY)
+    assert follow.values.tolist() == [
+        [1, "promise_reminder", "100.00 due 2026-11-25"],
+        [2, "broken_promise", "50.00 was due 2026-11-20"],
+        [3, "plan_check", "80.00 was due 2026-11-20"],
+    ]
+    contacts = pd.DataFrame(
+        {
+            "account_id": [1, 1, 1, 2, 2],
+            "channel": ["call", "call", "sms", "call", "email"],
+            "direction": ["outbound"] * 5,
+            # 01:00 UTC is the evening before in New York
+            "attempted_at": [
+                utc("2026-11-23 15:00"),
+                utc("2026-11-17 01:00"),
+                utc("2026-11-22 15:00"),
+                utc("2026-11-20 15:00"),
+                utc("2026-11-24 18:00"),
+            ],
+            "outcome": ["no_answer", "no_answer", "opted_out", "promise_to_pay", "opted_out"],
+        }
+    )
+    histories = contact_histories(contacts, zones, DAY)
+    assert histories[1].call_days == [date(2026, 11, 23)]  # 11-16 local is 8 days before
+    assert histories[1].opted_out == frozenset({"sms"})
+    assert histories[2].last_conversation == date(2026, 11, 20)
+    assert histories[2].opted_out == frozenset()  # the e-mail opt-out happens on the day itself
