@@ -51,6 +51,8 @@ class ServingSettings(BaseModel):
     """Most accounts scored in one request; larger batches get 413."""
     reasons: int = 3
     """Reason codes given per direction (up and down) for each score."""
+    watch_seconds: float = 30.0
+    """How often the service checks the registry for a new champion (0: never)."""
     contact_rules: str = "config/contact_rules.yaml"
     """Contact limits the worklist enforces: defaults and stricter ones per jurisdiction."""
 

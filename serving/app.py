@@ -3,12 +3,32 @@ import."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from data_contracts.settings import ServingSettings, get_settings
+
+logger = logging.getLogger("cobranza.serving")
+
+
+async def watch(service: Any, metrics: Any, every: float) -> None:
+    """Check the registry every `every` seconds and hot-swap a new champion (in a worker
+    thread, so requests keep being answered meanwhile)."""
+    from fastapi.concurrency import run_in_threadpool
+
+    while True:
+        await asyncio.sleep(every)
+        for message in await run_in_threadpool(service.refresh):
+            outcome = message.split(" ", 1)[0]  # swapped, refused or unreachable
+            metrics.swaps.labels(outcome).inc()
+            logger.warning("model watch: %s", message)
+        metrics.show_versions(service)
 
 
 def create_app(settings: ServingSettings | None = None, tracking_uri: str | None = None) -> FastAPI:
@@ -20,13 +40,17 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
         from serving.service import ScoringService
 
         service = ScoringService.load(settings, tracking_uri)
-        for model in (service.propensity, service.actions):
-            if model is not None:
-                app.state.metrics.model_version.labels(model.name, model.alias).set(
-                    float(model.version)
-                )
         app.state.service = service
+        metrics = app.state.metrics
+        metrics.show_versions(service)
+        watcher = None
+        if settings.watch_seconds > 0:
+            watcher = asyncio.create_task(watch(service, metrics, settings.watch_seconds))
         yield
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     from serving.routes import api, public
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Request, Response
 from prometheus_client import (
@@ -50,6 +51,19 @@ class ServiceMetrics:
             ["model", "alias"],
             registry=self.registry,
         )
+
+        self.swaps = Counter(
+            "cobranza_model_swaps",
+            "Registry checks: a new champion swapped in, refused (failed to load or to answer a "
+            "smoke prediction), or the registry unreachable.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def show_versions(self, service: Any) -> None:
+        for model in (service.propensity, service.actions):
+            if model is not None:
+                self.model_version.labels(model.name, model.alias).set(float(model.version))
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -84,6 +84,8 @@ class ScoringService:
     region_of: pd.Series | None = None
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
     rules: Any = None
+    refused: dict[str, set[str]] = field(default_factory=dict)
+    """Versions that failed to load or to answer a smoke prediction (not retried)."""
     errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -289,3 +291,62 @@ class ScoringService:
             "blocked": len(excluded),
         }
         return items, excluded, counts
+
+    def smoke_rows(self) -> pd.DataFrame:
+        """A few accounts the online store knows, to try a new model on before it serves."""
+        if self.debtor_of is None or self.online is None:
+            raise ServiceNotReady("no online store to draw smoke-test rows from")
+        frame, known = self.features_for(list(self.debtor_of.index[:50]))
+        rows = frame[known].head(5).reset_index(drop=True)
+        if not len(rows):
+            raise ServiceNotReady("no account with features for a smoke test")
+        return rows
+
+    def smoke_test(self, attribute: str, candidate: LoadedModel) -> None:
+        """Raise unless the candidate gives sane answers on real rows."""
+        rows = self.smoke_rows()
+        if attribute == "propensity":
+            predicted = candidate.model.predict_frame(rows).to_numpy(dtype=float)
+            probability = predicted[:, 0]
+            if predicted.shape[0] != len(rows) or not np.all(
+                (probability >= 0) & (probability <= 1)
+            ):
+                raise ValueError("smoke prediction: probabilities outside [0, 1]")
+        else:
+            best = candidate.model.best_actions(rows, 0)
+            if len(best) != len(rows) or not np.isfinite(best["expected_net"]).all():
+                raise ValueError("smoke prediction: no finite action values")
+
+    def refresh(self) -> list[str]:
+        """Load any new version holding the alias, smoke-test it, then swap it in; a version
+        that fails is refused (and not retried) while the current one keeps serving.
+        Requests in flight keep the model object they started with."""
+        from mlflow.tracking import MlflowClient
+
+        messages = []
+        alias = self.settings.model_alias
+        models = (("propensity", PROPENSITY_MODEL), ("actions", NEXT_BEST_ACTION_MODEL))
+        for attribute, name in models:
+            current = getattr(self, attribute)
+            try:
+                version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+            except Exception as error:
+                messages.append(f"unreachable {name}@{alias} ({type(error).__name__})")
+                continue
+            if current is not None and current.version == version:
+                continue
+            if version in self.refused.get(name, set()):
+                continue
+            try:
+                candidate = load_registered(name, alias)
+                if candidate.version != version:
+                    continue  # the alias moved again while loading: next round
+                self.smoke_test(attribute, candidate)
+            except Exception as error:
+                self.refused.setdefault(name, set()).add(version)
+                messages.append(f"refused {name} v{version}: {type(error).__name__}: {error}")
+                continue
+            setattr(self, attribute, candidate)
+            previous = "none" if current is None else f"v{current.version}"
+            messages.append(f"swapped {name} {previous} -> v{version}")
+        return messages

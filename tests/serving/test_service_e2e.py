@@ -21,6 +21,7 @@ from pipelines.train import train_portfolio
 from training.config import ExperimentConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
 KEY = "test-key-not-a-secret"
 QUICK = {
     "name": "serving-quick",
@@ -34,6 +35,7 @@ class Running:
     url: str
     portfolio: Path
     server: object
+    tracking_uri: str = ""
 
 
 def serve(app: object) -> tuple[str, object, threading.Thread]:
@@ -65,9 +67,14 @@ def service(
     materialize_latest(featured_portfolio)
     config = ExperimentConfig.model_validate(QUICK)
     train_portfolio(featured_portfolio, config, "", tracking_uri=uri)
-    settings = ServingSettings(portfolio=str(featured_portfolio), api_keys=[SecretStr(KEY)])
+    settings = ServingSettings(
+        portfolio=str(featured_portfolio),
+        api_keys=[SecretStr(KEY)],
+        contact_rules=str(REPO / "config" / "contact_rules.yaml"),
+        watch_seconds=0.3,
+    )
     url, server, thread = serve(create_app(settings, tracking_uri=uri))
-    yield Running(url, featured_portfolio, server)
+    yield Running(url, featured_portfolio, server, uri)
     server.should_exit = True  # type: ignore[attr-defined]
     thread.join(timeout=10)
 
@@ -268,3 +275,61 @@ def test_worklist_over_http_respects_capacity_and_explains_exclusions(service: R
     assert bad.status_code == 422
     negative = client(service).post("/v1/worklists", json={"date": day, "capacity": {"call": -1}})
     assert negative.status_code == 422
+
+
+class Broken:
+    """A "model" that loads but cannot predict: the smoke test must refuse it."""
+
+    def predict_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        raise RuntimeError("this model is broken")
+
+
+def wait_for_version(service: Running, expected: str, seconds: float = 30) -> dict[str, str]:
+    deadline = time.monotonic() + seconds
+    while True:
+        versions = {
+            m["name"]: m["version"] for m in client(service).get("/v1/models").json()["models"]
+        }
+        if versions["cobranza-propensity"] == expected or time.monotonic() > deadline:
+            return versions
+        time.sleep(0.2)
+
+
+def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running) -> None:
+    """Runs last in this module: it moves the champion under the running service."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from pipelines.registry import open_registry, set_alias
+    from training.pyfunc import PropensityPyfunc
+
+    store = open_registry(service.tracking_uri)
+    # a new version (the same artifact registered again) becomes champion: swapped in
+    new = mlflow.register_model("models:/cobranza-propensity/1", "cobranza-propensity")
+    set_alias(store, "cobranza-propensity", "champion", str(new.version), "hot swap test")
+    errors: list[int] = []
+
+    def keep_scoring() -> None:  # requests keep being answered during the swap
+        for _ in range(40):
+            status = client(service).post("/v1/scores", json={"account_ids": [1, 2]}).status_code
+            if status != 200:
+                errors.append(status)
+
+    scorer = threading.Thread(target=keep_scoring)
+    scorer.start()
+    assert wait_for_version(service, str(new.version))["cobranza-propensity"] == str(new.version)
+    scorer.join()
+    assert errors == []
+    # a model that cannot predict is refused; the current champion keeps serving
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="broken", python_model=PropensityPyfunc(Broken()))
+    broken = mlflow.register_model(info.model_uri, "cobranza-propensity")
+    set_alias(store, "cobranza-propensity", "champion", str(broken.version), "broken on purpose")
+    time.sleep(2.0)
+    versions = wait_for_version(service, str(broken.version), seconds=1)
+    assert versions["cobranza-propensity"] == str(new.version)
+    scored = client(service).post("/v1/scores", json={"account_ids": [1]})
+    assert scored.status_code == 200
+    metrics = client(service).get("/metrics").text
+    assert 'cobranza_model_swaps_total{outcome="refused"} 1.0' in metrics
+    assert 'cobranza_model_swaps_total{outcome="swapped"} 1.0' in metrics
