@@ -30,6 +30,8 @@ demo: env
 	$(VENV)/bin/cobranza train --data $(PORTFOLIO) --experiment experiments/default.yaml --trials $(TRIALS)
 	# exit status 1 means the challenger did not earn promotion: a normal outcome here
 	$(VENV)/bin/cobranza promote --data $(PORTFOLIO) --experiment experiments/default.yaml || test $$? -eq 1
+	# starts the scoring service on the portfolio, fetches today's worklist from it, stops it
+	$(VENV)/bin/cobranza worklist --portfolio $(PORTFOLIO)
 
 test: env
 	$(VENV)/bin/ruff check .

@@ -54,6 +54,13 @@ def test_train_evaluate_promote_from_the_command_line(
     assert done.returncode == 0, done.stderr  # nothing to promote: the champion stays
     assert "no challenger to promote; champion is v1" in done.stdout
 
+    # the service starts on the portfolio, answers a worklist, and stops
+    done = run(data, "features", "materialize", str(featured_portfolio))
+    assert done.returncode == 0, done.stderr
+    done = run(data, "worklist", "--portfolio", str(featured_portfolio), "--call", "10")
+    assert done.returncode == 0, done.stderr
+    assert "Worklist for" in done.stdout and "scheduled" in done.stdout
+
 
 def test_training_errors_are_one_line_messages(tmp_path: Path) -> None:
     data = tmp_path / "data"
