@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -121,7 +121,10 @@ async def scores(request: ScoreRequest, service: Service, http: Request) -> Scor
     summary="An account's score and its reason codes",
     responses={404: {"description": "Unknown account"}},
 )
-async def explanation(account_id: int, service: Service) -> ScoreItem:
+async def explanation(
+    account_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The account id.")],
+    service: Service,
+) -> ScoreItem:
     try:
         [item] = service.score_ids([account_id], with_reasons=True)
     except ServiceNotReady as error:

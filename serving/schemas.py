@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+AccountId = Annotated[int, Field(ge=1, le=2**63 - 1, description="An account id (int64).")]
 
 
 class _Strict(BaseModel):
@@ -16,7 +18,7 @@ class AccountFeatures(_Strict):
     """A full feature payload for an account the online store does not know (or should not
     be asked about): the feature service's columns by name; missing ones count as unknown."""
 
-    account_id: int = Field(description="The caller's account id, echoed back.")
+    account_id: AccountId
     features: dict[str, float | int | str | None] = Field(
         description="Feature name -> value, as in the feature service `debtor_scoring_v1`."
     )
@@ -25,7 +27,7 @@ class AccountFeatures(_Strict):
 class ScoreRequest(_Strict):
     """Either account ids (features from the online store) or full feature payloads."""
 
-    account_ids: list[int] | None = Field(
+    account_ids: list[AccountId] | None = Field(
         default=None, description="Accounts to score from the online store (at most 1,000)."
     )
     accounts: list[AccountFeatures] | None = Field(
@@ -108,9 +110,13 @@ class Capacity(_Strict):
 
 
 class WorklistRequest(_Strict):
-    date: dt.date = Field(description="The day to plan, in each debtor's local calendar.")
+    date: dt.date = Field(
+        ge=dt.date(1970, 1, 1),
+        le=dt.date(2199, 12, 31),
+        description="The day to plan, in each debtor's local calendar.",
+    )
     capacity: Capacity
-    account_ids: list[int] | None = Field(
+    account_ids: list[AccountId] | None = Field(
         default=None,
         max_length=1_000_000,
         description="Accounts to consider [default: every account in the store].",

@@ -264,6 +264,16 @@ class ScoringService:
         usable = known & _flag(frame["current_balance"])
         frame = frame[usable].reset_index(drop=True)
         scored_ids = frame["account_id"].astype(int).to_numpy()
+        counts = {
+            "requested": len(ids),
+            "unknown_or_settled": int((~usable).sum()),
+            "considered": len(scored_ids),
+            "scheduled": 0,
+            "blocked": 0,
+        }
+        if not len(frame):  # nothing known and owing: an empty worklist, not an error
+            empty = pd.DataFrame(columns=["account_id", "reason"])
+            return pd.DataFrame(), empty, counts
         values = self.actions.model.action_values(frame, day.weekday())
         best = values.loc[values.groupby(["row", "channel"])["expected_net"].idxmax()]
         candidates = best.assign(account_id=scored_ids[best["row"].to_numpy()])
@@ -283,13 +293,7 @@ class ScoringService:
         items, excluded = build_worklist(
             candidates, accounts, histories, follow_ups, self.rules, day, capacity
         )
-        counts = {
-            "requested": len(ids),
-            "unknown_or_settled": int((~usable).sum()),
-            "considered": len(scored_ids),
-            "scheduled": len(items),
-            "blocked": len(excluded),
-        }
+        counts.update(scheduled=len(items), blocked=len(excluded))
         return items, excluded, counts
 
     def smoke_rows(self) -> pd.DataFrame:
