@@ -259,7 +259,12 @@ class ScoringService:
             raise ServiceNotReady("; ".join(self.errors) or "not loaded")
         assert self.debtor_of is not None and self.zone_of is not None
         assert self.region_of is not None
-        ids = list(account_ids) if account_ids is not None else list(self.debtor_of.index)
+        # each account once, in the order asked
+        ids = list(dict.fromkeys(account_ids if account_ids is not None else self.debtor_of.index))
+        if not ids:
+            empty = pd.DataFrame(columns=["account_id", "reason"])
+            zero = {"requested": 0, "unknown_or_settled": 0, "considered": 0}
+            return pd.DataFrame(), empty, {**zero, "scheduled": 0, "blocked": 0}
         frame, known = self.features_for(ids)
         usable = known & _flag(frame["current_balance"])
         frame = frame[usable].reset_index(drop=True)

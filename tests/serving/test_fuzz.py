@@ -3,6 +3,8 @@ generated requests (valid or not, with the right key), the service never answers
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +13,7 @@ from schemathesis.checks import not_a_server_error
 from tests.serving.conftest import KEY, Running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = int(os.environ.get("COBRANZA_FUZZ_EXAMPLES", "25"))
 
 
 def test_no_generated_request_makes_the_service_fail(service: Running) -> None:

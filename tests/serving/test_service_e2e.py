@@ -90,7 +90,7 @@ def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
 
 def test_bad_input_gets_4xx_never_500(service: Running) -> None:
     api = client(service)
-    too_many = api.post("/v1/scores", json={"account_ids": list(range(1001))})
+    too_many = api.post("/v1/scores", json={"account_ids": list(range(1, 1002))})
     assert too_many.status_code == 413 and "limit is 1000" in too_many.text
     for body in (
         {},
