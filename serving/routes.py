@@ -24,8 +24,12 @@ from serving.schemas import (
 )
 from serving.service import ServiceNotReady
 
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No API key in the X-API-Key header"},
+    403: {"description": "API key not accepted"},
+}
 public = APIRouter()
-api = APIRouter(prefix="/v1", dependencies=[Authorized])
+api = APIRouter(prefix="/v1", dependencies=[Authorized], responses=AUTH_RESPONSES)
 INLINE_ROWS = 20
 """Batches up to this size are scored on the event loop (sub-10 ms); larger ones in a thread."""
 
@@ -40,7 +44,7 @@ async def health() -> Health:
     response_model=Health,
     dependencies=[Authorized],
     summary="Models and the online store are loaded",
-    responses={503: {"description": "Not ready: says what is missing"}},
+    responses={503: {"description": "Not ready: says what is missing"}, **AUTH_RESPONSES},
 )
 async def ready(service: Service) -> Health | JSONResponse:
     if service.ready:
@@ -56,7 +60,7 @@ async def ready(service: Service) -> Health | JSONResponse:
     dependencies=[Authorized],
     summary="Prometheus metrics: requests, latencies, accounts scored, model versions",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, **AUTH_RESPONSES},
 )
 async def metrics(request: Request) -> Response:
     return request.app.state.metrics.render()

@@ -68,7 +68,37 @@ class Action(BaseModel):
     expected_net: float = Field(description="Expected net amount collected within 30 days.")
 
 
+SCORE_ITEM_EXAMPLE: dict[str, Any] = {
+    "account_id": 1,
+    "status": "scored",
+    "detail": None,
+    "p_payment_30d": 0.061,
+    "expected_amount_30d": 131.24,
+    "best_action": {
+        "channel": "call",
+        "hour_band": "evening",
+        "local_window": "17:00-21:00",
+        "offer": "discount",
+        "discount_pct": 10.0,
+        "installments": None,
+        "p_contact": 0.14,
+        "expected_net": 143.56,
+    },
+    "reasons": [
+        {
+            "feature": "promises_broken_90d",
+            "value": 3,
+            "contribution": -0.41,
+            "direction": "down",
+            "sentence": "3 promises broken in the last 90 days",
+        }
+    ],
+}
+
+
 class ScoreItem(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [SCORE_ITEM_EXAMPLE]})
+
     account_id: int
     status: Literal["scored", "unknown_account"]
     detail: str | None = None
@@ -79,6 +109,24 @@ class ScoreItem(BaseModel):
 
 
 class ScoreResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        SCORE_ITEM_EXAMPLE,
+                        {
+                            "account_id": 99,
+                            "status": "unknown_account",
+                            "detail": "no features for this account in the online store",
+                        },
+                    ],
+                    "models": {"cobranza-propensity": "3", "cobranza-next-best-action": "2"},
+                }
+            ]
+        }
+    )
+
     items: list[ScoreItem]
     models: dict[str, str] = Field(description="Registered model name -> version used.")
 
@@ -92,10 +140,39 @@ class ModelInfo(BaseModel):
 
 
 class ModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": [
+                        {
+                            "name": "cobranza-propensity",
+                            "alias": "champion",
+                            "version": "3",
+                            "run_id": "2632c9a648d34b1cb225f6880dedf6dc",
+                            "feature_service": "debtor_scoring_v1",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     models: list[ModelInfo]
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "detail": {"models": {"cobranza-propensity": "3"}},
+                }
+            ]
+        }
+    )
+
     status: str
     detail: dict[str, Any] = {}
 
@@ -153,6 +230,43 @@ class Excluded(BaseModel):
 
 
 class WorklistResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "date": "2026-01-06",
+                    "items": [
+                        {
+                            "rank": 1,
+                            "account_id": 1178,
+                            "kind": "promise_reminder",
+                            "channel": "sms",
+                            "local_window": "12:00-17:00",
+                            "timezone": "America/New_York",
+                            "detail": "1,889.60 due 2026-01-08",
+                        },
+                        {
+                            "rank": 2,
+                            "account_id": 2187,
+                            "kind": "best_action",
+                            "channel": "call",
+                            "local_window": "12:00-17:00",
+                            "timezone": "America/Los_Angeles",
+                            "offer": "discount",
+                            "discount_pct": 10.0,
+                            "expected_net": 1777.12,
+                        },
+                    ],
+                    "excluded": [
+                        {"account_id": 70, "reason": "blocked: call cap reached until 2026-01-08"}
+                    ],
+                    "counts": {"requested": 5000, "considered": 4720, "scheduled": 1050},
+                    "models": {"cobranza-next-best-action": "2"},
+                }
+            ]
+        }
+    )
+
     date: dt.date
     items: list[WorklistItem]
     excluded: list[Excluded]

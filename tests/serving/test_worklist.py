@@ -190,3 +190,22 @@ def test_follow_ups_and_histories_come_from_the_contract_tables() -> None:
     assert histories[1].opted_out == frozenset({"sms"})
     assert histories[2].last_conversation == date(2026, 11, 20)
     assert histories[2].opted_out == frozenset()  # the e-mail opt-out happens on the day itself
+
+
+def test_openapi_documents_every_endpoint_with_examples_and_auth() -> None:
+    from serving.app import create_app
+
+    spec = create_app().openapi()
+    schemas = spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), (method, path)
+            if path != "/health":
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+            answer = operation["responses"]["200"]["content"]
+            reference = answer.get("application/json", {}).get("schema", {}).get("$ref")
+            if reference:
+                assert "examples" in schemas[reference.rsplit("/", 1)[-1]], (method, path)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                assert "examples" in schemas[body["schema"]["$ref"].rsplit("/", 1)[-1]]
