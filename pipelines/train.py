@@ -79,8 +79,6 @@ class PreparedData:
     service: str
     split: TimeSplit | None
     data_end: pd.Timestamp
-    has_amount: bool = True
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def service_features(folder: Path, service: str) -> tuple[list[str], list[str]]:
@@ -203,9 +201,7 @@ def _prepare_external_labels(
         }
     )
     frame = training_set(folder, rows, service=config.feature_service)
-    return PreparedData(
-        frame, None, features, categorical, config.feature_service, None, data_end, has_amount=False
-    )
+    return PreparedData(frame, None, features, categorical, config.feature_service, None, data_end)
 
 
 # ----- explanations and figures -------------------------------------------------------------

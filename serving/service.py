@@ -17,9 +17,7 @@ import pandas as pd
 
 from data_contracts.settings import ServingSettings
 from features.history import HOUR_BANDS
-
-PROPENSITY_MODEL = "cobranza-propensity"
-NEXT_BEST_ACTION_MODEL = "cobranza-next-best-action"
+from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
 
 
 class ServiceNotReady(RuntimeError):
@@ -41,14 +39,8 @@ class LoadedModel:
 
 def load_registered(name: str, alias: str) -> LoadedModel:
     """A model version by alias from the registry (tracking URI already set)."""
-    import mlflow.pyfunc
-    from mlflow.tracking import MlflowClient
-
-    version = MlflowClient().get_model_version_by_alias(name, alias)
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    return LoadedModel(
-        name, alias, str(version.version), version.run_id, loaded.unwrap_python_model().model
-    )
+    model, version = load_model(name, alias)
+    return LoadedModel(name, alias, str(version.version), version.run_id, model)
 
 
 def _window(band: str) -> str:

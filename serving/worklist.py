@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.history import HOUR_BANDS
+from features.snapshot import TELEPHONE_CONVERSATIONS
 
 CHANNELS = ("call", "sms", "email", "letter")
 FOLLOW_UP_CHANNEL = {"promise_reminder": "sms", "broken_promise": "call", "plan_check": "call"}
@@ -227,11 +228,6 @@ def build_worklist(
         columns=["account_id", "reason"],
     )
     return worklist, reasons
-
-
-TELEPHONE_CONVERSATIONS = frozenset(
-    {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
-)
 
 
 def _local_dates(times: pd.Series, zones: pd.Series) -> pd.Series:
