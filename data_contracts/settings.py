@@ -55,6 +55,9 @@ class ServingSettings(BaseModel):
     """How often the service checks the registry for a new champion (0: never)."""
     contact_rules: str = "config/contact_rules.yaml"
     """Contact limits the worklist enforces: defaults and stricter ones per jurisdiction."""
+    reason_cache: int = 200_000
+    """Accounts whose reason codes are kept for reuse (per model version and feature copy;
+    0: compute every time). Exact TreeSHAP costs about 2 ms per account."""
 
 
 class Settings(BaseSettings):

@@ -372,3 +372,126 @@ def _decode(blob: bytes | None) -> Any:
             return None
         return datetime.fromtimestamp(seconds, tz=UTC)
     return getattr(value, kind)
+
+
+# ----- bulk reads of the whole online store ---------------------------------------------------
+# Feast's Value proto tags (field number << 3 | wire type) of the scalar kinds decoded in bulk.
+_DOUBLE_TAG, _FLOAT_TAG = 0x29, 0x35
+_VARINT_TAGS = {0x18: "int32_val", 0x20: "int64_val", 0x38: "bool_val", 0x40: "unix_timestamp_val"}
+_MISSING_TIMESTAMP = 10**11  # Feast writes a huge sentinel for a missing timestamp
+
+
+def decode_value_column(blobs: Sequence[bytes | None]) -> np.ndarray:
+    """Many serialized Feast `Value` protos as one array: float64 when every value is a
+    number, bool or timestamp (seconds since the epoch; missing as NaN), otherwise objects.
+
+    Numbers are decoded with numpy straight from the protobuf wire format (a double is its tag
+    and 8 little-endian bytes; integers are varints), which is about 50 times faster than
+    parsing each proto; any other kind goes through `Value.FromString`. A test checks the
+    result against protobuf on every kind Feast writes.
+    """
+    count = len(blobs)
+    lengths = np.fromiter((0 if b is None else len(b) for b in blobs), dtype=np.int64, count=count)
+    buffer = np.frombuffer(b"".join(b for b in blobs if b), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    values = np.full(count, np.nan)
+    present = lengths > 0
+    tags = np.zeros(count, dtype=np.int64)
+    tags[present] = buffer[starts[present]]
+    done = ~present
+    double = present & (tags == _DOUBLE_TAG) & (lengths == 9)
+    if double.any():
+        payload = buffer[starts[double][:, None] + np.arange(1, 9)]
+        values[double] = payload.copy().view("<f8").ravel()
+        done |= double
+    single = present & (tags == _FLOAT_TAG) & (lengths == 5)
+    if single.any():
+        payload = buffer[starts[single][:, None] + np.arange(1, 5)]
+        values[single] = payload.copy().view("<f4").ravel()
+        done |= single
+    for tag, kind in _VARINT_TAGS.items():
+        for length in np.unique(lengths[present & (tags == tag)]):
+            rows = present & (tags == tag) & (lengths == length)
+            payload = buffer[starts[rows][:, None] + np.arange(1, length)].astype(np.uint64)
+            shifts = (7 * np.arange(length - 1)).astype(np.uint64)
+            number = np.bitwise_or.reduce((payload & np.uint64(0x7F)) << shifts, axis=1)
+            if kind == "bool_val":
+                decoded = (number != 0).astype(float)
+            else:
+                signed = number.view(np.int64)
+                if kind == "int32_val":  # negative int32 varints are sign-extended to 64 bits
+                    signed = signed.astype(np.int32)
+                decoded = signed.astype(float)
+                if kind == "unix_timestamp_val":
+                    decoded[np.abs(signed) > _MISSING_TIMESTAMP] = np.nan
+            values[rows] = decoded
+            done |= rows
+    if done.all():
+        return values
+    mixed = values.astype(object)
+    mixed[np.isnan(values) & done] = None
+    for position in np.flatnonzero(~done):
+        mixed[position] = _decode(blobs[position])
+    return mixed
+
+
+class OnlineSnapshot:
+    """Every entity's latest values in a portfolio's SQLite online store, read in bulk: what
+    the scoring service keeps in memory to score and rank a whole portfolio without one read
+    per account. `stamp` changes whenever the online store file is written (a new
+    materialization), so a reader can tell when to read again."""
+
+    def __init__(self, folder: Path, service: str = "debtor_scoring_v1") -> None:
+        self.store = open_store(folder)
+        self.service = _service(self.store, service)
+        online = self.store.config.online_store
+        if getattr(online, "type", "") != "sqlite":
+            raise FeatureStoreError("bulk online reads need the embedded SQLite online store")
+        self.path = Path(online.path)
+
+    def stamp(self) -> tuple[int, int]:
+        """(modification time in ns, size) of the online store file."""
+        status = self.path.stat()
+        return status.st_mtime_ns, status.st_size
+
+    def read(self, entity_ids: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+        """For each entity key (`account_id`, `debtor_id`) with the ids wanted: a frame of the
+        service's features indexed by id (ids without values are absent)."""
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.infra.online_stores.helpers import compute_table_id
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        uri = f"file:{self.path.resolve()}?mode=ro"
+        frames: dict[str, list[pd.DataFrame]] = {}
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+            for view, names in _views_of(self.store, self.service):
+                key = view.entity_columns[0].name
+                ids = np.asarray(entity_ids.get(key, []), dtype=np.int64)
+                id_of = {
+                    serialize_entity_key(
+                        EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(i))]),
+                        entity_key_serialization_version=3,
+                    ): int(i)
+                    for i in ids
+                }
+                table = compute_table_id(self.store.config.project, view)
+                rows = pd.DataFrame(
+                    connection.execute(
+                        f'SELECT entity_key, feature_name, value FROM "{table}"'
+                    ).fetchall(),
+                    columns=["entity_key", "feature", "value"],
+                )
+                rows["id"] = rows["entity_key"].map(id_of)
+                rows = rows[rows["id"].notna() & rows["feature"].isin(names)]
+                index = pd.Index(sorted(rows["id"].astype(np.int64).unique()), name=key)
+                columns = {}
+                for name, group in rows.groupby("feature", sort=False):
+                    decoded = decode_value_column(group["value"].tolist())
+                    column = pd.Series(decoded, index=group["id"].astype(np.int64).to_numpy())
+                    columns[str(name)] = column.reindex(index)
+                frame = pd.DataFrame(
+                    {n: columns.get(n, pd.Series(np.nan, index=index)) for n in names}
+                )
+                frames.setdefault(key, []).append(frame)
+        return {key: pd.concat(parts, axis=1) for key, parts in frames.items()}

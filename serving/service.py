@@ -7,7 +7,7 @@ never imports the training code itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import pandas as pd
 from data_contracts.settings import ServingSettings
 from features.history import HOUR_BANDS
 from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
+from serving.portfolio import OPT_OUT_CHANNELS, PortfolioFeatures, read_portfolio
 
 
 class ServiceNotReady(RuntimeError):
@@ -65,26 +66,43 @@ def _flag(values: pd.Series) -> np.ndarray:
     return np.asarray(pd.to_numeric(values, errors="coerce").fillna(0).to_numpy() > 0)
 
 
+DEFAULT_FEATURE_SERVICE = "debtor_scoring_v1"
+
+
+@dataclass
+class Encoded:
+    """Rows encoded for each model: propensity, and the action models' contact and value
+    inputs (None without an action model)."""
+
+    propensity: np.ndarray
+    contact: np.ndarray | None
+    value: np.ndarray | None
+
+    def take(self, rows: np.ndarray) -> Encoded:
+        return Encoded(
+            self.propensity[rows],
+            None if self.contact is None else self.contact[rows],
+            None if self.value is None else self.value[rows],
+        )
+
+
 @dataclass
 class ScoringService:
     settings: ServingSettings
     propensity: LoadedModel | None = None
     actions: LoadedModel | None = None
-    online: Any = None
-    debtor_of: pd.Series | None = None
-    zone_of: pd.Series | None = None
-    region_of: pd.Series | None = None
+    portfolio: PortfolioFeatures | None = None
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
     rules: Any = None
     refused: dict[str, set[str]] = field(default_factory=dict)
     """Versions that failed to load or to answer a smoke prediction (not retried)."""
     errors: list[str] = field(default_factory=list)
+    reason_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, settings: ServingSettings, tracking_uri: str | None = None) -> ScoringService:
         """Load champions and the online store; what fails is recorded, not raised, so the
         service can start, answer /health and report what is missing on /ready."""
-        from pipelines.feature_store import OnlineFeatures
         from pipelines.registry import open_registry
 
         service = cls(settings)
@@ -99,16 +117,7 @@ class ScoringService:
                 service.errors.append(f"{name}@{settings.model_alias}: {type(error).__name__}")
         folder = Path(settings.portfolio)
         try:
-            service.online = OnlineFeatures(folder)
-            accounts = pd.read_parquet(
-                folder / "accounts.parquet", columns=["account_id", "debtor_id"]
-            )
-            debtors = pd.read_parquet(
-                folder / "debtors.parquet", columns=["debtor_id", "timezone", "region"]
-            )
-            service.debtor_of = accounts.set_index("account_id")["debtor_id"]
-            service.zone_of = debtors.set_index("debtor_id")["timezone"].astype(str)
-            service.region_of = debtors.set_index("debtor_id")["region"].astype(str)
+            service.portfolio = service.read_features()
             service.history = {
                 "contacts": pd.read_parquet(
                     folder / "contacts.parquet",
@@ -130,93 +139,162 @@ class ScoringService:
             service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
         return service
 
+    def feature_services(self, *models: LoadedModel | None) -> list[str]:
+        """The feature services the given models (default: those serving) read."""
+        chosen = models or (self.propensity, self.actions)
+        named = [m.feature_service for m in chosen if m is not None and m.feature_service]
+        return list(dict.fromkeys(named)) or [DEFAULT_FEATURE_SERVICE]
+
+    def read_features(self, *models: LoadedModel | None) -> PortfolioFeatures:
+        """Every account's latest features from the online store, for the given models."""
+        chosen = [m for m in (models or (self.propensity, self.actions)) if m is not None]
+        names = [n for m in chosen for n in getattr(m.model, "feature_names_", m.model.features)]
+        return read_portfolio(
+            Path(self.settings.portfolio),
+            self.feature_services(*chosen),
+            list(dict.fromkeys(names)),
+        )
+
     @property
     def ready(self) -> bool:
-        return self.propensity is not None and self.online is not None and self.rules is not None
+        return self.propensity is not None and self.portfolio is not None and self.rules is not None
 
     def versions(self) -> dict[str, str]:
         return {m.name: m.version for m in (self.propensity, self.actions) if m is not None}
 
-    def features_for(self, account_ids: Sequence[int]) -> tuple[pd.DataFrame, np.ndarray]:
-        """Online features of the accounts, and which of them the store knows."""
-        assert self.debtor_of is not None
-        debtors = self.debtor_of.reindex(list(account_ids))
-        known = debtors.notna().to_numpy()
-        rows = [
-            {"account_id": int(a), "debtor_id": int(d) if k else -1}
-            for a, d, k in zip(account_ids, debtors.to_numpy(), known, strict=True)
-        ]
-        values = self.online.get(rows)
-        frame = pd.DataFrame(values)
-        names = self.propensity.model.feature_names_ if self.propensity else []
-        present = frame[names].notna().any(axis=1).to_numpy() if names else known
-        return frame, known & present
+    def _ready_state(self) -> tuple[LoadedModel, LoadedModel | None, PortfolioFeatures]:
+        """The models and features of this request (a swap during it does not change them)."""
+        propensity, actions, portfolio = self.propensity, self.actions, self.portfolio
+        if propensity is None or portfolio is None or not self.ready:
+            raise ServiceNotReady("; ".join(self.errors) or "not loaded")
+        return propensity, actions, portfolio
 
-    def local_weekday(self, account_ids: Sequence[int]) -> np.ndarray:
-        """Today's weekday (0 = Monday) in each account's debtor's time zone."""
-        now = pd.Timestamp.now(tz="UTC")
-        if self.debtor_of is None or self.zone_of is None:
-            return np.full(len(account_ids), now.weekday())
-        zones = self.debtor_of.reindex(list(account_ids)).map(self.zone_of)
-        return np.array(
-            [now.tz_convert(z).weekday() if isinstance(z, str) else now.weekday() for z in zones]
+    @staticmethod
+    def _encoded_portfolio(
+        portfolio: PortfolioFeatures, propensity: LoadedModel, actions: LoadedModel | None
+    ) -> Encoded:
+        """The whole portfolio encoded for these model versions (computed once per copy)."""
+        matrix = portfolio.encoded(
+            ("propensity", propensity.version), propensity.model.encoder_.to_array
         )
+        contact = value = None
+        if actions is not None:
+            contact, value = portfolio.encoded(
+                ("actions", actions.version), actions.model.encode_accounts
+            )
+        return Encoded(matrix, contact, value)
 
-    def score_frame(
-        self, account_ids: Sequence[int], frame: pd.DataFrame, with_reasons: bool
+    def features_for(self, account_ids: Sequence[int]) -> tuple[pd.DataFrame, np.ndarray]:
+        """Latest features of the accounts (raw values), and which of them the store knows."""
+        _, _, portfolio = self._ready_state()
+        positions = portfolio.positions(account_ids)
+        known = portfolio.known(positions)
+        frame = portfolio.frame.iloc[np.maximum(positions, 0)].reset_index()
+        frame.loc[~known, frame.columns != "account_id"] = None
+        frame["account_id"] = np.asarray(account_ids, dtype=np.int64)
+        return frame, known
+
+    def _score(
+        self,
+        account_ids: np.ndarray,
+        encoded: Encoded,
+        raw: Callable[[np.ndarray], pd.DataFrame],
+        weekdays: np.ndarray,
+        opted_out: dict[str, np.ndarray],
+        with_reasons: bool,
+        state: tuple[LoadedModel, LoadedModel | None, PortfolioFeatures | None],
+        cache_reasons: bool,
     ) -> list[dict[str, Any]]:
-        """Score rows whose features are known: probability, amount, best action, reasons."""
-        if self.propensity is None:
-            raise ServiceNotReady("no propensity model loaded")
-        model = self.propensity.model
-        predicted = model.predict_frame(frame)
-        reasons = model.reasons(frame, self.settings.reasons) if with_reasons else None
+        """Score encoded rows: probability, amount, best action, reasons."""
+        propensity, actions, portfolio = state
+        model = propensity.model
+        probability, amount = model.predict_encoded(encoded.propensity)
+        reasons = (
+            self._reasons(
+                account_ids, encoded.propensity, raw, propensity, portfolio, cache_reasons
+            )
+            if with_reasons
+            else None
+        )
         best = None
-        if self.actions is not None:
-            action_model = self.actions.model
-            blocked = {
-                channel: _flag(frame[f"opted_out_{channel}"])
-                for channel in ("call", "sms", "email")
-                if f"opted_out_{channel}" in frame
+        if actions is not None and encoded.contact is not None and encoded.value is not None:
+            action_model = actions.model
+            matrix = action_model.action_matrix(encoded.contact, encoded.value, weekdays)
+            choice, expected = action_model.best_choice(matrix, opted_out)
+            best = {name: values[choice] for name, values in action_model.action_columns().items()}
+            best |= {
+                "p_contact": matrix["p_contact"][np.arange(len(choice)), choice],
+                "expected_net": expected[np.arange(len(choice)), choice],
             }
-            best = action_model.best_actions(frame, self.local_weekday(account_ids), blocked)
         items = []
         for position, account_id in enumerate(account_ids):
             item: dict[str, Any] = {
                 "account_id": int(account_id),
                 "status": "scored",
-                "p_payment_30d": float(predicted.iloc[position, 0]),
-                "expected_amount_30d": _number(predicted.iloc[position, 1]),
+                "p_payment_30d": float(probability[position]),
+                "expected_amount_30d": _number(amount[position]),
                 "reasons": reasons[position] if reasons is not None else [],
             }
             if best is not None:
-                row = best.iloc[position]
+                band = str(best["hour_band"][position])
                 item["best_action"] = {
-                    "channel": row["channel"],
-                    "hour_band": row["hour_band"],
-                    "local_window": _window(row["hour_band"]),
-                    "offer": row["offer"],
-                    "discount_pct": _number(row["discount_pct"]),
-                    "installments": _whole(row["installments"]),
-                    "p_contact": float(row["p_contact"]),
-                    "expected_net": float(row["expected_net"]),
+                    "channel": str(best["channel"][position]),
+                    "hour_band": band,
+                    "local_window": _window(band),
+                    "offer": str(best["offer"][position]),
+                    "discount_pct": _number(best["discount_pct"][position]),
+                    "installments": _whole(best["installments"][position]),
+                    "p_contact": float(best["p_contact"][position]),
+                    "expected_net": float(best["expected_net"][position]),
                 }
             items.append(item)
         return items
 
+    def _reasons(
+        self,
+        account_ids: np.ndarray,
+        encoded: np.ndarray,
+        raw: Callable[[np.ndarray], pd.DataFrame],
+        propensity: LoadedModel,
+        portfolio: PortfolioFeatures | None,
+        use_cache: bool,
+    ) -> list[list[dict[str, Any]]]:
+        """Reason codes per row; rows of the stored portfolio are kept for reuse (keyed by
+        model version and feature copy), since exact TreeSHAP dominates a score's cost."""
+        top = self.settings.reasons
+        use_cache = use_cache and portfolio is not None and self.settings.reason_cache > 0
+        stamp = portfolio.stamp if portfolio is not None else None
+        keys = [(propensity.version, stamp, top, int(a)) for a in account_ids]
+        found: list[list[dict[str, Any]] | None] = [
+            self.reason_cache.get(key) if use_cache else None for key in keys
+        ]
+        missing = np.array([i for i, value in enumerate(found) if value is None], dtype=int)
+        if len(missing):
+            computed = propensity.model.reasons_encoded(encoded[missing], raw(missing), top)
+            if use_cache and len(self.reason_cache) + len(missing) > self.settings.reason_cache:
+                self.reason_cache.clear()  # bounded: start again rather than grow
+            for position, reasons in zip(missing, computed, strict=True):
+                found[position] = reasons
+                if use_cache:
+                    self.reason_cache[keys[position]] = reasons
+        return [value or [] for value in found]
+
     def score_ids(self, account_ids: Sequence[int], with_reasons: bool) -> list[dict[str, Any]]:
         """Score accounts by id; unknown ones are reported per item."""
-        if not self.ready:
-            raise ServiceNotReady("; ".join(self.errors) or "not loaded")
-        frame, known = self.features_for(account_ids)
-        scored = (
-            self.score_frame(
-                [a for a, k in zip(account_ids, known, strict=True) if k],
-                frame[known].reset_index(drop=True),
-                with_reasons,
-            )
-            if known.any()
-            else []
+        state = propensity, actions, portfolio = self._ready_state()
+        positions = portfolio.positions(account_ids)
+        known = portfolio.known(positions)
+        rows = positions[known]
+        encoded = self._encoded_portfolio(portfolio, propensity, actions).take(rows)
+        scored = self._score(
+            np.asarray(account_ids, dtype=np.int64)[known],
+            encoded,
+            lambda subset: portfolio.frame.iloc[rows[subset]],
+            portfolio.local_weekdays(rows, pd.Timestamp.now(tz="UTC")),
+            {channel: flags[rows] for channel, flags in portfolio.opted_out.items()},
+            with_reasons,
+            state,
+            cache_reasons=True,
         )
         results, it = [], iter(scored)
         for account_id, is_known in zip(account_ids, known, strict=True):
@@ -234,12 +312,44 @@ class ScoringService:
 
     def score_payloads(self, payloads: Sequence[Any], with_reasons: bool) -> list[dict[str, Any]]:
         """Score full feature payloads (no store lookup)."""
-        if self.propensity is None:
+        propensity, actions = self.propensity, self.actions
+        if propensity is None:
             raise ServiceNotReady("; ".join(self.errors) or "not loaded")
-        names = self.propensity.model.feature_names_
+        names = list(propensity.model.feature_names_)
+        if actions is not None:
+            names += [n for n in actions.model.features if n not in set(names)]
         frame = pd.DataFrame([{name: p.features.get(name) for name in names} for p in payloads])
-        ids = [p.account_id for p in payloads]
-        return self.score_frame(ids, frame, with_reasons)
+        ids = np.array([p.account_id for p in payloads], dtype=np.int64)
+        encoded = Encoded(
+            propensity.model.encoder_.to_array(frame),
+            *(actions.model.encode_accounts(frame) if actions is not None else (None, None)),
+        )
+        now = pd.Timestamp.now(tz="UTC")
+        portfolio = self.portfolio
+        if portfolio is not None:  # the debtor's time zone when the portfolio knows the account
+            positions = portfolio.positions(ids)
+            weekdays = np.where(
+                positions >= 0,
+                portfolio.local_weekdays(np.maximum(positions, 0), now),
+                now.weekday(),
+            )
+        else:
+            weekdays = np.full(len(ids), now.weekday())
+        opted_out = {
+            channel: _flag(frame[f"opted_out_{channel}"])
+            for channel in OPT_OUT_CHANNELS
+            if f"opted_out_{channel}" in frame
+        }
+        return self._score(
+            ids,
+            encoded,
+            lambda subset: frame.iloc[subset],
+            weekdays,
+            opted_out,
+            with_reasons,
+            (propensity, actions, None),
+            cache_reasons=False,
+        )
 
     def worklist(
         self, day: Any, capacity: dict[str, int], account_ids: Sequence[int] | None
@@ -247,20 +357,22 @@ class ScoringService:
         """The day's compliant worklist over the given accounts (default: every account)."""
         from serving.worklist import build_worklist, contact_histories, promise_follow_ups
 
-        if not self.ready or self.actions is None:
-            raise ServiceNotReady("; ".join(self.errors) or "not loaded")
-        assert self.debtor_of is not None and self.zone_of is not None
-        assert self.region_of is not None
+        propensity, actions, portfolio = self._ready_state()
+        if actions is None:
+            raise ServiceNotReady("; ".join(self.errors) or "no next-best-action model loaded")
         # each account once, in the order asked
-        ids = list(dict.fromkeys(account_ids if account_ids is not None else self.debtor_of.index))
-        if not ids:
-            empty = pd.DataFrame(columns=["account_id", "reason"])
+        ids = np.asarray(
+            list(dict.fromkeys(account_ids)) if account_ids is not None else portfolio.frame.index,
+            dtype=np.int64,
+        )
+        empty = pd.DataFrame(columns=["account_id", "reason"])
+        if not len(ids):
             zero = {"requested": 0, "unknown_or_settled": 0, "considered": 0}
             return pd.DataFrame(), empty, {**zero, "scheduled": 0, "blocked": 0}
-        frame, known = self.features_for(ids)
-        usable = known & _flag(frame["current_balance"])
-        frame = frame[usable].reset_index(drop=True)
-        scored_ids = frame["account_id"].astype(int).to_numpy()
+        positions = portfolio.positions(ids)
+        usable = portfolio.known(positions) & portfolio.owing[np.maximum(positions, 0)]
+        rows = positions[usable]
+        scored_ids = ids[usable]
         counts = {
             "requested": len(ids),
             "unknown_or_settled": int((~usable).sum()),
@@ -268,22 +380,24 @@ class ScoringService:
             "scheduled": 0,
             "blocked": 0,
         }
-        if not len(frame):  # nothing known and owing: an empty worklist, not an error
-            empty = pd.DataFrame(columns=["account_id", "reason"])
+        if not len(rows):  # nothing known and owing: an empty worklist, not an error
             return pd.DataFrame(), empty, counts
-        values = self.actions.model.action_values(frame, day.weekday())
-        best = values.loc[values.groupby(["row", "channel"])["expected_net"].idxmax()]
-        candidates = best.assign(account_id=scored_ids[best["row"].to_numpy()])
-        debtors = self.debtor_of.reindex(scored_ids)
+        encoded = self._encoded_portfolio(portfolio, propensity, actions).take(rows)
+        assert encoded.contact is not None and encoded.value is not None
+        model = actions.model
+        matrix = model.action_matrix(encoded.contact, encoded.value, day.weekday())
+        candidates = self._channel_candidates(model, matrix, scored_ids)
         accounts = pd.DataFrame(
             {
                 "account_id": scored_ids,
-                "region": debtors.map(self.region_of).to_numpy(),
-                "timezone": debtors.map(self.zone_of).to_numpy(),
+                "region": portfolio.region[rows],
+                "timezone": portfolio.timezone[rows],
             }
         )
-        zone_of_account = pd.Series(accounts["timezone"].to_numpy(), index=scored_ids)
-        histories = contact_histories(self.history["contacts"], zone_of_account, day)
+        zone_of_account = pd.Series(portfolio.timezone[rows], index=scored_ids)
+        histories = contact_histories(
+            self.history["contacts"], zone_of_account, day, self.rules.lookback_days()
+        )
         follow_ups = promise_follow_ups(
             self.history["promises"], self.history["offers"], zone_of_account, day
         )
@@ -293,30 +407,73 @@ class ScoringService:
         counts.update(scheduled=len(items), blocked=len(excluded))
         return items, excluded, counts
 
-    def smoke_rows(self) -> pd.DataFrame:
-        """A few accounts the online store knows, to try a new model on before it serves."""
-        if self.debtor_of is None or self.online is None:
+    @staticmethod
+    def _channel_candidates(
+        model: Any, matrix: dict[str, np.ndarray], account_ids: np.ndarray
+    ) -> pd.DataFrame:
+        """Each account's best action on each channel."""
+        table = model.actions_
+        parts = []
+        for channel in table["channel"].astype(str).unique():
+            choice, expected = model.best_choice(matrix, channel=channel)
+            chosen = table.iloc[choice].reset_index(drop=True)
+            parts.append(
+                chosen.assign(
+                    account_id=account_ids,
+                    expected_net=expected[np.arange(len(choice)), choice],
+                )
+            )
+        return pd.concat(parts, ignore_index=True)
+
+    def smoke_test(self, attribute: str, candidate: LoadedModel) -> PortfolioFeatures:
+        """Raise unless the candidate gives sane answers on real accounts through the serving
+        path; return the feature copy it will serve from (re-read when it needs features the
+        current copy lacks), already encoded for it."""
+        portfolio = self.portfolio
+        if portfolio is None:
             raise ServiceNotReady("no online store to draw smoke-test rows from")
-        frame, known = self.features_for(list(self.debtor_of.index[:50]))
-        rows = frame[known].head(5).reset_index(drop=True)
+        if not set(self.feature_services(candidate)) <= set(portfolio.services):
+            others = [m for m in (self.propensity, self.actions) if m is not None]
+            swapped = [m for m in others if m.name != candidate.name]
+            portfolio = self.read_features(candidate, *swapped)
+        rows = np.flatnonzero(portfolio.has_features)[:5]
         if not len(rows):
             raise ServiceNotReady("no account with features for a smoke test")
-        return rows
-
-    def smoke_test(self, attribute: str, candidate: LoadedModel) -> None:
-        """Raise unless the candidate gives sane answers on real rows."""
-        rows = self.smoke_rows()
         if attribute == "propensity":
-            predicted = candidate.model.predict_frame(rows).to_numpy(dtype=float)
-            probability = predicted[:, 0]
-            if predicted.shape[0] != len(rows) or not np.all(
-                (probability >= 0) & (probability <= 1)
-            ):
+            matrix = portfolio.encoded(
+                ("propensity", candidate.version), candidate.model.encoder_.to_array
+            )
+            probability, _ = candidate.model.predict_encoded(matrix[rows])
+            if len(probability) != len(rows) or not np.all((probability >= 0) & (probability <= 1)):
                 raise ValueError("smoke prediction: probabilities outside [0, 1]")
         else:
-            best = candidate.model.best_actions(rows, 0)
-            if len(best) != len(rows) or not np.isfinite(best["expected_net"]).all():
+            contact, value = portfolio.encoded(
+                ("actions", candidate.version), candidate.model.encode_accounts
+            )
+            matrix = candidate.model.action_matrix(contact[rows], value[rows], 0)
+            if not np.isfinite(matrix["expected_net"]).all():
                 raise ValueError("smoke prediction: no finite action values")
+        return portfolio
+
+    def refresh_features(self) -> list[str]:
+        """Re-read the features when the online store changed (a new materialization)."""
+        portfolio = self.portfolio
+        if portfolio is None:
+            return []
+        try:
+            from pipelines.feature_store import OnlineSnapshot
+
+            stamp = OnlineSnapshot(Path(self.settings.portfolio), portfolio.services[0]).stamp()
+            if stamp == portfolio.stamp:
+                return []
+            fresh = self.read_features()
+            if self.propensity is not None:
+                self._encoded_portfolio(fresh, self.propensity, self.actions)
+        except Exception as error:
+            return [f"unreachable online store ({type(error).__name__})"]
+        self.portfolio = fresh
+        self.reason_cache.clear()
+        return [f"swapped features: {int(fresh.has_features.sum())} accounts"]
 
     def refresh(self) -> list[str]:
         """Load any new version holding the alias, smoke-test it, then swap it in; a version
@@ -342,12 +499,13 @@ class ScoringService:
                 candidate = load_registered(name, alias)
                 if candidate.version != version:
                     continue  # the alias moved again while loading: next round
-                self.smoke_test(attribute, candidate)
+                portfolio = self.smoke_test(attribute, candidate)
             except Exception as error:
                 self.refused.setdefault(name, set()).add(version)
                 messages.append(f"refused {name} v{version}: {type(error).__name__}: {error}")
                 continue
+            self.portfolio = portfolio
             setattr(self, attribute, candidate)
             previous = "none" if current is None else f"v{current.version}"
             messages.append(f"swapped {name} {previous} -> v{version}")
-        return messages
+        return messages + self.refresh_features()

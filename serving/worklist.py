@@ -53,6 +53,11 @@ class ContactRules(BaseModel):
         override = self.jurisdictions.get(str(region), {}) if region is not None else {}
         return self.default.model_copy(update=override) if override else self.default
 
+    def lookback_days(self) -> int:
+        """How far back the rules look at contacts (opt-outs excepted: they never expire)."""
+        limits = [self.default, *(self.for_region(r) for r in self.jurisdictions)]
+        return 1 + max(7, *(max(x.dispute_pause_days, x.conversation_gap_days) for x in limits))
+
     def model_post_init(self, _: Any) -> None:
         base = self.default
         for region, override in self.jurisdictions.items():
@@ -132,6 +137,12 @@ def build_worklist(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The day's worklist and the accounts excluded with their reasons.
 
+    Each account's options are its follow-ups (first, in the order given) and its candidate
+    actions (by expected net value, highest first). An option breaking a rule is blocked with
+    its reason; the others are scheduled greedily, one contact per account, while the
+    channel has capacity. An account is excluded when every option it had was blocked, with
+    the reason of its first option; one that only missed the capacity cut is not.
+
     Args:
         candidates: one row per account and channel: `account_id`, `channel`, `hour_band`,
             `offer`, `discount_pct`, `installments`, `expected_net`.
@@ -143,91 +154,133 @@ def build_worklist(
         day: the worklist's day (each debtor's local calendar).
         capacity: contacts available per channel today.
     """
-    left = {channel: int(capacity.get(channel, 0)) for channel in CHANNELS}
-    region_of: dict[int, Any] = dict(zip(accounts["account_id"], accounts["region"], strict=True))
-    zone_of: dict[int, Any] = dict(zip(accounts["account_id"], accounts["timezone"], strict=True))
-    items: list[dict[str, Any]] = []
-    excluded: dict[int, str] = {}
-    done: set[int] = set()
+    options = _options(candidates, follow_ups, accounts)
+    region = options["account_id"].map(accounts.set_index("account_id")["region"])
+    region_key = region.map(lambda r: None if pd.isna(r) else str(r))
+    limits_of = {r: rules.for_region(r) for r in region_key.unique()}
+    options["reason"] = _option_blocks(options, region_key, limits_of, histories, day)
+    options["local_window"] = [
+        _window_text(local_window(band, limits_of[r]))
+        for band, r in zip(options["hour_band"], region_key, strict=True)
+    ]
+    chosen = _schedule(options, capacity)
+    items = options.loc[chosen].drop(columns=["reason", "hour_band"]).reset_index(drop=True)
+    items = items.dropna(axis=1, how="all")
+    if len(items):
+        items.insert(0, "rank", range(1, len(items) + 1))
+    done = set(items["account_id"]) if len(items) else set()
+    open_options = options[~options["account_id"].isin(done)]
+    allowed = open_options["reason"].isna().groupby(open_options["account_id"]).sum()
+    first_reason = open_options.groupby("account_id", sort=True)["reason"].first()
+    excluded_ids = allowed.index[np.asarray(allowed) == 0]
+    excluded = pd.DataFrame(
+        {
+            "account_id": excluded_ids.astype(int),
+            "reason": "blocked: " + first_reason.loc[excluded_ids].astype(str),
+        },
+    ).reset_index(drop=True)
+    return items, excluded
 
-    def check(account_id: int, channel: str, band: str) -> tuple[str | None, Any]:
-        region = region_of[account_id]
-        limits = rules.for_region(None if pd.isna(region) else str(region))
-        history = histories.get(account_id, AccountHistory())
-        blocked, whole = channel_blocks(history, day, limits)
-        if whole:
-            return whole, None
-        if channel in blocked:
-            return blocked[channel], None
-        window = local_window(band, limits)
-        if window is None:
-            return f"{channel}: {band} is outside the allowed hours", None
-        return None, (window, zone_of[account_id])
 
-    def schedule(
-        account_id: int, channel: str, band: str, kind: str, extra: dict[str, Any]
-    ) -> bool:
-        reason, found = check(account_id, channel, band)
-        if reason is not None:
-            excluded.setdefault(account_id, reason)
-            return False
-        if left[channel] <= 0:
-            return False
-        (start, end), zone = found
-        left[channel] -= 1
-        done.add(account_id)
-        excluded.pop(account_id, None)
-        items.append(
-            {
-                "account_id": account_id,
-                "kind": kind,
-                "channel": channel,
-                "local_window": f"{start:02d}:00-{end:02d}:00",
-                "timezone": zone,
-                **extra,
-            }
-        )
-        return True
-
-    follow: dict[Any, Any]
-    for follow in follow_ups.to_dict("records"):
-        account_id = int(follow["account_id"])
-        if account_id in done or account_id not in region_of:
-            continue
-        kind = str(follow["kind"])
-        schedule(
-            account_id, FOLLOW_UP_CHANNEL[kind], "afternoon", kind, {"detail": follow["detail"]}
-        )
-    ranked = candidates.sort_values(["expected_net", "account_id"], ascending=[False, True])
-    row: dict[Any, Any]
-    for row in ranked.to_dict("records"):
-        account_id = int(row["account_id"])
-        if account_id in done or account_id not in region_of:
-            continue
-        schedule(
-            account_id,
-            str(row["channel"]),
-            str(row["hour_band"]),
-            "best_action",
-            {
-                "offer": row["offer"],
-                "discount_pct": row["discount_pct"],
-                "installments": row["installments"],
-                "expected_net": float(row["expected_net"]),
-            },
-        )
-    worklist = pd.DataFrame(items)
-    if len(worklist):
-        worklist.insert(0, "rank", range(1, len(worklist) + 1))
-    reasons = pd.DataFrame(
-        [
-            {"account_id": a, "reason": f"blocked: {r}"}
-            for a, r in sorted(excluded.items())
-            if a not in done
-        ],
-        columns=["account_id", "reason"],
+def _options(
+    candidates: pd.DataFrame, follow_ups: pd.DataFrame, accounts: pd.DataFrame
+) -> pd.DataFrame:
+    """Follow-ups then candidates in the order they are considered, known accounts only."""
+    follow = pd.DataFrame(
+        {
+            "account_id": follow_ups["account_id"].astype(np.int64),
+            "kind": follow_ups["kind"].astype(str),
+            "channel": follow_ups["kind"].astype(str).map(FOLLOW_UP_CHANNEL),
+            "hour_band": "afternoon",
+            "detail": follow_ups["detail"],
+        }
     )
-    return worklist, reasons
+    ranked = candidates.sort_values(["expected_net", "account_id"], ascending=[False, True])
+    best = pd.DataFrame(
+        {
+            "account_id": ranked["account_id"].astype(np.int64),
+            "kind": "best_action",
+            "channel": ranked["channel"].astype(str),
+            "hour_band": ranked["hour_band"].astype(str),
+            "offer": ranked["offer"],
+            "discount_pct": ranked["discount_pct"].astype(float),
+            "installments": ranked["installments"].astype(float),
+            "expected_net": ranked["expected_net"].astype(float),
+        }
+    )
+    parts = [part for part in (follow, best) if len(part)]
+    if not parts:
+        return best.assign(detail=pd.Series(dtype=object)).iloc[0:0]
+    options = pd.concat(parts, ignore_index=True)
+    options = options[options["account_id"].isin(accounts["account_id"])]
+    zone = accounts.set_index("account_id")["timezone"]
+    options = options.assign(timezone=options["account_id"].map(zone))
+    return options.reset_index(drop=True)
+
+
+def _option_blocks(
+    options: pd.DataFrame,
+    region_key: pd.Series,
+    limits_of: Mapping[str | None, Limits],
+    histories: Mapping[int, AccountHistory],
+    day: date,
+) -> pd.Series:
+    """The rule each option breaks (None when allowed): the whole account, the channel, or
+    the hour band outside the allowed hours."""
+    accounts_with_history = set(options["account_id"]) & set(histories)
+    region_of = dict(zip(options["account_id"], region_key, strict=True))
+    whole_of, channel_of = {}, {}
+    for account_id in accounts_with_history:
+        blocked, whole = channel_blocks(
+            histories[account_id], day, limits_of[region_of[account_id]]
+        )
+        if whole:
+            whole_of[account_id] = whole
+        for channel, reason in blocked.items():
+            channel_of[(account_id, channel)] = reason
+    reasons = options["account_id"].map(whole_of)
+    if channel_of:
+        keys = pd.MultiIndex.from_arrays([options["account_id"], options["channel"]])
+        by_channel = pd.Series(channel_of).reindex(keys).to_numpy(object)
+        reasons = reasons.where(reasons.notna(), by_channel)
+    hours = pd.Series(
+        [
+            None
+            if local_window(band, limits_of[r]) is not None
+            else f"{channel}: {band} is outside the allowed hours"
+            for channel, band, r in zip(
+                options["channel"], options["hour_band"], region_key, strict=True
+            )
+        ],
+        index=options.index,
+        dtype=object,
+    )
+    return reasons.where(reasons.notna(), hours)
+
+
+def _schedule(options: pd.DataFrame, capacity: Mapping[str, int]) -> list[int]:
+    """Greedy: the allowed options in order, one per account, while the channel has room."""
+    left = {channel: int(capacity.get(channel, 0)) for channel in CHANNELS}
+    allowed = options.index[options["reason"].isna().to_numpy(bool)]
+    chosen: list[int] = []
+    done: set[int] = set()
+    remaining = sum(left.values())
+    accounts = options.loc[allowed, "account_id"].to_numpy()
+    channels = options.loc[allowed, "channel"].to_numpy()
+    for position, account_id, channel in zip(allowed, accounts, channels, strict=True):
+        if remaining <= 0:
+            break
+        if account_id in done or left.get(channel, 0) <= 0:
+            continue
+        left[channel] -= 1
+        remaining -= 1
+        done.add(account_id)
+        chosen.append(position)
+    return chosen
+
+
+def _window_text(window: tuple[int, int] | None) -> str | None:
+    return None if window is None else f"{window[0]:02d}:00-{window[1]:02d}:00"
 
 
 def _local_dates(times: pd.Series, zones: pd.Series) -> pd.Series:
@@ -239,13 +292,18 @@ def _local_dates(times: pd.Series, zones: pd.Series) -> pd.Series:
 
 
 def contact_histories(
-    contacts: pd.DataFrame, zone_of_account: pd.Series, day: date
+    contacts: pd.DataFrame, zone_of_account: pd.Series, day: date, lookback_days: int | None = None
 ) -> dict[int, AccountHistory]:
     """Each account's history as the rules see it on `day`, from the contacts table (events
-    before the day only)."""
+    before the day only; with `lookback_days`, only opt-outs are read further back)."""
     if not len(contacts):
         return {}
     frame = contacts[contacts["account_id"].isin(zone_of_account.index)]
+    if lookback_days is not None:
+        # a day of margin either side for time zones
+        since = pd.Timestamp(day - timedelta(days=lookback_days + 1), tz="UTC")
+        recent = frame["attempted_at"] >= since
+        frame = frame[recent.to_numpy(bool) | (frame["outcome"].astype(str) == "opted_out")]
     frame = frame.assign(
         local_day=_local_dates(frame["attempted_at"], frame["account_id"].map(zone_of_account))
     )

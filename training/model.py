@@ -60,6 +60,35 @@ class FrameEncoder(BaseEstimator, TransformerMixin):
                 columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
         return pd.DataFrame(columns, index=X.index)
 
+    def to_array(self, X: pd.DataFrame, leading: int | None = None) -> np.ndarray:
+        """The same encoding as a float matrix for LightGBM's numpy path: categorical values
+        become their category codes (what LightGBM does with pandas categoricals), unseen or
+        missing values NaN. Several times faster than `transform` for small batches.
+        `leading`: encode only the first columns (the rest are left for the caller to fill)."""
+        names = self.features_ if leading is None else self.features_[:leading]
+        missing = [name for name in names if name not in X.columns]
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise MissingFeaturesError(f"{len(missing)} model input columns missing: {shown}")
+        matrix = np.full((len(X), len(self.features_)), np.nan, dtype=np.float64)
+        for position, name in enumerate(names):
+            values = X[name]
+            if name in self.categories_:
+                codes = pd.Categorical(
+                    pd.Series(values, index=X.index).astype("string"),
+                    categories=self.categories_[name],
+                ).codes
+                matrix[:, position] = np.where(codes < 0, np.nan, codes)
+            else:
+                matrix[:, position] = pd.to_numeric(values, errors="coerce")
+        return matrix
+
+    def codes_of(self, name: str, values: Sequence[Any]) -> np.ndarray:
+        """Category codes (NaN when unseen) of a categorical column's values."""
+        categories = self.categories_[name]
+        codes = pd.Categorical([None if v is None else str(v) for v in values], categories).codes
+        return np.where(codes < 0, np.nan, codes).astype(float)
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.features_, dtype=object)
 
@@ -122,12 +151,44 @@ def calibrate(classifier: Any, X_valid: pd.DataFrame, y_valid: np.ndarray, metho
     return CalibratedClassifierCV(FrozenEstimator(classifier), method=method).fit(X_valid, y_valid)
 
 
-def contributions(booster: Any, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact TreeSHAP values (log-odds or raw units) per row and feature, and the base value,
     from LightGBM's own `pred_contrib` (identical to SHAP's TreeExplainer, and faster)."""
     from training.explain import split_contributions
 
-    return split_contributions(booster.predict(X, pred_contrib=True), X.shape[1])
+    threads = 1 if len(X) < SMALL_BATCH else 0
+    return split_contributions(
+        booster.predict(X, pred_contrib=True, num_threads=threads), X.shape[1]
+    )
+
+
+SMALL_BATCH = 256
+"""Below this many rows LightGBM predicts on one thread: starting threads costs more."""
+
+
+def predict_booster(model: Any, X: np.ndarray, raw_score: bool = False) -> np.ndarray:
+    """A fitted LightGBM estimator's prediction (probability or value, or the raw log-odds)
+    on an encoded matrix."""
+    if not len(X):
+        return np.zeros(0)
+    threads = 1 if len(X) < SMALL_BATCH else 0
+    return np.asarray(
+        model.booster_.predict(X, num_threads=threads, raw_score=raw_score), dtype=float
+    )
+
+
+def predict_calibrated(calibrated: Any, classifier: Any, X: np.ndarray) -> np.ndarray:
+    """What `CalibratedClassifierCV.predict_proba(X)[:, 1]` gives for a binary LightGBM
+    classifier, straight from the booster on an encoded matrix. Like scikit-learn, the
+    calibrator maps the decision function (log-odds) when the estimator has one, else the
+    probability; a test checks both paths agree."""
+    if not len(X):
+        return np.zeros(0)
+    folds = calibrated.calibrated_classifiers_
+    uses_log_odds = hasattr(folds[0].estimator, "decision_function")
+    response = predict_booster(classifier, X, raw_score=uses_log_odds)
+    probability = np.mean([fold.calibrators[0].predict(response) for fold in folds], axis=0)
+    return np.clip(probability, 0.0, 1.0)
 
 
 class PropensityModel(BaseEstimator, ClassifierMixin):
@@ -196,42 +257,52 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibrator_.predict_proba(self.encoder_.transform(X))
+        p = self.predict_encoded(self.encoder_.to_array(X))[0]
+        return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
     def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classifier_.predict_proba(self.encoder_.transform(X))[:, 1]
+        return predict_booster(self.classifier_, self.encoder_.to_array(X))
 
     def predict_amount(self, X: pd.DataFrame) -> np.ndarray:
-        if self.amount_model_ is None:
-            return np.full(len(X), np.nan)
-        return np.maximum(self.amount_model_.predict(self.encoder_.transform(X)), 0.0)
+        return self.predict_encoded(self.encoder_.to_array(X))[1]
+
+    def predict_encoded(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probability and expected amount for rows already encoded with
+        `encoder_.to_array` (the serving fast path: LightGBM on a numpy matrix)."""
+        p = predict_calibrated(self.calibrator_, self.classifier_, encoded)
+        amount = (
+            np.maximum(predict_booster(self.amount_model_, encoded), 0.0)
+            if self.amount_model_ is not None
+            else np.full(len(encoded), np.nan)
+        )
+        return p, amount
 
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """`p_payment_{h}d` and `expected_amount_{h}d` for each row."""
-        encoded = self.encoder_.transform(X)
-        p = self.calibrator_.predict_proba(encoded)[:, 1]
-        amount = (
-            np.maximum(self.amount_model_.predict(encoded), 0.0)
-            if self.amount_model_ is not None
-            else np.full(len(X), np.nan)
-        )
+        p, amount = self.predict_encoded(self.encoder_.to_array(X))
         h = self.horizon_days
         return pd.DataFrame({f"p_payment_{h}d": p, f"expected_amount_{h}d": amount}, index=X.index)
 
     def explain(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """SHAP values of the payment probability in log-odds (before calibration, which is
         monotone and keeps every direction), and the base value of each row."""
-        return contributions(self.classifier_.booster_, self.encoder_.transform(X))
+        return contributions(self.classifier_.booster_, self.encoder_.to_array(X))
 
     def reasons(self, X: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
         """Reason codes for each row: the `top` features pushing the payment probability up
         and down, each with its value, SHAP contribution and a readable sentence."""
+        return self.reasons_encoded(self.encoder_.to_array(X), X, top)
+
+    def reasons_encoded(
+        self, encoded: np.ndarray, X: pd.DataFrame, top: int = 3
+    ) -> list[list[dict[str, Any]]]:
+        """Reason codes from encoded rows (`X` gives the values the sentences quote)."""
         from training.explain import reasons_for_rows
 
-        values, _ = self.explain(X)
+        values, _ = contributions(self.classifier_.booster_, encoded)
         rows = reasons_for_rows(values, X, self.feature_names_, top)
         return [[reason.as_dict() for reason in row] for row in rows]
 
@@ -348,14 +419,16 @@ class NextBestActionModel(BaseEstimator):
     def predict_contact(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of a right-party contact for each row's channel, hour band
         and weekday."""
-        return self.contact_calibrator_.predict_proba(self.contact_encoder_.transform(X))[:, 1]
+        encoded = self.contact_encoder_.to_array(X)
+        return predict_calibrated(self.contact_calibrator_, self.contact_model_, encoded)
 
     def predict_value(self, X: pd.DataFrame) -> pd.DataFrame:
         """For rows carrying an action: `p_contact`, `value_if_reached`, `value_if_missed`,
         `expected_net` and `uplift` (expected net gained by the contact getting through)."""
-        p = self.predict_contact(X)
-        reached = self.value_reached_.predict(self.value_encoder_.transform(X))
-        missed = self.value_missed_.predict(self.contact_encoder_.transform(X))
+        contact = self.contact_encoder_.to_array(X)
+        p = predict_calibrated(self.contact_calibrator_, self.contact_model_, contact)
+        reached = predict_booster(self.value_reached_, self.value_encoder_.to_array(X))
+        missed = predict_booster(self.value_missed_, contact)
         return pd.DataFrame(
             {
                 "p_contact": p,
@@ -367,22 +440,127 @@ class NextBestActionModel(BaseEstimator):
             index=X.index,
         )
 
-    def action_values(
-        self, X: pd.DataFrame, weekday: np.ndarray | int, actions: pd.DataFrame | None = None
-    ) -> pd.DataFrame:
+    def encode_accounts(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Account rows encoded for the contact and the value models, action columns empty
+        (`action_matrix` fills them for every candidate action)."""
+        return (
+            self.contact_encoder_.to_array(X, leading=len(self.features)),
+            self.value_encoder_.to_array(X, leading=len(self.features)),
+        )
+
+    def action_matrix(
+        self,
+        contact_rows: np.ndarray,
+        value_rows: np.ndarray,
+        weekday: np.ndarray | int,
+        chunk_cells: int = 400_000,
+    ) -> dict[str, np.ndarray]:
+        """Predicted values of every candidate action (`actions_`, in order) for every encoded
+        account row: `p_contact`, `value_if_reached`, `value_if_missed`, `expected_net`, each a
+        (rows x actions) matrix. Contactability and the value if missed depend only on the
+        (channel, hour band) context, so they are predicted once per context; rows go through
+        in chunks of about `chunk_cells` predictions to bound memory."""
+        n, k = len(contact_rows), len(self.actions_)
+        days = np.broadcast_to(np.asarray(weekday, dtype=float), (n,))
+        plan = self._action_plan()
+        context_of_action, contact_columns, value_columns = (
+            plan["context_of_action"],
+            plan["contact_columns"],
+            plan["value_columns"],
+        )
+        c = plan["contexts"]
+        out = {
+            name: np.empty((n, k))
+            for name in ("p_contact", "value_if_reached", "value_if_missed", "expected_net")
+        }
+        step = max(1, chunk_cells // k)
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            size = rows.stop - rows.start
+            grid = np.repeat(contact_rows[rows], c, axis=0)
+            for position, values in contact_columns.items():
+                grid[:, position] = np.tile(values, size)
+            grid[:, self.contact_encoder_.features_.index("weekday")] = np.repeat(days[rows], c)
+            p = predict_calibrated(self.contact_calibrator_, self.contact_model_, grid)
+            p = p.reshape(size, c)
+            missed = predict_booster(self.value_missed_, grid).reshape(size, c)
+            grid = np.repeat(value_rows[rows], k, axis=0)
+            for position, values in value_columns.items():
+                grid[:, position] = np.tile(values, size)
+            grid[:, self.value_encoder_.features_.index("weekday")] = np.repeat(days[rows], k)
+            reached = predict_booster(self.value_reached_, grid).reshape(size, k)
+            p_action, missed_action = p[:, context_of_action], missed[:, context_of_action]
+            out["p_contact"][rows] = p_action
+            out["value_if_reached"][rows] = reached
+            out["value_if_missed"][rows] = missed_action
+            out["expected_net"][rows] = p_action * reached + (1 - p_action) * missed_action
+        return out
+
+    def action_columns(self) -> dict[str, np.ndarray]:
+        """The candidate actions' columns as arrays (`channel`, `hour_band`, `offer` as text;
+        `discount_pct`, `installments` as numbers)."""
+        columns: dict[str, np.ndarray] = self._action_plan()["columns"]
+        return columns
+
+    def _action_plan(self) -> dict[str, Any]:
+        """What `action_matrix` needs about the candidate actions, worked out once per
+        loaded model: the (channel, hour band) context of each action and the encoded
+        action columns of both grids."""
+        cached = getattr(self, "_plan", None)
+        if cached is not None and cached["actions"] is self.actions_:
+            return cached
+        pairs = self.actions_[["channel", "hour_band"]].astype(str)
+        contexts = pairs.drop_duplicates().reset_index(drop=True)
+        context_of_action = (
+            pairs.merge(contexts.reset_index(), on=["channel", "hour_band"], how="left")["index"]
+            .to_numpy()
+            .astype(int)
+        )
+        plan = {
+            "actions": self.actions_,
+            "contexts": len(contexts),
+            "context_of_action": context_of_action,
+            "contact_columns": self._action_columns(self.contact_encoder_, contexts),
+            "value_columns": self._action_columns(self.value_encoder_, self.actions_),
+            "columns": {
+                name: self.actions_[name].to_numpy(float)
+                if name in ("discount_pct", "installments")
+                else self.actions_[name].astype(str).to_numpy()
+                for name in ("channel", "hour_band", "offer", "discount_pct", "installments")
+            },
+        }
+        self._plan = plan
+        return plan
+
+    @staticmethod
+    def _action_columns(encoder: FrameEncoder, table: pd.DataFrame) -> dict[int, np.ndarray]:
+        """Encoder column position -> encoded values of the table's action columns."""
+        columns = {}
+        for name in table.columns:
+            if name == "weekday" or name not in encoder.features_:
+                continue
+            values = table[name].tolist()
+            columns[encoder.features_.index(name)] = (
+                encoder.codes_of(name, values)
+                if name in encoder.categories_
+                else pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
+            )
+        return columns
+
+    def action_values(self, X: pd.DataFrame, weekday: np.ndarray | int) -> pd.DataFrame:
         """Every candidate action for every row: `row` (position in X), the action columns
-        and the predicted values."""
-        actions = self.actions_ if actions is None else actions
-        n, k = len(X), len(actions)
-        base = X.iloc[np.repeat(np.arange(n), k)].reset_index(drop=True)
-        tiled = actions.iloc[np.tile(np.arange(k), n)].reset_index(drop=True)
+        and the predicted values (long format: rows x actions lines)."""
+        n, k = len(X), len(self.actions_)
+        matrix = self.action_matrix(*self.encode_accounts(X), weekday)
         days = np.broadcast_to(np.asarray(weekday), (n,))
-        grid = pd.concat(
-            [base.drop(columns=[c for c in ACTION_COLUMNS if c in base.columns]), tiled], axis=1
-        ).assign(weekday=np.repeat(days, k))
-        values = self.predict_value(grid)
+        tiled = self.actions_.iloc[np.tile(np.arange(k), n)].reset_index(drop=True)
+        values = {name: matrix[name].ravel() for name in matrix}
+        values["uplift"] = values["p_contact"] * (
+            values["value_if_reached"] - values["value_if_missed"]
+        )
         return pd.concat(
-            [pd.DataFrame({"row": np.repeat(np.arange(n), k)}), tiled, values], axis=1
+            [pd.DataFrame({"row": np.repeat(np.arange(n), k)}), tiled, pd.DataFrame(values)],
+            axis=1,
         ).assign(weekday=np.repeat(days, k))
 
     def best_actions(
@@ -394,15 +572,50 @@ class NextBestActionModel(BaseEstimator):
         """The action with the highest expected net for each row of X (one row each, in
         order); `blocked_channels` maps a channel to a boolean array of rows where it may not
         be used (opt-outs, call caps)."""
-        values = self.action_values(X, weekday)
-        if blocked_channels:
-            for channel, blocked in blocked_channels.items():
-                mask = (values["channel"] == channel).to_numpy() & np.asarray(blocked)[
-                    values["row"].to_numpy()
-                ]
-                values.loc[mask, "expected_net"] = -np.inf
-        best = values.loc[values.groupby("row")["expected_net"].idxmax().to_numpy()]
-        return best.reset_index(drop=True)
+        matrix = self.action_matrix(*self.encode_accounts(X), weekday)
+        return self.best_of_matrix(matrix, weekday, blocked_channels)
+
+    def best_choice(
+        self,
+        matrix: dict[str, np.ndarray],
+        blocked_channels: Mapping[str, np.ndarray] | None = None,
+        channel: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Position in `actions_` of each row's best action (the first on ties; only the
+        given channel's actions when `channel` is set), and the expected net matrix with
+        blocked actions at minus infinity."""
+        expected = matrix["expected_net"].copy()
+        channels = self.action_columns()["channel"]
+        for name, blocked in (blocked_channels or {}).items():
+            expected[np.ix_(np.asarray(blocked, bool), channels == name)] = -np.inf
+        if channel is not None:
+            expected[:, channels != channel] = -np.inf
+        choice = expected.argmax(axis=1) if len(expected) else np.zeros(0, dtype=int)
+        return choice, expected
+
+    def best_of_matrix(
+        self,
+        matrix: dict[str, np.ndarray],
+        weekday: np.ndarray | int,
+        blocked_channels: Mapping[str, np.ndarray] | None = None,
+    ) -> pd.DataFrame:
+        """`best_actions` from an `action_matrix`."""
+        choice, expected = self.best_choice(matrix, blocked_channels)
+        n = len(choice)
+        rows = np.arange(n)
+        chosen = {name: matrix[name][rows, choice] for name in matrix}
+        chosen["expected_net"] = expected[rows, choice]
+        chosen["uplift"] = chosen["p_contact"] * (
+            chosen["value_if_reached"] - chosen["value_if_missed"]
+        )
+        return pd.concat(
+            [
+                pd.DataFrame({"row": rows}),
+                self.actions_.iloc[choice].reset_index(drop=True),
+                pd.DataFrame(chosen),
+            ],
+            axis=1,
+        ).assign(weekday=np.broadcast_to(np.asarray(weekday), (n,)))
 
     def explain(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """SHAP values of the contactability log-odds for rows carrying a contact context."""

@@ -152,6 +152,59 @@ def test_registered_model_loads_by_alias_and_predicts_as_in_training(story: Stor
     )
 
 
+def test_numpy_fast_paths_equal_the_scikit_learn_path(story: Story) -> None:
+    """Serving predicts from encoded matrices straight through the boosters and calibrators;
+    the numbers must be those of the DataFrame and scikit-learn path the model was validated
+    on."""
+    from training.labels import ACTION_COLUMNS
+    from training.model import calibrate, predict_calibrated
+
+    config = ExperimentConfig.model_validate(SMALL)
+    prepared = prepare_data(story.portfolio, config)
+    test = prepared.propensity[prepared.propensity["split"] == TEST].head(200)
+    model = story.full.models["propensity"]
+    reference = model.calibrator_.predict_proba(model.encoder_.transform(test))[:, 1]
+    np.testing.assert_array_equal(model.predict_frame(test)["p_payment_30d"], reference)
+    for method in ("isotonic", "sigmoid"):
+        valid = model.encoder_.transform(test)
+        calibrated = calibrate(model.classifier_, valid, test["paid_30d"].to_numpy(), method)
+        np.testing.assert_allclose(
+            predict_calibrated(calibrated, model.classifier_, model.encoder_.to_array(test)),
+            calibrated.predict_proba(valid)[:, 1],
+            rtol=1e-12,
+        )
+    actions = story.full.models["next-best-action"]
+    rows = test.head(30).reset_index(drop=True)
+    n, k = len(rows), len(actions.actions_)
+    grid = pd.concat(
+        [
+            rows.iloc[np.repeat(np.arange(n), k)]
+            .reset_index(drop=True)
+            .drop(columns=[c for c in ACTION_COLUMNS if c in rows.columns]),
+            actions.actions_.iloc[np.tile(np.arange(k), n)].reset_index(drop=True),
+        ],
+        axis=1,
+    ).assign(weekday=2)
+    p = actions.contact_calibrator_.predict_proba(actions.contact_encoder_.transform(grid))[:, 1]
+    reached = actions.value_reached_.predict(actions.value_encoder_.transform(grid))
+    missed = actions.value_missed_.predict(actions.contact_encoder_.transform(grid))
+    matrix = actions.action_matrix(*actions.encode_accounts(rows), 2, chunk_cells=k * 7)
+    np.testing.assert_allclose(matrix["p_contact"].ravel(), p, rtol=1e-12)
+    np.testing.assert_allclose(
+        matrix["expected_net"].ravel(), p * reached + (1 - p) * missed, rtol=1e-9, atol=1e-9
+    )
+    blocked = {"sms": np.arange(n) % 2 == 0}
+    best = actions.best_actions(rows, 2, blocked)
+    assert not ((best["channel"] == "sms") & blocked["sms"]).any()
+    not_sms = (actions.actions_["channel"] != "sms").to_numpy()
+    allowed_max = np.where(
+        blocked["sms"],
+        matrix["expected_net"][:, not_sms].max(axis=1),
+        matrix["expected_net"].max(axis=1),
+    )
+    np.testing.assert_array_equal(best["expected_net"].to_numpy(), allowed_max)
+
+
 def test_run_logs_what_the_issue_asks_for(story: Story) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient

@@ -1,0 +1,121 @@
+"""The portfolio as the scoring service holds it in memory: every account's latest features,
+read in bulk from the Feast online store, and the models' encoded matrices over them.
+
+Scoring one account is then a row lookup and LightGBM on a numpy row, and a worklist over the
+whole portfolio needs no per-account store reads. The copy is re-read when the online store
+file changes (a new materialization); requests in flight keep the copy they started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+OPT_OUT_CHANNELS = ("call", "sms", "email")
+
+
+@dataclass
+class PortfolioFeatures:
+    """Raw feature values of every account (index: account id) and lookups over them."""
+
+    frame: pd.DataFrame
+    stamp: tuple[int, int]
+    services: tuple[str, ...]
+    timezone: np.ndarray
+    """Each row's debtor time zone (None when unknown)."""
+    region: np.ndarray
+    """Each row's debtor region (jurisdiction), None when unknown."""
+    has_features: np.ndarray
+    """Whether the store holds any value for the row."""
+    owing: np.ndarray
+    """Whether the row's current balance is positive (settled accounts are not worked)."""
+    opted_out: dict[str, np.ndarray]
+    """Channel -> rows whose debtor opted out of it (as the features record it)."""
+    _encoded: dict[Any, Any] = field(default_factory=dict)
+
+    def positions(self, account_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Row of each account id (-1 when the store does not know it)."""
+        wanted = pd.Index(np.asarray(account_ids, dtype=np.int64))
+        return np.asarray(self.frame.index.get_indexer(wanted))
+
+    def known(self, positions: np.ndarray) -> np.ndarray:
+        return (positions >= 0) & self.has_features[np.maximum(positions, 0)]
+
+    def encoded(self, key: Any, encode: Callable[[pd.DataFrame], Any]) -> Any:
+        """`encode(frame)` computed once per key (a model version) for this copy."""
+        if key not in self._encoded:
+            self._encoded[key] = encode(self.frame)
+        return self._encoded[key]
+
+    def local_weekdays(self, positions: np.ndarray, now: pd.Timestamp) -> np.ndarray:
+        """Today's weekday (0 = Monday) in each row's time zone (UTC when unknown)."""
+        zones = self.timezone[positions]
+        weekdays = np.full(len(positions), now.weekday())
+        for zone in {z for z in zones if isinstance(z, str)}:
+            weekdays[zones == zone] = now.tz_convert(zone).weekday()
+        return weekdays
+
+
+def read_portfolio(
+    folder: Path, services: Sequence[str], model_features: Sequence[str]
+) -> PortfolioFeatures:
+    """Every account's latest values of the feature services from the online store."""
+    from pipelines.feature_store import OnlineSnapshot
+
+    accounts = pd.read_parquet(folder / "accounts.parquet", columns=["account_id", "debtor_id"])
+    debtors = pd.read_parquet(
+        folder / "debtors.parquet", columns=["debtor_id", "timezone", "region"]
+    )
+    ids = {
+        "account_id": accounts["account_id"].to_numpy(np.int64),
+        "debtor_id": accounts["debtor_id"].unique(),
+    }
+    parts: dict[str, list[pd.DataFrame]] = {}
+    stamp = None
+    for service in dict.fromkeys(services):
+        snapshot = OnlineSnapshot(folder, service)
+        stamp = stamp or snapshot.stamp()
+        for key, frame in snapshot.read(ids).items():
+            parts.setdefault(key, []).append(frame)
+    merged = {}
+    for key, frames in parts.items():
+        joined = pd.concat(frames, axis=1)
+        merged[key] = joined.loc[:, ~joined.columns.duplicated()]
+    frame = accounts.set_index("account_id")
+    by_account = merged.get("account_id")
+    if by_account is not None:
+        frame = frame.join(by_account, how="left")
+    by_debtor = merged.get("debtor_id")
+    if by_debtor is not None:
+        frame = frame.join(by_debtor, on="debtor_id", how="left", rsuffix="_debtor")
+    names = [name for name in model_features if name in frame.columns]
+    has_features = frame[names].notna().any(axis=1).to_numpy() if names else np.zeros(len(frame))
+    balance = (
+        pd.to_numeric(frame["current_balance"], errors="coerce").fillna(0).to_numpy()
+        if "current_balance" in frame
+        else np.zeros(len(frame))
+    )
+    debtor = debtors.set_index("debtor_id")
+    zone = frame["debtor_id"].map(debtor["timezone"].astype(str))
+    region = frame["debtor_id"].map(debtor["region"].astype(str))
+    opted_out = {
+        channel: pd.to_numeric(frame[f"opted_out_{channel}"], errors="coerce").fillna(0).to_numpy()
+        > 0
+        for channel in OPT_OUT_CHANNELS
+        if f"opted_out_{channel}" in frame
+    }
+    return PortfolioFeatures(
+        frame=frame,
+        stamp=stamp or (0, 0),
+        services=tuple(services),
+        timezone=zone.to_numpy(object),
+        region=region.to_numpy(object),
+        has_features=np.asarray(has_features, bool),
+        owing=balance > 0,
+        opted_out=opted_out,
+    )
