@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -94,7 +95,8 @@ def _free_port() -> int:
 class Service:
     """`cobranza serve` in a subprocess (its own process group), stopped on exit."""
 
-    def __init__(self, portfolio: Path, workers: int) -> None:
+    def __init__(self, portfolio: Path, workers: int, reason_cache: int | None = None) -> None:
+        self.workers = workers
         self.key = secrets.token_urlsafe(24)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -104,6 +106,8 @@ class Service:
             "COBRANZA_SERVING__API_KEYS": json.dumps([self.key]),
             "COBRANZA_SERVING__WATCH_SECONDS": "0",
         }
+        if reason_cache is not None:
+            env["COBRANZA_SERVING__REASON_CACHE"] = str(reason_cache)
         command = [
             str(Path(sys.executable).with_name("cobranza")),
             "serve",
@@ -136,7 +140,7 @@ class Service:
                 raise SystemExit(f"the service exited while starting: {self.tail()}")
             try:
                 answer = httpx.get(f"{self.url}/ready", headers=self.headers, timeout=5)
-                if answer.status_code == 200:
+                if answer.status_code == 200 and self.listening() >= self.workers:
                     return time.monotonic() - started
                 if answer.status_code == 503:
                     raise SystemExit(f"service not ready: {answer.text[:300]}")
@@ -144,6 +148,19 @@ class Service:
                 pass
             time.sleep(0.25)
         raise SystemExit(f"service not ready within {READY_TIMEOUT:.0f} s: {self.tail()}")
+
+    def listening(self) -> int:
+        """Listening sockets on the service's port: one per worker that finished loading
+        (each worker binds its own with SO_REUSEPORT), so load starts only when every worker
+        can take connections."""
+        port = f":{self.port:04X}"
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    count += fields[1].endswith(port) and fields[3] == "0A"
+        return count
 
     def tail(self) -> str:
         self.log.seek(0)
@@ -318,9 +335,10 @@ def measure_service(args: argparse.Namespace, ids: list[int], day: str) -> dict:
         {"account_ids": [int(a) for a in rng.choice(ids, 1000, replace=False)], "reasons": True}
         for _ in range(4)
     ]
+    plain = [{**batch, "reasons": False} for batch in batches]
     worklist = {"date": day, "capacity": WORKLIST_CAPACITY, "limit": 1000}
 
-    service = Service(args.portfolio, args.workers)
+    service = Service(args.portfolio, args.workers, args.reason_cache)
     record: dict[str, Any] = {"load_before_start": _load()}
     try:
         record["ready_seconds"] = round(service.wait_ready(), 1)
@@ -352,10 +370,13 @@ def measure_service(args: argparse.Namespace, ids: list[int], day: str) -> dict:
 
             return run
 
-        async def big() -> dict:
-            async with client() as c:
-                await c.post("/v1/scores", json=batches[0])  # warm up
-                return await _sequential(c, "/v1/scores", batches, args.batches)
+        def big(requests: list[dict]) -> Callable[[], Any]:
+            async def run() -> dict:
+                async with client() as c:
+                    await c.post("/v1/scores", json=requests[0])  # warm up
+                    return await _sequential(c, "/v1/scores", requests, args.batches)
+
+            return run
 
         async def plan() -> dict:
             async with client() as c:
@@ -372,7 +393,8 @@ def measure_service(args: argparse.Namespace, ids: list[int], day: str) -> dict:
             _phase(service, opened(rate))
             for rate in sorted({500.0, round(max(maximum / 2, 1.0))}, reverse=True)
         ]
-        record["batch_1000"] = _phase(service, big)
+        record["batch_1000"] = _phase(service, big(batches))
+        record["batch_1000_no_reasons"] = _phase(service, big(plain))
         record["worklist_all"] = _phase(service, plan)
     finally:
         record["stopped"] = service.stop()
@@ -479,28 +501,59 @@ def measure_floor(folder: Path, ids: list[int]) -> dict:
 
 
 def measure_breakdown(folder: Path, ids: list[int]) -> dict:
-    """`ScoringService.score_ids` for one account, in this process, split into its parts."""
+    """`ScoringService.score_ids` in this process, and its parts, for one account and for
+    1,000; reasons with the cache cold (every call computes TreeSHAP) and warm."""
     from data_contracts.settings import get_settings
     from serving.service import ScoringService
 
     settings = get_settings().serving.model_copy(update={"portfolio": str(folder)})
+    started = time.perf_counter()
     service = ScoringService.load(settings)
+    load_seconds = time.perf_counter() - started
     if not service.ready:
         return {"error": f"not ready: {service.errors}"}
+    rng = np.random.default_rng(SEED + 1)
     account = [int(ids[0])]
-    frame, known = service.features_for(account)
-    model, actions = service.propensity.model, service.actions.model
-    weekday = service.local_weekday(account)
+    thousand = [int(a) for a in rng.choice(ids, 1000, replace=False)]
+    propensity, actions, portfolio = service._ready_state()
+    encoded = service._encoded_portfolio(portfolio, propensity, actions)
+    rows = portfolio.positions(account)
+    one = encoded.take(rows)
+    assert one.contact is not None and one.value is not None
+
+    def cold(accounts: list[int]) -> Callable[[], Any]:
+        def run() -> Any:
+            service.reason_cache.clear()
+            return service.score_ids(accounts, True)
+
+        return run
+
     return {
-        "account_id": account[0],
-        "score_ids_with_reasons": _time_calls(lambda: service.score_ids(account, True), 100),
-        "score_ids_without_reasons": _time_calls(lambda: service.score_ids(account, False), 100),
-        "features_for (online store)": _time_calls(lambda: service.features_for(account), 100),
-        "propensity.predict_frame": _time_calls(lambda: model.predict_frame(frame), 100),
-        "propensity.reasons": _time_calls(lambda: model.reasons(frame, 3), 100),
-        "actions.best_actions": _time_calls(lambda: actions.best_actions(frame, weekday, {}), 100),
-        "local_weekday": _time_calls(lambda: service.local_weekday(account), 100),
-        "known": bool(known[0]),
+        "load_seconds": round(load_seconds, 1),
+        "accounts_in_memory": len(portfolio.frame),
+        "one_account": {
+            "score_ids_no_reasons": _time_calls(lambda: service.score_ids(account, False), 200),
+            "score_ids_reasons_cold": _time_calls(cold(account), 200),
+            "score_ids_reasons_warm": _time_calls(lambda: service.score_ids(account, True), 200),
+            "feature_row_lookup": _time_calls(lambda: portfolio.positions(account), 200),
+            "propensity.predict_encoded": _time_calls(
+                lambda: propensity.model.predict_encoded(one.propensity), 200
+            ),
+            "propensity.reasons_encoded": _time_calls(
+                lambda: propensity.model.reasons_encoded(
+                    one.propensity, portfolio.frame.iloc[rows], 3
+                ),
+                200,
+            ),
+            "actions.action_matrix": _time_calls(
+                lambda: actions.model.action_matrix(one.contact, one.value, 0), 200
+            ),
+        },
+        "thousand_accounts": {
+            "score_ids_no_reasons": _time_calls(lambda: service.score_ids(thousand, False), 20),
+            "score_ids_reasons_cold": _time_calls(cold(thousand), 5, 1),
+            "score_ids_reasons_warm": _time_calls(lambda: service.score_ids(thousand, True), 20),
+        },
     }
 
 
@@ -555,14 +608,15 @@ def _table(record: dict) -> list[tuple[str, str]]:
                     f"{o['dropped_over_in_flight_cap']}, errors {o['errors'] or 0})",
                 )
             )
-    if "batch_1000" in service:
-        b = service["batch_1000"]
-        lines.append(
-            (
-                f"1,000 accounts + reasons, {b['requests_ok']} reqs, p50 / p99",
-                f"{_ms(b)} ({b['p50_ms'] / 1000:.3f} ms per account)",
+    for phase, label in (("batch_1000", "+ reasons"), ("batch_1000_no_reasons", "no reasons")):
+        if phase in service:
+            b = service[phase]
+            lines.append(
+                (
+                    f"1,000 accounts {label}, {b['requests_ok']} reqs, p50 / p99",
+                    f"{_ms(b)} ({b['p50_ms'] / 1000:.3f} ms per account)",
+                )
             )
-        )
     if "worklist_all" in service:
         w = service["worklist_all"]
         considered = w["counts"].get("considered") or 0
@@ -602,9 +656,9 @@ def _table(record: dict) -> list[tuple[str, str]]:
     for name, value in record.get("ratios", {}).items():
         lines.append((name, f"{value} x"))
     breakdown = record.get("breakdown", {})
-    for name, value in breakdown.items():
-        if isinstance(value, dict) and "p50_ms" in value:
-            lines.append((f"  in-process {name}", _ms(value)))
+    for group in ("one_account", "thousand_accounts"):
+        for name, value in breakdown.get(group, {}).items():
+            lines.append((f"  in-process, {group.replace('_', ' ')}: {name}", _ms(value)))
     for part in ("service", "floor", "breakdown"):
         if "error" in record.get(part, {}):
             lines.append((part, record[part]["error"]))
@@ -651,6 +705,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30, help="1,000-account requests")
     parser.add_argument("--worklists", type=int, default=5, help="worklist requests")
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument(
+        "--reason-cache",
+        type=int,
+        default=None,
+        help="the service's reason cache size (0: every score computes its reasons)",
+    )
+    parser.add_argument("--out", default="serving.json", help="file name under results/")
     args = parser.parse_args()
     folder = args.portfolio if args.portfolio.is_absolute() else ROOT / args.portfolio
 
@@ -700,7 +761,7 @@ def main() -> None:
     record["load_end"] = _load()
 
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "serving.json"
+    out = RESULTS / args.out
     out.write_text(json.dumps(record, indent=2) + "\n")
     lines = _table(record)
     width = max((len(name) for name, _ in lines), default=0)

@@ -521,8 +521,6 @@ def serve(
 
     API keys come from COBRANZA_SERVING__API_KEYS (a JSON list), never from the command line.
     """
-    import uvicorn
-
     from data_contracts.settings import get_settings
 
     settings = get_settings()
@@ -533,14 +531,9 @@ def serve(
     if not settings.serving.api_keys:
         raise _fail("no API keys configured: set COBRANZA_SERVING__API_KEYS='[\"a-key\"]'")
     get_settings.cache_clear()
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    from serving.runner import run
+
+    run(host, port, workers)
 
 
 @app.command()

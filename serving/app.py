@@ -31,6 +31,16 @@ async def watch(service: Any, metrics: Any, every: float) -> None:
         metrics.show_versions(service)
 
 
+class _Measured:
+    """The metrics' ASGI middleware in the form `add_middleware` takes."""
+
+    def __init__(self, app: Any, metrics: Any) -> None:
+        self.measured = metrics.middleware(app)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.measured(scope, receive, send)
+
+
 def create_app(settings: ServingSettings | None = None, tracking_uri: str | None = None) -> FastAPI:
     """The scoring service for `settings` (default: from the environment)."""
     settings = settings or get_settings().serving
@@ -64,7 +74,7 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
 
     app.state.api_keys = [key.get_secret_value() for key in settings.api_keys]
     app.state.metrics = ServiceMetrics()
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(_Measured, metrics=app.state.metrics)
     app.include_router(public)
     app.include_router(api)
     return app

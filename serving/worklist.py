@@ -13,7 +13,7 @@ Every account that cannot be contacted at all says why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -159,10 +159,10 @@ def build_worklist(
     region_key = region.map(lambda r: None if pd.isna(r) else str(r))
     limits_of = {r: rules.for_region(r) for r in region_key.unique()}
     options["reason"] = _option_blocks(options, region_key, limits_of, histories, day)
-    options["local_window"] = [
-        _window_text(local_window(band, limits_of[r]))
-        for band, r in zip(options["hour_band"], region_key, strict=True)
-    ]
+    options["local_window"] = _per_combination(
+        [options["hour_band"], region_key],
+        lambda band, r: _window_text(local_window(band, limits_of[r])),
+    )
     chosen = _schedule(options, capacity)
     items = options.loc[chosen].drop(columns=["reason", "hour_band"]).reset_index(drop=True)
     items = items.dropna(axis=1, how="all")
@@ -244,18 +244,27 @@ def _option_blocks(
         by_channel = pd.Series(channel_of).reindex(keys).to_numpy(object)
         reasons = reasons.where(reasons.notna(), by_channel)
     hours = pd.Series(
-        [
-            None
-            if local_window(band, limits_of[r]) is not None
-            else f"{channel}: {band} is outside the allowed hours"
-            for channel, band, r in zip(
-                options["channel"], options["hour_band"], region_key, strict=True
-            )
-        ],
+        _per_combination(
+            [options["channel"], options["hour_band"], region_key],
+            lambda channel, band, r: (
+                None
+                if local_window(band, limits_of[r]) is not None
+                else f"{channel}: {band} is outside the allowed hours"
+            ),
+        ),
         index=options.index,
-        dtype=object,
     )
     return reasons.where(reasons.notna(), hours)
+
+
+def _per_combination(columns: list[pd.Series], function: Callable[..., Any]) -> np.ndarray:
+    """`function(*values)` for each row, computed once per distinct combination of values."""
+    keys = pd.DataFrame({i: column.to_numpy(object) for i, column in enumerate(columns)})
+    group = keys.groupby(list(keys.columns), dropna=False, sort=False).ngroup().to_numpy()
+    distinct = keys.drop_duplicates()
+    results = np.empty(len(distinct), dtype=object)
+    results[:] = [function(*values) for values in distinct.itertuples(index=False)]
+    return results[group]
 
 
 def _schedule(options: pd.DataFrame, capacity: Mapping[str, int]) -> list[int]:
@@ -291,6 +300,22 @@ def _local_dates(times: pd.Series, zones: pd.Series) -> pd.Series:
     return result
 
 
+def _local_days(times: pd.Series, zones: pd.Series) -> np.ndarray:
+    """Local calendar day (numpy `datetime64[D]`, NaT when the zone is unknown) of each UTC
+    time in its own time zone."""
+    days = np.full(len(times), np.datetime64("NaT"), dtype="datetime64[D]")
+    codes, uniques = pd.factorize(zones)
+    for number, zone in enumerate(uniques):
+        rows = codes == number
+        local = times[rows].dt.tz_convert(str(zone)).dt.tz_localize(None)
+        days[rows] = local.to_numpy().astype("datetime64[D]")
+    return days
+
+
+def _as_dates(days: np.ndarray) -> list[date]:
+    return [value.item() for value in days.astype("datetime64[D]")]
+
+
 def contact_histories(
     contacts: pd.DataFrame, zone_of_account: pd.Series, day: date, lookback_days: int | None = None
 ) -> dict[int, AccountHistory]:
@@ -304,14 +329,14 @@ def contact_histories(
         since = pd.Timestamp(day - timedelta(days=lookback_days + 1), tz="UTC")
         recent = frame["attempted_at"] >= since
         frame = frame[recent.to_numpy(bool) | (frame["outcome"].astype(str) == "opted_out")]
-    frame = frame.assign(
-        local_day=_local_dates(frame["attempted_at"], frame["account_id"].map(zone_of_account))
-    )
-    frame = frame[frame["local_day"] < day]
+    local = _local_days(frame["attempted_at"], frame["account_id"].map(zone_of_account))
+    today = np.datetime64(day, "D")
+    before = local < today
+    frame = frame[before].assign(local_day=local[before])
     channel = frame["channel"].astype(str)
     outcome = frame["outcome"].astype(str)
     outbound_calls = frame[(channel == "call") & (frame["direction"].astype(str) == "outbound")]
-    recent_calls = outbound_calls[outbound_calls["local_day"] >= day - timedelta(days=6)]
+    recent_calls = outbound_calls[outbound_calls["local_day"] >= today - np.timedelta64(6, "D")]
     conversations = frame[(channel == "call") & outcome.isin(TELEPHONE_CONVERSATIONS)]
     disputes = frame[outcome == "dispute"]
     opt_outs = frame[outcome == "opted_out"]
@@ -320,16 +345,22 @@ def contact_histories(
     def get(account_id: Any) -> AccountHistory:
         return histories.setdefault(int(account_id), AccountHistory())
 
-    key: Any
-    value: Any
-    for key, value in recent_calls.groupby("account_id")["local_day"]:
-        get(key).call_days = list(value)
-    for key, value in conversations.groupby("account_id")["local_day"].max().items():
-        get(key).last_conversation = value
-    for key, value in disputes.groupby("account_id")["local_day"].max().items():
-        get(key).last_dispute = value
-    for key, value in opt_outs.groupby("account_id")["channel"]:
-        get(key).opted_out = frozenset(value.astype(str))
+    calls = recent_calls.sort_values("account_id", kind="stable")
+    ids = calls["account_id"].to_numpy()
+    starts = np.flatnonzero(np.diff(ids)) + 1
+    call_days = _as_dates(calls["local_day"].to_numpy())
+    if len(ids):
+        firsts, lasts = np.r_[0, starts], np.r_[starts, len(ids)]
+        for key, first, last in zip(ids[firsts], firsts, lasts, strict=True):
+            get(key).call_days = call_days[first:last]
+    latest = conversations.groupby("account_id")["local_day"].max()
+    for key, talked in zip(latest.index, _as_dates(latest.to_numpy()), strict=True):
+        get(key).last_conversation = talked
+    latest = disputes.groupby("account_id")["local_day"].max()
+    for key, disputed in zip(latest.index, _as_dates(latest.to_numpy()), strict=True):
+        get(key).last_dispute = disputed
+    for key, channels in opt_outs.groupby("account_id")["channel"]:
+        get(key).opted_out = frozenset(channels.astype(str))
     return histories
 
 
