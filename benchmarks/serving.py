@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import resource
 import secrets
 import signal
@@ -37,11 +36,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.measure import load_average, machine, percentiles_ms
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,25 +53,9 @@ WORKLIST_CAPACITY = {"call": 200, "sms": 300, "email": 500, "letter": 50}
 
 
 # ----- measuring ------------------------------------------------------------------------------
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
-    if not seconds:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    ms = np.array(seconds) * 1e3
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p90_ms": round(float(np.percentile(ms, 90)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "max_ms": round(float(ms.max()), 3),
-    }
 
 
 def _time_calls(function: Callable[[], Any], calls: int, warmup: int = 5) -> dict[str, float]:
@@ -82,7 +66,7 @@ def _time_calls(function: Callable[[], Any], calls: int, warmup: int = 5) -> dic
         started = time.perf_counter()
         function()
         seconds.append(time.perf_counter() - started)
-    return {"calls": calls, **_percentiles_ms(seconds)}
+    return {"calls": calls, **percentiles_ms(seconds)}
 
 
 # ----- the service ----------------------------------------------------------------------------
@@ -235,7 +219,7 @@ async def _closed_loop(
         "requests_ok": len(latencies),
         "errors": errors,
         "requests_per_second": round(len(latencies) / elapsed, 1),
-        **_percentiles_ms(latencies),
+        **percentiles_ms(latencies),
     }
 
 
@@ -288,7 +272,7 @@ async def _open_loop(
         "dropped_over_in_flight_cap": dropped,
         "errors": errors,
         "achieved_per_second": round(len(latencies) / elapsed, 1),
-        **_percentiles_ms(latencies),
+        **percentiles_ms(latencies),
     }
 
 
@@ -308,13 +292,13 @@ async def _sequential(client: Any, path: str, bodies: list[dict], count: int) ->
         "requests_ok": len(latencies),
         "errors": errors,
         "runs_ms": [round(s * 1e3, 1) for s in latencies],
-        **_percentiles_ms(latencies),
+        **percentiles_ms(latencies),
         "_last": last,
     }
 
 
 def _phase(service: Service, run: Callable[[], Any]) -> dict:
-    load_start, cpu_service, cpu_client = _load(), service.cpu_by_pid(), _cpu_seconds()
+    load_start, cpu_service, cpu_client = load_average(), service.cpu_by_pid(), _cpu_seconds()
     result = asyncio.run(run())
     result.pop("_last", None)
     cpu_after = service.cpu_by_pid()
@@ -322,7 +306,7 @@ def _phase(service: Service, run: Callable[[], Any]) -> dict:
     result["service_cpu_seconds"] = round(sum(used), 1)
     result["service_cpu_seconds_parent_then_workers"] = used
     result["client_cpu_seconds"] = round(_cpu_seconds() - cpu_client, 1)
-    result["load_start"], result["load_end"] = load_start, _load()
+    result["load_start"], result["load_end"] = load_start, load_average()
     return result
 
 
@@ -339,7 +323,7 @@ def measure_service(args: argparse.Namespace, ids: list[int], day: str) -> dict:
     worklist = {"date": day, "capacity": WORKLIST_CAPACITY, "limit": 1000}
 
     service = Service(args.portfolio, args.workers, args.reason_cache)
-    record: dict[str, Any] = {"load_before_start": _load()}
+    record: dict[str, Any] = {"load_before_start": load_average()}
     try:
         record["ready_seconds"] = round(service.wait_ready(), 1)
         record["worker_pids"] = len(service.pids()) - 1
@@ -418,21 +402,6 @@ def _latest_features(folder: Path) -> Any:
     return frame, str(snapshot_times(folder)[-1])
 
 
-def _numeric(encoded: Any) -> np.ndarray:
-    """The encoded frame as a float matrix: categorical columns as their codes (missing: NaN),
-    which is what LightGBM itself does with a pandas categorical column."""
-    columns = []
-    for name in encoded.columns:
-        values = encoded[name]
-        if hasattr(values, "cat"):
-            codes = values.cat.codes.to_numpy().astype(float)
-            codes[codes < 0] = np.nan
-            columns.append(codes)
-        else:
-            columns.append(values.to_numpy(dtype=float))
-    return np.ascontiguousarray(np.column_stack(columns))
-
-
 def measure_floor(folder: Path, ids: list[int]) -> dict:
     import mlflow
     import mlflow.pyfunc
@@ -452,7 +421,7 @@ def measure_floor(folder: Path, ids: list[int]) -> dict:
     one = chosen.iloc[[0]]
     encoded_all = model.encoder_.transform(chosen)
     encoded_one = encoded_all.iloc[[0]]
-    matrix_all = _numeric(encoded_all)
+    matrix_all = np.ascontiguousarray(model.encoder_.to_array(chosen))
     matrix_one = matrix_all[:1]
     same = float(np.max(np.abs(booster.predict(matrix_all) - booster.predict(encoded_all))))
     result: dict[str, Any] = {
@@ -462,7 +431,7 @@ def measure_floor(folder: Path, ids: list[int]) -> dict:
         "trees": int(booster.num_trees()),
         "booster_params_num_threads": booster.params.get("num_threads"),
         "numpy_vs_dataframe_max_abs_difference": same,
-        "load_start": _load(),
+        "load_start": load_average(),
     }
     one_thread = {"num_threads": 1}
     result["one_row"] = {
@@ -496,7 +465,7 @@ def measure_floor(folder: Path, ids: list[int]) -> dict:
         "model_predict_frame": _time_calls(lambda: model.predict_frame(chosen), 20, 2),
         "model_reasons": _time_calls(lambda: model.reasons(chosen, 3), 5, 1),
     }
-    result["load_end"] = _load()
+    result["load_end"] = load_average()
     return result
 
 
@@ -558,26 +527,6 @@ def measure_breakdown(folder: Path, ids: list[int]) -> dict:
 
 
 # ----- driver ---------------------------------------------------------------------------------
-def _machine() -> dict:
-    model_name = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": model_name,
-        "python": platform.python_version(),
-        "versions": {
-            name: version(name)
-            for name in ("fastapi", "uvicorn", "httpx", "lightgbm", "pandas", "numpy", "feast")
-        },
-    }
-
-
 def _ms(entry: dict) -> str:
     return f"{entry['p50_ms']} / {entry['p99_ms']} ms"
 
@@ -736,8 +685,8 @@ def main() -> None:
         "accounts_in_snapshot": len(ids),
         "worklist_date": day,
         "workers": args.workers,
-        "machine": _machine(),
-        "load_start": _load(),
+        "machine": machine(("fastapi", "uvicorn", "httpx", "lightgbm", "pandas", "numpy", "feast")),
+        "load_start": load_average(),
         "notes": [
             "load generator (httpx.AsyncClient) runs in the benchmark process on the same 2 "
             "cores as the service: its CPU time is recorded next to the service's",
@@ -758,7 +707,7 @@ def main() -> None:
         except Exception as error:
             record["breakdown"] = {"error": f"{type(error).__name__}: {error}"}
     record["ratios"] = _ratios(record)
-    record["load_end"] = _load()
+    record["load_end"] = load_average()
 
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / args.out

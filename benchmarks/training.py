@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
-import platform
 import resource
 import subprocess
 import sys
@@ -33,11 +31,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.measure import load_average, machine, percentiles_ms
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
@@ -47,10 +46,6 @@ REPEATS = 3  # timings of the 10,000-row explanations: median of this many runs
 
 
 # ----- measuring ------------------------------------------------------------------------------
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def _maxrss_mib() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -123,15 +118,6 @@ def _median_run(function: Callable[[], Any], repeats: int) -> tuple[Any, list[fl
     return result, seconds
 
 
-def _percentiles_ms(seconds: list[float]) -> dict[str, float]:
-    ms = np.array(seconds) * 1e3
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "max_ms": round(float(ms.max()), 3),
-    }
-
-
 # ----- files of a run (next to the portfolio, under /tmp) -------------------------------------
 def _work(folder: Path, rows: int) -> dict[str, Path]:
     work = folder / "benchmark_training"
@@ -162,7 +148,7 @@ def stage_prepare(folder: Path, accounts: int, rows: int) -> dict:
     from training.config import ExperimentConfig
     from training.splits import TEST, TRAIN, VALID
 
-    result: dict[str, Any] = {"load_start": _load()}
+    result: dict[str, Any] = {"load_start": load_average()}
     if _has_snapshots(folder):
         result["portfolio"] = "reused (already had feature snapshots)"
     else:
@@ -221,7 +207,7 @@ def stage_prepare(folder: Path, accounts: int, rows: int) -> dict:
         )
     )
     result["peak_mib"] = _maxrss_mib()
-    result["load_end"] = _load()
+    result["load_end"] = load_average()
     return result
 
 
@@ -261,7 +247,7 @@ def stage_fit(folder: Path, rows: int) -> dict:
         return "classifier" if type(estimator).__name__ == "LGBMClassifier" else "amount_model"
 
     rss_before = _rss_mib()
-    load_start, cpu_start = _load(), _cpu_seconds()
+    load_start, cpu_start = load_average(), _cpu_seconds()
     with (
         _timed_calls(model_module, "_fit_with_early_stopping", kind, parts),
         _timed_calls(model_module, "calibrate", lambda *a, **k: "calibration", parts),
@@ -273,7 +259,7 @@ def stage_fit(folder: Path, rows: int) -> dict:
         model = fit_propensity(frame, features, categorical, config, params, threads=THREADS)
         fit_seconds = time.perf_counter() - started
     cpu_seconds = _cpu_seconds() - cpu_start
-    load_end = _load()
+    load_end = load_average()
 
     test = frame[frame["split"] == TEST]
     started = time.perf_counter()
@@ -330,7 +316,7 @@ def stage_shap(folder: Path, rows: int, shap_rows: int) -> dict:
         "rows": len(sample),
         "features": len(model.feature_names_),
         "shap_import_seconds": round(import_seconds, 1),
-        "load_start": _load(),
+        "load_start": load_average(),
     }
 
     started = time.perf_counter()
@@ -399,43 +385,16 @@ def stage_shap(folder: Path, rows: int, shap_rows: int) -> dict:
         begin = time.perf_counter()
         booster.predict(row_encoded, pred_contrib=True, num_threads=1)
         contrib_one_thread.append(time.perf_counter() - begin)
-    result["one_row_explain"] = {"calls": calls, **_percentiles_ms(whole)}
-    result["one_row_encode_only"] = _percentiles_ms(encode_only)
-    result["one_row_pred_contrib_encoded_1_thread"] = _percentiles_ms(contrib_one_thread)
+    result["one_row_explain"] = {"calls": calls, **percentiles_ms(whole)}
+    result["one_row_encode_only"] = percentiles_ms(encode_only)
+    result["one_row_pred_contrib_encoded_1_thread"] = percentiles_ms(contrib_one_thread)
     result["horizon_days"] = config.horizon_days
     result["peak_mib"] = _maxrss_mib()
-    result["load_end"] = _load()
+    result["load_end"] = load_average()
     return result
 
 
 # ----- driver ---------------------------------------------------------------------------------
-def _machine() -> dict:
-    model_name = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": model_name,
-        "memory_gib": round(mem_kib / 2**20, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": {
-            name: version(name)
-            for name in ("lightgbm", "shap", "scikit-learn", "pandas", "numpy", "pyarrow")
-        },
-    }
-
-
 def _run_stage(args: list[str], timeout: int) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.training", *args],
@@ -551,7 +510,7 @@ def main() -> None:
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(["python -m benchmarks.training", *sys.argv[1:]]),
             "portfolio": str(folder),
-            "machine": _machine(),
+            "machine": machine(("lightgbm", "shap", "scikit-learn", "pandas", "numpy", "pyarrow")),
         }
     )
     common = [
@@ -566,9 +525,9 @@ def main() -> None:
     ]
     for stage in ("prepare", "fit", "shap"):
         if stage in args.stages.split(","):
-            load_start = _load()
+            load_start = load_average()
             record[stage] = _run_stage([*common, "--stage", stage], 3600)
-            record[stage]["stage_load"] = [load_start, _load()]
+            record[stage]["stage_load"] = [load_start, load_average()]
             print(json.dumps(record[stage]), flush=True)
             if "error" in record[stage]:
                 break

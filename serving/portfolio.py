@@ -19,12 +19,20 @@ import pandas as pd
 OPT_OUT_CHANNELS = ("call", "sms", "email")
 
 
+def flags(values: pd.Series) -> np.ndarray:
+    """1/0 flags (missing counts as 0) as a boolean array."""
+    return np.asarray(pd.to_numeric(values, errors="coerce").fillna(0).to_numpy() > 0)
+
+
 @dataclass
 class PortfolioFeatures:
     """Raw feature values of every account (index: account id) and lookups over them."""
 
     frame: pd.DataFrame
+    store_path: Path
+    """The online store file the values were read from."""
     stamp: tuple[int, int]
+    """Its (modification time in ns, size) when read."""
     services: tuple[str, ...]
     timezone: np.ndarray
     """Each row's debtor time zone (None when unknown)."""
@@ -37,6 +45,12 @@ class PortfolioFeatures:
     opted_out: dict[str, np.ndarray]
     """Channel -> rows whose debtor opted out of it (as the features record it)."""
     _encoded: dict[Any, Any] = field(default_factory=dict)
+
+    def current_stamp(self) -> tuple[int, int]:
+        """The online store file's stamp now: different from `stamp` after a new
+        materialization."""
+        status = self.store_path.stat()
+        return status.st_mtime_ns, status.st_size
 
     def positions(self, account_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Row of each account id (-1 when the store does not know it)."""
@@ -75,11 +89,12 @@ def read_portfolio(
         "account_id": accounts["account_id"].to_numpy(np.int64),
         "debtor_id": accounts["debtor_id"].unique(),
     }
+    snapshots = [OnlineSnapshot(folder, service) for service in dict.fromkeys(services)]
+    if not snapshots:
+        raise ValueError("no feature service to read")
+    stamp = snapshots[0].stamp()  # before reading: a write meanwhile shows as a change later
     parts: dict[str, list[pd.DataFrame]] = {}
-    stamp = None
-    for service in dict.fromkeys(services):
-        snapshot = OnlineSnapshot(folder, service)
-        stamp = stamp or snapshot.stamp()
+    for snapshot in snapshots:
         for key, frame in snapshot.read(ids).items():
             parts.setdefault(key, []).append(frame)
     merged = {}
@@ -104,14 +119,14 @@ def read_portfolio(
     zone = frame["debtor_id"].map(debtor["timezone"].astype(str))
     region = frame["debtor_id"].map(debtor["region"].astype(str))
     opted_out = {
-        channel: pd.to_numeric(frame[f"opted_out_{channel}"], errors="coerce").fillna(0).to_numpy()
-        > 0
+        channel: flags(frame[f"opted_out_{channel}"])
         for channel in OPT_OUT_CHANNELS
         if f"opted_out_{channel}" in frame
     }
     return PortfolioFeatures(
         frame=frame,
-        stamp=stamp or (0, 0),
+        store_path=snapshots[0].path,
+        stamp=stamp,
         services=tuple(services),
         timezone=zone.to_numpy(object),
         region=region.to_numpy(object),

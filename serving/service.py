@@ -18,7 +18,7 @@ import pandas as pd
 from data_contracts.settings import ServingSettings
 from features.history import HOUR_BANDS
 from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
-from serving.portfolio import OPT_OUT_CHANNELS, PortfolioFeatures, read_portfolio
+from serving.portfolio import OPT_OUT_CHANNELS, PortfolioFeatures, flags, read_portfolio
 
 
 class ServiceNotReady(RuntimeError):
@@ -59,11 +59,6 @@ def _number(value: Any) -> float | None:
 def _whole(value: Any) -> int | None:
     number = _number(value)
     return None if number is None else int(number)
-
-
-def _flag(values: pd.Series) -> np.ndarray:
-    """1/0 flags (missing counts as 0) as a boolean array."""
-    return np.asarray(pd.to_numeric(values, errors="coerce").fillna(0).to_numpy() > 0)
 
 
 DEFAULT_FEATURE_SERVICE = "debtor_scoring_v1"
@@ -183,16 +178,6 @@ class ScoringService:
                 ("actions", actions.version), actions.model.encode_accounts
             )
         return Encoded(matrix, contact, value)
-
-    def features_for(self, account_ids: Sequence[int]) -> tuple[pd.DataFrame, np.ndarray]:
-        """Latest features of the accounts (raw values), and which of them the store knows."""
-        _, _, portfolio = self._ready_state()
-        positions = portfolio.positions(account_ids)
-        known = portfolio.known(positions)
-        frame = portfolio.frame.iloc[np.maximum(positions, 0)].reset_index()
-        frame.loc[~known, frame.columns != "account_id"] = None
-        frame["account_id"] = np.asarray(account_ids, dtype=np.int64)
-        return frame, known
 
     def _score(
         self,
@@ -336,7 +321,7 @@ class ScoringService:
         else:
             weekdays = np.full(len(ids), now.weekday())
         opted_out = {
-            channel: _flag(frame[f"opted_out_{channel}"])
+            channel: flags(frame[f"opted_out_{channel}"])
             for channel in OPT_OUT_CHANNELS
             if f"opted_out_{channel}" in frame
         }
@@ -461,10 +446,7 @@ class ScoringService:
         if portfolio is None:
             return []
         try:
-            from pipelines.feature_store import OnlineSnapshot
-
-            stamp = OnlineSnapshot(Path(self.settings.portfolio), portfolio.services[0]).stamp()
-            if stamp == portfolio.stamp:
+            if portfolio.current_stamp() == portfolio.stamp:
                 return []
             fresh = self.read_features()
             if self.propensity is not None:

@@ -42,8 +42,10 @@ class FrameEncoder(BaseEstimator, TransformerMixin):
         }
         return self
 
-    def _check(self, X: pd.DataFrame) -> None:
-        missing = [name for name in self.features if name not in X.columns]
+    def _check(self, X: pd.DataFrame, names: Sequence[str] | None = None) -> None:
+        missing = [
+            name for name in (self.features if names is None else names) if name not in X.columns
+        ]
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise MissingFeaturesError(f"{len(missing)} model input columns missing: {shown}")
@@ -66,10 +68,7 @@ class FrameEncoder(BaseEstimator, TransformerMixin):
         missing values NaN. Several times faster than `transform` for small batches.
         `leading`: encode only the first columns (the rest are left for the caller to fill)."""
         names = self.features_ if leading is None else self.features_[:leading]
-        missing = [name for name in names if name not in X.columns]
-        if missing:
-            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise MissingFeaturesError(f"{len(missing)} model input columns missing: {shown}")
+        self._check(X, names)
         matrix = np.full((len(X), len(self.features_)), np.nan, dtype=np.float64)
         for position, name in enumerate(names):
             values = X[name]
