@@ -79,7 +79,13 @@ def _free_port() -> int:
 class Service:
     """`cobranza serve` in a subprocess (its own process group), stopped on exit."""
 
-    def __init__(self, portfolio: Path, workers: int, reason_cache: int | None = None) -> None:
+    def __init__(
+        self,
+        portfolio: Path,
+        workers: int,
+        reason_cache: int | None = None,
+        precompute_reasons: bool = True,
+    ) -> None:
         self.workers = workers
         self.key = secrets.token_urlsafe(24)
         self.port = _free_port()
@@ -92,6 +98,7 @@ class Service:
         }
         if reason_cache is not None:
             env["COBRANZA_SERVING__REASON_CACHE"] = str(reason_cache)
+        env["COBRANZA_SERVING__PRECOMPUTE_REASONS"] = str(precompute_reasons).lower()
         command = [
             str(Path(sys.executable).with_name("cobranza")),
             "serve",
@@ -132,6 +139,23 @@ class Service:
                 pass
             time.sleep(0.25)
         raise SystemExit(f"service not ready within {READY_TIMEOUT:.0f} s: {self.tail()}")
+
+    def wait_precomputed(self, in_a_row: int = 12) -> float:
+        """Wait until /ready reports every account's reason codes precomputed `in_a_row`
+        times running, each on a new connection (so every worker has been asked, with
+        probability 1 - 2**-11 for two workers)."""
+        import httpx
+
+        started, streak = time.monotonic(), 0
+        while streak < in_a_row:
+            if time.monotonic() - started > READY_TIMEOUT * 4:
+                raise SystemExit("reason codes not precomputed in time")
+            detail = httpx.get(f"{self.url}/ready", headers=self.headers, timeout=5).json()
+            done, total = detail["detail"]["reasons_precomputed"].split("/")
+            streak = streak + 1 if total != "0" and done == total else 0
+            if not streak:
+                time.sleep(0.5)
+        return time.monotonic() - started
 
     def listening(self) -> int:
         """Listening sockets on the service's port: one per worker that finished loading
@@ -322,10 +346,12 @@ def measure_service(args: argparse.Namespace, ids: list[int], day: str) -> dict:
     plain = [{**batch, "reasons": False} for batch in batches]
     worklist = {"date": day, "capacity": WORKLIST_CAPACITY, "limit": 1000}
 
-    service = Service(args.portfolio, args.workers, args.reason_cache)
+    service = Service(args.portfolio, args.workers, args.reason_cache, not args.cold_reasons)
     record: dict[str, Any] = {"load_before_start": load_average()}
     try:
         record["ready_seconds"] = round(service.wait_ready(), 1)
+        if not args.cold_reasons:
+            record["reasons_precomputed_after_seconds"] = round(service.wait_precomputed(), 1)
         record["worker_pids"] = len(service.pids()) - 1
         limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=64)
 
@@ -539,6 +565,10 @@ def _table(record: dict) -> list[tuple[str, str]]:
         lines += [
             ("service ready after", f"{service['ready_seconds']} s ({record['workers']} workers)"),
             (
+                "reason codes precomputed after",
+                f"{service.get('reasons_precomputed_after_seconds', 'off (on demand)')} s more",
+            ),
+            (
                 f"1 account + reasons, {c['connections']} conn, p50 / p99",
                 f"{_ms(c)} ({c['requests_per_second']} req/s max, {c['requests_ok']:,} ok, "
                 f"errors {c['errors'] or 0})",
@@ -659,6 +689,11 @@ def main() -> None:
         type=int,
         default=None,
         help="the service's reason cache size (0: every score computes its reasons)",
+    )
+    parser.add_argument(
+        "--cold-reasons",
+        action="store_true",
+        help="turn off the service's reason precompute (requests compute reasons on demand)",
     )
     parser.add_argument("--out", default="serving.json", help="file name under results/")
     args = parser.parse_args()

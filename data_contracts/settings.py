@@ -58,6 +58,9 @@ class ServingSettings(BaseModel):
     reason_cache: int = 200_000
     """Accounts whose reason codes are kept for reuse (per model version and feature copy;
     0: compute every time). Exact TreeSHAP costs about 2 ms per account."""
+    precompute_reasons: bool = True
+    """Compute every stored account's reason codes in the background after each model or
+    feature swap, so requests find them ready (until then they are computed on demand)."""
 
 
 class Settings(BaseSettings):

@@ -31,6 +31,25 @@ async def watch(service: Any, metrics: Any, every: float) -> None:
         metrics.show_versions(service)
 
 
+async def precompute_reasons(service: Any, idle_seconds: float = 1.0) -> None:
+    """Keep every stored account's reason codes computed for the models and features in use,
+    one small batch at a time in a worker thread (requests are answered between batches)."""
+    from fastapi.concurrency import run_in_threadpool
+
+    from serving.service import ServiceNotReady
+
+    while True:
+        try:
+            done, total = await run_in_threadpool(service.precompute_reasons)
+        except ServiceNotReady:
+            done = total = 0
+        except Exception as error:  # never let the helper die silently; retried next round
+            logger.warning("reason precompute failed: %s", type(error).__name__)
+            done = total = 0
+        if done >= total:
+            await asyncio.sleep(idle_seconds)
+
+
 class _Measured:
     """The metrics' ASGI middleware in the form `add_middleware` takes."""
 
@@ -53,14 +72,16 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
         app.state.service = service
         metrics = app.state.metrics
         metrics.show_versions(service)
-        watcher = None
+        tasks = []
         if settings.watch_seconds > 0:
-            watcher = asyncio.create_task(watch(service, metrics, settings.watch_seconds))
+            tasks.append(asyncio.create_task(watch(service, metrics, settings.watch_seconds)))
+        if settings.precompute_reasons and settings.reason_cache > 0:
+            tasks.append(asyncio.create_task(precompute_reasons(service)))
         yield
-        if watcher is not None:
-            watcher.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+                await task
 
     from serving.routes import api, public
 

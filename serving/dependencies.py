@@ -14,9 +14,10 @@ API_KEY_HEADER = "X-API-Key"
 _header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="The caller's API key.")
 
 
-def require_api_key(request: Request, key: Annotated[str | None, Depends(_header)]) -> None:
+async def require_api_key(request: Request, key: Annotated[str | None, Depends(_header)]) -> None:
     """401 without a key, 403 with a wrong one; keys are compared in constant time and never
-    logged or echoed."""
+    logged or echoed. (`async` so FastAPI runs it on the event loop: a plain `def` dependency
+    costs a thread-pool hop per request.)"""
     if not key:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -31,7 +32,7 @@ def require_api_key(request: Request, key: Annotated[str | None, Depends(_header
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="API key not accepted")
 
 
-def get_service(request: Request) -> ScoringService:
+async def get_service(request: Request) -> ScoringService:
     return request.app.state.service
 
 

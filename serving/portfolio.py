@@ -45,6 +45,13 @@ class PortfolioFeatures:
     opted_out: dict[str, np.ndarray]
     """Channel -> rows whose debtor opted out of it (as the features record it)."""
     _encoded: dict[Any, Any] = field(default_factory=dict)
+    _sorted_ids: np.ndarray = field(init=False, repr=False)
+    _sorted_rows: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = self.frame.index.to_numpy(np.int64)
+        self._sorted_rows = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._sorted_rows]
 
     def current_stamp(self) -> tuple[int, int]:
         """The online store file's stamp now: different from `stamp` after a new
@@ -54,8 +61,11 @@ class PortfolioFeatures:
 
     def positions(self, account_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Row of each account id (-1 when the store does not know it)."""
-        wanted = pd.Index(np.asarray(account_ids, dtype=np.int64))
-        return np.asarray(self.frame.index.get_indexer(wanted))
+        wanted = np.asarray(account_ids, dtype=np.int64)
+        if not len(self._sorted_ids):
+            return np.full(len(wanted), -1)
+        at = np.minimum(np.searchsorted(self._sorted_ids, wanted), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[at] == wanted, self._sorted_rows[at], -1)
 
     def known(self, positions: np.ndarray) -> np.ndarray:
         return (positions >= 0) & self.has_features[np.maximum(positions, 0)]

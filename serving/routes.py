@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from serving.dependencies import Authorized, Service
@@ -22,7 +23,7 @@ from serving.schemas import (
     WorklistRequest,
     WorklistResponse,
 )
-from serving.service import ServiceNotReady
+from serving.service import PayloadError, ServiceNotReady
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No API key in the X-API-Key header"},
@@ -48,7 +49,9 @@ async def health() -> Health:
 )
 async def ready(service: Service) -> Health | JSONResponse:
     if service.ready:
-        return Health(status="ready", detail={"models": service.versions()})
+        _, done, total = service.precomputed
+        detail = {"models": service.versions(), "reasons_precomputed": f"{done}/{total}"}
+        return Health(status="ready", detail=detail)
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"status": "not ready", "detail": {"missing": service.errors}},
@@ -111,6 +114,8 @@ async def scores(request: ScoreRequest, service: Service, http: Request) -> Scor
         items = work() if count <= INLINE_ROWS else await run_in_threadpool(work)
     except ServiceNotReady as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
+    except PayloadError as error:
+        raise RequestValidationError(error.problems) from None
     counter = http.app.state.metrics.accounts
     for item in items:
         counter.labels(item["status"]).inc()

@@ -167,7 +167,10 @@ class Health(BaseModel):
             "examples": [
                 {
                     "status": "ready",
-                    "detail": {"models": {"cobranza-propensity": "3"}},
+                    "detail": {
+                        "models": {"cobranza-propensity": "3"},
+                        "reasons_precomputed": "5000/5000",
+                    },
                 }
             ]
         }

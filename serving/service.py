@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.settings import ServingSettings
+from features.catalog import ALL_FEATURES
 from features.history import HOUR_BANDS
 from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
 from serving.portfolio import OPT_OUT_CHANNELS, PortfolioFeatures, flags, read_portfolio
@@ -23,6 +24,57 @@ from serving.portfolio import OPT_OUT_CHANNELS, PortfolioFeatures, flags, read_p
 
 class ServiceNotReady(RuntimeError):
     """Models or the online store are not loaded."""
+
+
+class PayloadError(ValueError):
+    """Feature payloads that cannot be scored: each problem as a FastAPI-style error entry
+    (`loc`, `msg`, `type`)."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(problems)} problem(s) in the feature payloads")
+        self.problems = problems
+
+
+def payload_problems(
+    features: Sequence[dict[str, Any]], numeric: set[str], categorical: set[str], known: set[str]
+) -> list[dict[str, Any]]:
+    """What is wrong with each account's feature payload: names that are neither a model
+    input nor a feature of the catalog, text where a number is expected, numbers or flags where a
+    category is expected, or no model feature at all."""
+    problems = []
+    for position, values in enumerate(features):
+        where = ["body", "accounts", position, "features"]
+        if not any(name in numeric or name in categorical for name in values):
+            problems.append(
+                {
+                    "loc": where,
+                    "msg": "no model feature given (at least one is needed; missing ones count "
+                    "as unknown)",
+                    "type": "missing_features",
+                }
+            )
+        for name, value in values.items():
+            if name not in known:
+                problems.append(
+                    {"loc": [*where, name], "msg": "not a feature", "type": "unknown_feature"}
+                )
+            elif name in numeric and isinstance(value, str):
+                problems.append(
+                    {
+                        "loc": [*where, name],
+                        "msg": f"expected a number, got text {value[:40]!r}",
+                        "type": "number_expected",
+                    }
+                )
+            elif name in categorical and value is not None and not isinstance(value, str):
+                problems.append(
+                    {
+                        "loc": [*where, name],
+                        "msg": f"expected a category (text), got {type(value).__name__}",
+                        "type": "category_expected",
+                    }
+                )
+    return problems
 
 
 @dataclass
@@ -62,6 +114,9 @@ def _whole(value: Any) -> int | None:
 
 
 DEFAULT_FEATURE_SERVICE = "debtor_scoring_v1"
+PRECOMPUTE_BATCH = 128
+"""Accounts per background reason step: under training.model.SMALL_BATCH, so TreeSHAP runs
+on one thread and leaves the other core to requests."""
 
 
 @dataclass
@@ -93,6 +148,9 @@ class ScoringService:
     """Versions that failed to load or to answer a smoke prediction (not retried)."""
     errors: list[str] = field(default_factory=list)
     reason_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    precomputed: tuple[Any, int, int] = (None, 0, 0)
+    """(model version and feature copy, accounts done, accounts to do) of the reason codes
+    computed ahead of requests."""
 
     @classmethod
     def load(cls, settings: ServingSettings, tracking_uri: str | None = None) -> ScoringService:
@@ -264,6 +322,30 @@ class ScoringService:
                     self.reason_cache[keys[position]] = reasons
         return [value or [] for value in found]
 
+    def precompute_reasons(self, batch: int = PRECOMPUTE_BATCH) -> tuple[int, int]:
+        """Compute the next `batch` stored accounts' reason codes into the cache (for the
+        current model version and feature copy; starts over after a swap). Returns (done,
+        total); total is capped by the cache's size."""
+        propensity, actions, portfolio = self._ready_state()
+        key = (propensity.version, portfolio.stamp)
+        rows = np.flatnonzero(portfolio.has_features)[: self.settings.reason_cache]
+        previous, done, _ = self.precomputed
+        if previous != key:
+            done = 0
+        chunk = rows[done : done + batch]
+        if len(chunk):
+            matrix = self._encoded_portfolio(portfolio, propensity, actions).propensity
+            self._reasons(
+                portfolio.frame.index.to_numpy(np.int64)[chunk],
+                matrix[chunk],
+                lambda subset: portfolio.frame.iloc[chunk[subset]],
+                propensity,
+                portfolio,
+                use_cache=True,
+            )
+        self.precomputed = (key, done + len(chunk), len(rows))
+        return done + len(chunk), len(rows)
+
     def score_ids(self, account_ids: Sequence[int], with_reasons: bool) -> list[dict[str, Any]]:
         """Score accounts by id; unknown ones are reported per item."""
         state = propensity, actions, portfolio = self._ready_state()
@@ -301,8 +383,16 @@ class ScoringService:
         if propensity is None:
             raise ServiceNotReady("; ".join(self.errors) or "not loaded")
         names = list(propensity.model.feature_names_)
+        encoders = [propensity.model.encoder_]
         if actions is not None:
             names += [n for n in actions.model.features if n not in set(names)]
+            encoders.append(actions.model.contact_encoder_)
+        categorical = {n for encoder in encoders for n in encoder.categories_} & set(names)
+        numeric = set(names) - categorical
+        known = set(names) | {spec.name for spec in ALL_FEATURES}
+        problems = payload_problems([p.features for p in payloads], numeric, categorical, known)
+        if problems:
+            raise PayloadError(problems)
         frame = pd.DataFrame([{name: p.features.get(name) for name in names} for p in payloads])
         ids = np.array([p.account_id for p in payloads], dtype=np.int64)
         encoded = Encoded(
@@ -398,15 +488,18 @@ class ScoringService:
     ) -> pd.DataFrame:
         """Each account's best action on each channel."""
         table = model.actions_
+        channels = model.action_columns()["channel"]
+        expected = matrix["expected_net"]
+        every = np.arange(len(account_ids))
         parts = []
-        for channel in table["channel"].astype(str).unique():
-            choice, expected = model.best_choice(matrix, channel=channel)
-            chosen = table.iloc[choice].reset_index(drop=True)
+        for channel in dict.fromkeys(channels):
+            columns = np.flatnonzero(channels == channel)
+            on_channel = expected[:, columns]
+            pick = on_channel.argmax(axis=1)  # the first on ties, as best_choice
             parts.append(
-                chosen.assign(
-                    account_id=account_ids,
-                    expected_net=expected[np.arange(len(choice)), choice],
-                )
+                table.iloc[columns[pick]]
+                .reset_index(drop=True)
+                .assign(account_id=account_ids, expected_net=on_channel[every, pick])
             )
         return pd.concat(parts, ignore_index=True)
 

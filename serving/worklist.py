@@ -156,7 +156,7 @@ def build_worklist(
     """
     options = _options(candidates, follow_ups, accounts)
     region = options["account_id"].map(accounts.set_index("account_id")["region"])
-    region_key = region.map(lambda r: None if pd.isna(r) else str(r))
+    region_key = region.astype(object).where(region.notna(), None)
     limits_of = {r: rules.for_region(r) for r in region_key.unique()}
     options["reason"] = _option_blocks(options, region_key, limits_of, histories, day)
     options["local_window"] = _per_combination(
@@ -328,14 +328,14 @@ def contact_histories(
         # a day of margin either side for time zones
         since = pd.Timestamp(day - timedelta(days=lookback_days + 1), tz="UTC")
         recent = frame["attempted_at"] >= since
-        frame = frame[recent.to_numpy(bool) | (frame["outcome"].astype(str) == "opted_out")]
+        # (categorical columns compare by code: no text conversion of the whole table)
+        frame = frame[recent.to_numpy(bool) | (frame["outcome"] == "opted_out").to_numpy(bool)]
     local = _local_days(frame["attempted_at"], frame["account_id"].map(zone_of_account))
     today = np.datetime64(day, "D")
     before = local < today
     frame = frame[before].assign(local_day=local[before])
-    channel = frame["channel"].astype(str)
-    outcome = frame["outcome"].astype(str)
-    outbound_calls = frame[(channel == "call") & (frame["direction"].astype(str) == "outbound")]
+    channel, outcome = frame["channel"], frame["outcome"]
+    outbound_calls = frame[(channel == "call") & (frame["direction"] == "outbound")]
     recent_calls = outbound_calls[outbound_calls["local_day"] >= today - np.timedelta64(6, "D")]
     conversations = frame[(channel == "call") & outcome.isin(TELEPHONE_CONVERSATIONS)]
     disputes = frame[outcome == "dispute"]

@@ -8,6 +8,7 @@ collected for each action).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -319,6 +320,55 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
         return [[reason.as_dict() for reason in row] for row in rows]
 
 
+def _goes_left(value: float, split: dict[str, Any]) -> bool:
+    """The direction LightGBM's split sends `value` (its decision rules: categorical splits
+    send listed categories left and missing or negative ones right; numerical ones treat
+    missing as `default_left`, or as zero when the missing type is None)."""
+    if split["decision_type"] == "==":
+        if math.isnan(value) or value < 0:
+            return False
+        return int(value) in {int(c) for c in str(split["threshold"]).split("||")}
+    missing = split["missing_type"]
+    if missing == "None" and math.isnan(value):
+        value = 0.0
+    if (missing == "NaN" and math.isnan(value)) or (
+        missing == "Zero" and (math.isnan(value) or value == 0.0)
+    ):
+        return bool(split["default_left"])
+    return bool(value <= split["threshold"])
+
+
+def equivalent_rows(
+    booster: Any, columns: dict[int, np.ndarray], count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group `count` candidate rows that differ only in the given columns (position ->
+    value per row) into classes the booster cannot tell apart: every split on one of those
+    columns sends them the same way, so for any values of the other columns they land in
+    the same leaves. Returns one representative row per class and each row's class."""
+    splits: list[dict[str, Any]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if "split_feature" not in node:
+            return
+        if node["split_feature"] in columns:
+            splits.append(node)
+        walk(node["left_child"])
+        walk(node["right_child"])
+
+    for tree in booster.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    signatures = [
+        tuple(_goes_left(float(columns[s["split_feature"]][row]), s) for s in splits)
+        for row in range(count)
+    ]
+    first: dict[tuple[bool, ...], int] = {}
+    value_class = np.array([first.setdefault(sig, len(first)) for sig in signatures], dtype=int)
+    representatives = np.array(
+        [signatures.index(sig) for sig in first], dtype=int
+    )  # first row of each class, in class order
+    return representatives, value_class
+
+
 def _repeat_rows(rows: np.ndarray, times: int) -> np.ndarray:
     """Each row `times` times in a row (`np.repeat(rows, times, axis=0)`, by broadcasting,
     which is faster)."""
@@ -480,7 +530,9 @@ class NextBestActionModel(BaseEstimator):
         (rows x actions) matrix. Contactability and the value if missed depend only on the
         (channel, hour band) context, so they are predicted once per context; rows go through
         in chunks of about `chunk_cells` predictions: small enough to stay in the CPU cache (ten
-        times faster than one big grid at 100,000 accounts) and to bound memory."""
+        times faster than one big grid at 100,000 accounts) and to bound memory. Actions the
+        value model cannot tell apart (every split on an action column sends them the same
+        way) are predicted once."""
         n, k = len(contact_rows), len(self.actions_)
         days = np.broadcast_to(np.asarray(weekday, dtype=float), (n,))
         plan = self._action_plan()
@@ -490,6 +542,8 @@ class NextBestActionModel(BaseEstimator):
             plan["value_columns"],
         )
         c = plan["contexts"]
+        representatives, value_class = plan["value_representatives"], plan["value_class"]
+        distinct = len(representatives)
         out = {
             name: np.empty((n, k))
             for name in ("p_contact", "value_if_reached", "value_if_missed", "expected_net")
@@ -505,11 +559,14 @@ class NextBestActionModel(BaseEstimator):
             p = predict_calibrated(self.contact_calibrator_, self.contact_model_, grid)
             p = p.reshape(size, c)
             missed = predict_booster(self.value_missed_, grid).reshape(size, c)
-            grid = _repeat_rows(value_rows[rows], k)
+            grid = _repeat_rows(value_rows[rows], distinct)
             for position, values in value_columns.items():
-                grid[:, position] = np.tile(values, size)
-            grid[:, self.value_encoder_.features_.index("weekday")] = np.repeat(days[rows], k)
-            reached = predict_booster(self.value_reached_, grid).reshape(size, k)
+                grid[:, position] = np.tile(values[representatives], size)
+            grid[:, self.value_encoder_.features_.index("weekday")] = np.repeat(
+                days[rows], distinct
+            )
+            reached = predict_booster(self.value_reached_, grid).reshape(size, distinct)
+            reached = reached[:, value_class]
             p_action, missed_action = p[:, context_of_action], missed[:, context_of_action]
             out["p_contact"][rows] = p_action
             out["value_if_reached"][rows] = reached
@@ -537,12 +594,18 @@ class NextBestActionModel(BaseEstimator):
             .to_numpy()
             .astype(int)
         )
+        value_columns = self._action_columns(self.value_encoder_, self.actions_)
+        representatives, value_class = equivalent_rows(
+            self.value_reached_.booster_, value_columns, len(self.actions_)
+        )
         plan = {
             "actions": self.actions_,
             "contexts": len(contexts),
             "context_of_action": context_of_action,
             "contact_columns": self._action_columns(self.contact_encoder_, contexts),
-            "value_columns": self._action_columns(self.value_encoder_, self.actions_),
+            "value_columns": value_columns,
+            "value_representatives": representatives,
+            "value_class": value_class,
             "columns": {
                 name: self.actions_[name].to_numpy(float)
                 if name in ("discount_pct", "installments")

@@ -190,6 +190,8 @@ def test_numpy_fast_paths_equal_the_scikit_learn_path(story: Story) -> None:
     missed = actions.value_missed_.predict(actions.contact_encoder_.transform(grid))
     matrix = actions.action_matrix(*actions.encode_accounts(rows), 2, chunk_cells=k * 7)
     np.testing.assert_allclose(matrix["p_contact"].ravel(), p, rtol=1e-12)
+    # actions the value model cannot tell apart are predicted once, with the same numbers
+    np.testing.assert_allclose(matrix["value_if_reached"].ravel(), reached, rtol=1e-12)
     np.testing.assert_allclose(
         matrix["expected_net"].ravel(), p * reached + (1 - p) * missed, rtol=1e-9, atol=1e-9
     )

@@ -59,28 +59,30 @@ def test_scores_with_reasons_actions_and_unknown_accounts(service: Running) -> N
         assert all(reason["sentence"] for reason in item["reasons"])
 
 
-def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
-    owing = latest_accounts(service.portfolio)
-    row = owing[owing["current_balance"] > 0].iloc[0]
-    account_id = int(row["account_id"])
-    by_id = client(service).post("/v1/scores", json={"account_ids": [account_id]}).json()
-    debtor_features = {}  # the debtor view comes from the store; send it along too
+def _payload(service: Running, account_id: int) -> dict[str, object]:
+    """An account's full feature payload: its account and debtor rows of the latest
+    snapshot, as a caller would send them."""
+    stamp = snapshot_times(service.portfolio)[-1].strftime("%Y-%m-%dT%H_%M_%S")
+    row = latest_accounts(service.portfolio).set_index("account_id").loc[account_id]
     features = {
         name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
         for name, value in row.items()
-        if name not in ("account_id", "event_timestamp") and not isinstance(value, pd.Timestamp)
+        if name != "event_timestamp" and not isinstance(value, pd.Timestamp)
     }
-    stamp = snapshot_times(service.portfolio)[-1].strftime("%Y-%m-%dT%H_%M_%S")
     debtors = pd.read_parquet(service.portfolio / "features" / "debtor" / f"as_of={stamp}.parquet")
     accounts = pd.read_parquet(service.portfolio / "accounts.parquet")
     debtor_id = int(accounts.set_index("account_id").loc[account_id, "debtor_id"])
-    debtor_row = debtors.set_index("debtor_id").loc[debtor_id]
-    for name, value in debtor_row.items():
-        if name != "event_timestamp":
-            debtor_features[name] = None if pd.isna(value) else float(value)
-    payload = {
-        "accounts": [{"account_id": account_id, "features": {**features, **debtor_features}}]
-    }
+    for name, value in debtors.set_index("debtor_id").loc[debtor_id].items():
+        if name != "event_timestamp":  # the debtor view comes from the store: sent along too
+            features[name] = None if pd.isna(value) else float(value)
+    return features
+
+
+def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
+    owing = latest_accounts(service.portfolio)
+    account_id = int(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
+    by_id = client(service).post("/v1/scores", json={"account_ids": [account_id]}).json()
+    payload = {"accounts": [{"account_id": account_id, "features": _payload(service, account_id)}]}
     by_payload = client(service).post("/v1/scores", json=payload)
     assert by_payload.status_code == 200, by_payload.text
     assert by_payload.json()["items"][0]["p_payment_30d"] == pytest.approx(
@@ -250,3 +252,46 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
     metrics = client(service).get("/metrics").text
     assert 'cobranza_model_swaps_total{outcome="refused"} 1.0' in metrics
     assert 'cobranza_model_swaps_total{outcome="swapped"} 1.0' in metrics
+
+
+def test_feature_payloads_are_checked_per_feature(service: Running) -> None:
+    """Unknown names, text for a number, no model feature at all: 422 naming each feature."""
+    api = client(service)
+    bad = {
+        "accounts": [
+            {"account_id": 1, "features": {"current_balance": "lots"}},
+            {"account_id": 2, "features": {}},
+            {"account_id": 3, "features": {"current_balance": 120.0, "shoe_size": 42}},
+        ]
+    }
+    response = api.post("/v1/scores", json=bad)
+    assert response.status_code == 422, response.text
+    problems = {(tuple(p["loc"][2:]), p["type"]) for p in response.json()["detail"]}
+    assert problems == {
+        ((0, "features", "current_balance"), "number_expected"),
+        ((1, "features"), "missing_features"),
+        ((2, "features", "shoe_size"), "unknown_feature"),
+    }
+    good = {"accounts": [{"account_id": 1, "features": {"current_balance": 120.0}}]}
+    assert api.post("/v1/scores", json=good).status_code == 200
+
+
+def test_reason_codes_are_precomputed_for_every_stored_account(service: Running) -> None:
+    """The background step works through every account with features, and what it cached is
+    what an explanation then returns."""
+    api = client(service)
+    deadline = time.monotonic() + 120
+    while True:
+        done, total = api.get("/ready").json()["detail"]["reasons_precomputed"].split("/")
+        if (done == total and total != "0") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    owing = latest_accounts(service.portfolio)
+    assert int(total) == len(owing) and done == total
+    account_id = int(owing["account_id"].iloc[0])
+    first = api.get(f"/v1/accounts/{account_id}/explanation").json()["reasons"]
+    fresh = api.post(
+        "/v1/scores",
+        json={"accounts": [{"account_id": account_id, "features": _payload(service, account_id)}]},
+    ).json()["items"][0]["reasons"]
+    assert first == fresh  # payloads never use the cache: computed now, same answer

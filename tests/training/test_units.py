@@ -176,3 +176,34 @@ def test_calibration_repairs_a_miscalibrated_classifier() -> None:
         fixed = classification_metrics(y[test], calibrated.predict_proba(X[test])[:, 1])
         assert fixed["brier"] < raw["brier"] - 0.01, method
         assert fixed["ece"] < raw["ece"] / 2, method
+
+
+def test_equivalent_rows_groups_what_the_trees_cannot_tell_apart() -> None:
+    """A booster that only splits an action column at 2.5 (numeric) and on category {1}
+    (categorical) gives the same prediction to rows on the same sides: those form one class,
+    and predicting a representative per class gives exactly the full predictions."""
+    import lightgbm as lgb
+
+    from training.model import equivalent_rows
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    x = rng.normal(size=n)
+    level = rng.integers(0, 6, n).astype(float)  # numeric action column
+    kind = rng.integers(0, 3, n).astype(float)  # categorical action column
+    y = x + 2.0 * (level > 2.5) - 1.5 * (kind == 1) + rng.normal(scale=0.1, size=n)
+    data = lgb.Dataset(np.column_stack([x, level, kind]), y, categorical_feature=[2])
+    params = {"objective": "regression", "num_leaves": 8, "verbose": -1, "min_data_in_leaf": 5}
+    booster = lgb.train(params, data, num_boost_round=20)
+    candidates = {1: np.array([0, 1, 2, 3, 4, 5, 0, 4]), 2: np.array([0, 0, 0, 0, 0, 0, 1, 1])}
+    representatives, classes = equivalent_rows(booster, candidates, 8)
+    assert len(representatives) < 8
+    rows = np.column_stack(
+        [np.repeat(rng.normal(size=50), 8), np.tile(candidates[1], 50), np.tile(candidates[2], 50)]
+    ).astype(float)
+    full = booster.predict(rows).reshape(50, 8)
+    np.testing.assert_array_equal(full[:, representatives][:, classes], full)
+    for a in range(8):
+        for b in range(8):
+            if classes[a] != classes[b]:  # different classes really differ somewhere
+                assert not np.array_equal(full[:, a], full[:, b])
