@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,17 @@ from data_contracts.settings import ServingSettings, get_settings
 logger = logging.getLogger("cobranza.serving")
 
 
+def settle_heap(collect: bool = False) -> None:
+    """Move what is loaded (models, features, cached reasons) to the garbage collector's
+    permanent generation, so its full passes stop walking it: on 5,000 accounts each pass
+    otherwise stalls every request for about 0.13 s, and longer on bigger portfolios.
+    With `collect`, what is no longer used (a swapped-out model) is freed first."""
+    if collect:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
+
+
 async def watch(service: Any, metrics: Any, every: float) -> None:
     """Check the registry every `every` seconds and hot-swap a new champion (in a worker
     thread, so requests keep being answered meanwhile)."""
@@ -24,10 +36,13 @@ async def watch(service: Any, metrics: Any, every: float) -> None:
 
     while True:
         await asyncio.sleep(every)
-        for message in await run_in_threadpool(service.refresh):
+        messages = await run_in_threadpool(service.refresh)
+        for message in messages:
             outcome = message.split(" ", 1)[0]  # swapped, refused or unreachable
             metrics.swaps.labels(outcome).inc()
             logger.warning("model watch: %s", message)
+        if any(message.startswith("swapped") for message in messages):
+            await run_in_threadpool(settle_heap, True)
         metrics.show_versions(service)
 
 
@@ -38,6 +53,7 @@ async def precompute_reasons(service: Any, idle_seconds: float = 1.0) -> None:
 
     from serving.service import ServiceNotReady
 
+    settled = False
     while True:
         try:
             done, total = await run_in_threadpool(service.precompute_reasons)
@@ -47,7 +63,12 @@ async def precompute_reasons(service: Any, idle_seconds: float = 1.0) -> None:
             logger.warning("reason precompute failed: %s", type(error).__name__)
             done = total = 0
         if done >= total:
+            if not settled:
+                settle_heap()
+                settled = True
             await asyncio.sleep(idle_seconds)
+        else:
+            settled = False
 
 
 class _Measured:
@@ -69,6 +90,7 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
         from serving.service import ScoringService
 
         service = ScoringService.load(settings, tracking_uri)
+        settle_heap(collect=True)
         app.state.service = service
         metrics = app.state.metrics
         metrics.show_versions(service)
