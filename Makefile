@@ -10,7 +10,9 @@ ACCOUNTS ?= 5000
 SEED ?= 7
 TRIALS ?= 5
 
-.PHONY: env demo test lint format bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: env browser demo test lint format bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -22,6 +24,14 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 
 env: $(VENV)/.synced
 
+# headless Chromium from the system packages: the audit report's test renders it in a browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing headless Chromium (Debian package chromium) for the report test"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null \
+	  || { $(SUDO) apt-get update -q >/dev/null && \
+	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
+
 demo: env
 	$(VENV)/bin/cobranza simulate --accounts $(ACCOUNTS) --seed $(SEED) --out $(PORTFOLIO) --overwrite
 	$(VENV)/bin/cobranza validate $(PORTFOLIO)
@@ -30,10 +40,12 @@ demo: env
 	$(VENV)/bin/cobranza train --data $(PORTFOLIO) --experiment experiments/default.yaml --trials $(TRIALS)
 	# exit status 1 means the challenger did not earn promotion: a normal outcome here
 	$(VENV)/bin/cobranza promote --data $(PORTFOLIO) --experiment experiments/default.yaml || test $$? -eq 1
+	# the champion's fairness audit and KPIs (reports/); exit status 1 means a check is flagged
+	$(VENV)/bin/cobranza audit --model champion --data $(PORTFOLIO) --experiment experiments/default.yaml || test $$? -eq 1
 	# starts the scoring service on the portfolio, fetches today's worklist from it, stops it
 	$(VENV)/bin/cobranza worklist --portfolio $(PORTFOLIO)
 
-test: env
+test: env browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy data_contracts serving
@@ -51,4 +63,4 @@ bench: env
 	$(VENV)/bin/python -m benchmarks.simulate --accounts 1000000
 
 clean:
-	rm -rf .venv .tools data/demo data/mlflow
+	rm -rf .venv .tools data/demo data/mlflow reports

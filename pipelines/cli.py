@@ -483,24 +483,45 @@ def promote(
     reason: Annotated[
         str | None, typer.Option(help="Why, for the audit log [default: the metric comparison].")
     ] = None,
+    override_audit: Annotated[
+        str | None,
+        typer.Option(
+            help="Promote despite a flagged fairness audit; the written reason and "
+            "the flags go to the audit log."
+        ),
+    ] = None,
+    reports: Annotated[
+        Path, typer.Option(help="Where an audit run by the gate writes its report.")
+    ] = Path("reports"),
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Move `champion` to the challenger only if it beats the champion on the same recent test
-    window by the experiment's metric and margin; every decision goes to the audit log.
+    """Move `champion` to the challenger only if its fairness audit has no flagged check
+    (propensity model; audited now if it never was) and it beats the champion on the same
+    recent test window by the experiment's metric and margin; every decision goes to the
+    audit log.
 
     Exit status: 0 promoted (or the first champion), 1 refused, 2 unusable input.
     """
+    from data_contracts.settings import get_settings
+    from pipelines.audit import AuditError
     from pipelines.evaluate import EvaluationError, promote_challengers
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
     from training.splits import SplitError
 
     config, _ = _load_experiment(experiment)
+    if override_audit is not None and not override_audit.strip():
+        raise _fail("--override-audit needs a written reason")
+    rules = Path(get_settings().serving.contact_rules)
     with (
-        _user_errors("promoting", EvaluationError, RegistryError, TrainingError, SplitError),
-        _console(stderr=True).status("comparing challenger and champion"),
+        _user_errors(
+            "promoting", EvaluationError, RegistryError, TrainingError, SplitError, AuditError
+        ),
+        _console(stderr=True).status("auditing and comparing challenger and champion"),
     ):
-        decisions = promote_challengers(data, config, which, reason, tracking_uri)
+        decisions = promote_challengers(
+            data, config, which, reason, tracking_uri, override_audit, reports, rules
+        )
     for decision in decisions:
         _console().print(decision.message, soft_wrap=True)
     raise typer.Exit(0 if all(d.promoted for d in decisions) else 1)
@@ -602,6 +623,180 @@ def _print_worklist(body: dict, top: int) -> None:
     console.print(f"accounts: {counts}", soft_wrap=True)
     for excluded in body["excluded"][:3]:
         console.print(f"  account {excluded['account_id']}: {excluded['reason']}", soft_wrap=True)
+
+
+EXIT_AUDIT_FLAGGED = 1
+
+
+@app.command()
+def audit(
+    model: Annotated[
+        str, typer.Option(help="champion, challenger or a version number.")
+    ] = "champion",
+    data: Annotated[
+        Path, typer.Option(help="Portfolio folder whose recent test window is audited.")
+    ] = Path("data/demo"),
+    out: Annotated[Path, typer.Option(help="Folder for the report and summary.")] = Path("reports"),
+    experiment: Annotated[
+        Path | None, typer.Option(help="Experiment YAML (split, audit thresholds, costs).")
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="Contact rules for the KPIs [default: settings].")
+    ] = None,
+    log: Annotated[
+        bool, typer.Option(help="Log the report to the version's MLflow run (the gate reads it).")
+    ] = True,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Audit the propensity model: explanations, group fairness, proxies, drift and collection
+    KPIs, as one self-contained HTML page per model version.
+
+    Exit status: 0 pass or watch, 1 a check is flagged, 2 unusable input.
+    """
+    from data_contracts.settings import get_settings
+    from pipelines.audit import AuditError, audit_and_store
+    from pipelines.registry import RegistryError
+    from pipelines.train import TrainingError
+    from training.splits import SplitError
+
+    config, _ = _load_experiment(experiment)
+    rules = rules or Path(get_settings().serving.contact_rules)
+    with (
+        _user_errors("auditing", AuditError, RegistryError, TrainingError, SplitError),
+        _console(stderr=True).status("auditing") as status,
+    ):
+        result, (report, summary) = audit_and_store(
+            data,
+            config,
+            model,
+            out,
+            rules_path=rules,
+            tracking_uri=tracking_uri,
+            progress=lambda message: status.update(message),
+            log=log,
+        )
+    _print_audit(result)
+    console = _console()
+    console.print(f"report: {report}\nsummary: {summary}", soft_wrap=True)
+    if log:
+        console.print(
+            f"logged to MLflow run {result.run_id} under audit/; the service serves it at "
+            f"/v1/models/{result.model}/{result.version}/audit",
+            soft_wrap=True,
+        )
+    raise typer.Exit(EXIT_AUDIT_FLAGGED if result.verdict == "flag" else 0)
+
+
+def _print_audit(result) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    colors = {"pass": "green", "watch": "yellow", "flag": "bold red"}
+    table = Table(title=f"Audit of {result.model} v{result.version}: {result.verdict}")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for check in result.checks:
+        table.add_row(check.name, f"[{colors[check.status]}]{check.status}[/]", check.detail)
+    _console().print(table)
+
+
+@app.command()
+def kpis(
+    data: Annotated[Path, typer.Option(help="Portfolio folder.")] = Path("data/demo"),
+    start: Annotated[
+        str | None, typer.Option("--from", help="First day [default: the first placement].")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last day, excluded [default: the data's end].")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the tables (CSV) and plots (PNG).")
+    ] = None,
+    segments: Annotated[
+        bool, typer.Option(help="Print every segment, not only all segments together.")
+    ] = False,
+    experiment: Annotated[
+        Path | None, typer.Option(help="Experiment YAML (cost per contact by channel).")
+    ] = None,
+    rules: Annotated[Path | None, typer.Option(help="Contact rules [default: settings].")] = None,
+) -> None:
+    """Collection KPIs per week and segment: collection rate, right-party contacts per channel,
+    promises and kept promises, payments, cost per amount collected, roll rates between
+    days-past-due buckets and the share of accounts blocked by compliance limits."""
+    from data_contracts.settings import get_settings
+    from data_contracts.validation import ContractError
+    from pipelines.kpis import portfolio_kpis, write_kpis
+
+    config, _ = _load_experiment(experiment)
+    rules = rules or Path(get_settings().serving.contact_rules)
+    first, last = _timestamp(start, "--from"), _timestamp(end, "--to")
+    with (
+        _user_errors("computing KPIs", ContractError, FileNotFoundError),
+        _console(stderr=True).status("computing KPIs"),
+    ):
+        tables = portfolio_kpis(data, config.actions.contact_cost, rules, first, last)  # type: ignore[arg-type]
+    _print_kpis(tables, segments)
+    if out is not None:
+        written = write_kpis(tables, out)
+        _console().print(f"{len(written)} files written to {out}", soft_wrap=True)
+
+
+def _print_kpis(tables, segments: bool) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    weekly = tables["weekly"]
+    if not len(weekly):
+        _console().print("no activity in this period")
+        return
+    shown = weekly if segments else weekly[weekly["segment"] == "all"]
+    columns = {
+        "week": "week",
+        "segment": "segment",
+        "collected": "collected",
+        "collection_rate": "coll. rate",
+        "attempts": "attempts",
+        "promise_rate": "promise",
+        "kept_rate": "kept",
+        "average_payment": "avg pay",
+        "days_to_first_payment": "days to 1st",
+        "cost_per_amount_collected": "cost/coll.",
+    }
+    percent = {"collection_rate", "promise_rate", "kept_rate", "cost_per_amount_collected"}
+    table = Table(title="Collection KPIs per week")
+    for label in columns.values():
+        table.add_column(label, justify="left" if label in ("week", "segment") else "right")
+    for row in shown.itertuples(index=False):
+        cells = []
+        for column in columns:
+            value = getattr(row, column)
+            if isinstance(value, float):
+                cells.append(
+                    "-"
+                    if value != value
+                    else f"{value:.1%}"
+                    if column in percent
+                    else f"{value:,.1f}"
+                )
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    console = _console()
+    console.print(table)
+    channels = tables["channels"].groupby("channel")[["attempts", "right_party_contacts"]].sum()
+    rates = ", ".join(
+        f"{name} {row.right_party_contacts / row.attempts:.1%}"
+        for name, row in channels.iterrows()
+        if row.attempts
+    )
+    console.print(f"right-party-contact rate over the period: {rates}", soft_wrap=True)
+    blocked = tables["blocked"]
+    if len(blocked):
+        last = blocked.iloc[-1]
+        console.print(
+            f"open accounts that may not be called at the end of week {last['week']}: "
+            f"{last['blocked_share']:.1%} of {int(last['open_accounts']):,}",
+            soft_wrap=True,
+        )
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ last as-of times, after the embargo), with features from each model's own featur
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pipelines.registry import (
     CHALLENGER,
     CHAMPION,
     MODEL_NAMES,
+    PROPENSITY_MODEL,
     actor,
     alias_version,
     load_model,
@@ -95,15 +97,65 @@ class Decision:
     metrics: dict[str, Any]
 
 
+def audit_gate(
+    folder: Path,
+    config: ExperimentConfig,
+    version: str,
+    override: str | None,
+    store: Any,
+    reports: Path,
+    rules_path: Path | None = None,
+    tracking_uri: str | None = None,
+) -> str | None:
+    """Why the propensity model `version` may not be promoted, or None when it may.
+
+    Reads the version's stored audit (`cobranza audit`), or audits it now and stores it. A
+    flagged check blocks unless `override` gives a written reason, which goes to the audit log
+    with the flags it overrides."""
+    from pipelines.audit import SUMMARY_FILE, audit_and_store, stored_audit
+
+    text = stored_audit(PROPENSITY_MODEL, version, SUMMARY_FILE)
+    if text is not None:
+        summary = json.loads(text)
+        verdict, flags = summary["verdict"], summary["flags"]
+    else:
+        result, _ = audit_and_store(
+            folder, config, version, reports, rules_path, tracking_uri=tracking_uri
+        )
+        verdict = result.verdict
+        flags = [c.as_dict() for c in result.checks if c.status == "flag"]
+    if verdict != "flag":
+        return None
+    flagged = "; ".join(f"{f['name']}: {f['detail']}" for f in flags)
+    if override and override.strip():
+        record(
+            store,
+            {
+                "action": "audit_override",
+                "model": PROPENSITY_MODEL,
+                "version": version,
+                "who": actor(),
+                "why": override.strip(),
+                "flags": flags,
+            },
+        )
+        return None
+    return f"the audit flags {flagged}"
+
+
 def promote_challengers(
     folder: Path,
     config: ExperimentConfig,
     which: str,
     reason: str | None,
     tracking_uri: str | None,
+    override_audit: str | None = None,
+    reports: Path = Path("reports"),
+    rules_path: Path | None = None,
 ) -> list[Decision]:
-    """For each model: make the challenger champion only if it beats the champion by the
-    configured metric and margin on the same test window; record every decision."""
+    """For each model: make the challenger champion only if its audit passes (propensity;
+    see `audit_gate`) and it beats the champion by the configured metric and margin on the
+    same test window; record every decision."""
     store = open_registry(tracking_uri)
     data = _Data(folder, config)
     decisions = []
@@ -116,6 +168,34 @@ def promote_challengers(
             )
             decisions.append(Decision(name, champion is not None, f"{name}: {state}", {}))
             continue
+        if kind == "propensity" and config.promotion.require_audit:
+            blocked = audit_gate(
+                folder,
+                config,
+                str(challenger.version),
+                override_audit,
+                store,
+                reports,
+                rules_path,
+                tracking_uri,
+            )
+            if blocked is not None:
+                record(
+                    store,
+                    {
+                        "action": "refused_promotion",
+                        "model": name,
+                        "version": str(challenger.version),
+                        "who": actor(),
+                        "why": blocked,
+                    },
+                )
+                message = (
+                    f"{name}: v{challenger.version} not promoted; {blocked} (override with "
+                    '--override-audit "a written reason")'
+                )
+                decisions.append(Decision(name, False, message, {"audit": "flag"}))
+                continue
         if champion is None:
             set_alias(store, name, CHAMPION, challenger.version, reason or "no champion yet")
             remove_alias(store, name, CHALLENGER, "promoted to champion")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from serving.dependencies import Authorized, Service
 from serving.schemas import (
@@ -84,6 +84,37 @@ async def models(service: Service) -> ModelsResponse:
             for m in loaded
         ]
     )
+
+
+@api.get(
+    "/models/{name}/{version}/audit",
+    response_class=HTMLResponse,
+    summary="The audit report of a model version (self-contained HTML)",
+    description="The page `cobranza audit` logged to the version's MLflow run: explanations, "
+    "group fairness, proxies, drift, collection KPIs, the data window and the model card. "
+    "Open it in a browser; it needs nothing else.",
+    responses={
+        200: {"content": {"text/html": {"example": "<!DOCTYPE html><html>...</html>"}}},
+        404: {"description": "No audit stored for this model version"},
+    },
+)
+async def audit_report(
+    name: Annotated[
+        str,
+        Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", examples=["cobranza-propensity"]),
+    ],
+    version: Annotated[int, Path(ge=1, le=2**31 - 1, examples=[3])],
+) -> HTMLResponse:
+    from pipelines.audit import REPORT_FILE, stored_audit
+
+    page = await run_in_threadpool(stored_audit, name, str(version), REPORT_FILE)
+    if page is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"no audit stored for {name} version {version} "
+            f"(run `cobranza audit --model {version}`)",
+        )
+    return HTMLResponse(page)
 
 
 @api.post(

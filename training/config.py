@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from training.audit import AuditThresholds
+
 
 class ExperimentError(ValueError):
     """The experiment file cannot be used (missing, not YAML, or an invalid setting)."""
@@ -68,6 +70,9 @@ class PromotionSettings(_Strict):
     """For the next-best-action model: the off-policy value of its policy (net amount per
     contact) or the contactability AUC."""
     action_margin: float = Field(default=0.0, ge=0)
+    require_audit: bool = True
+    """The propensity challenger's fairness audit (`cobranza audit`) must have no flagged check;
+    a flag blocks promotion unless overridden with a written reason."""
 
 
 class ActionSettings(_Strict):
@@ -117,6 +122,8 @@ class ExperimentConfig(_Strict):
     tuning: TuningSettings = TuningSettings()
     promotion: PromotionSettings = PromotionSettings()
     actions: ActionSettings = ActionSettings()
+    audit: AuditThresholds = AuditThresholds()
+    """What the fairness audit flags; `cobranza promote` blocks a flagged challenger."""
     register_models: bool = True
     """Register the models in the MLflow registry (a new version becomes `challenger`)."""
     train_next_best_action: bool = True

@@ -54,6 +54,27 @@ def test_train_evaluate_promote_from_the_command_line(
     assert done.returncode == 0, done.stderr  # nothing to promote: the champion stays
     assert "no challenger to promote; champion is v1" in done.stdout
 
+    # the manager's audit of the champion: a report per version, honest model not flagged
+    reports = tmp_path / "reports"
+    done = run(data, "audit", *args, "--model", "champion", "--out", str(reports))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Audit of cobranza-propensity v1" in done.stdout and "group fairness" in done.stdout
+    assert (reports / "cobranza-propensity-v1" / "audit.html").is_file()
+    summary = json.loads((reports / "cobranza-propensity-v1" / "audit.json").read_text())
+    assert summary["protected_inputs"] == [] and summary["verdict"] in {"pass", "watch"}
+
+    # the operation's KPIs, as tables and plots
+    kpis = tmp_path / "kpis"
+    done = run(data, "kpis", "--data", str(featured_portfolio), "--out", str(kpis))
+    assert done.returncode == 0, done.stderr
+    assert "Collection KPIs per week" in done.stdout and "right-party-contact" in done.stdout
+    assert {"weekly.csv", "channels.csv", "roll_rates.csv", "blocked.csv"} <= {
+        p.name for p in kpis.iterdir()
+    }
+    assert any(p.suffix == ".png" for p in kpis.iterdir())
+    done = run(data, "kpis", "--data", str(featured_portfolio), "--from", "someday")
+    assert done.returncode == 2 and "--from" in done.stderr
+
     # the service starts on the portfolio, answers a worklist, and stops
     done = run(data, "features", "materialize", str(featured_portfolio))
     assert done.returncode == 0, done.stderr

@@ -295,3 +295,26 @@ def test_reason_codes_are_precomputed_for_every_stored_account(service: Running)
         json={"accounts": [{"account_id": account_id, "features": _payload(service, account_id)}]},
     ).json()["items"][0]["reasons"]
     assert first == fresh  # payloads never use the cache: computed now, same answer
+
+
+def test_audit_reports_are_served_per_model_version(service: Running, tmp_path: Path) -> None:
+    from pipelines.audit import audit_and_store
+    from tests.serving.conftest import QUICK
+    from training.config import ExperimentConfig
+
+    api = client(service)
+    missing = api.get("/v1/models/cobranza-propensity/1/audit")
+    assert missing.status_code == 404 and "cobranza audit" in missing.json()["detail"]
+    config = ExperimentConfig.model_validate({**QUICK, "audit": {"bootstrap": 50}})
+    result, (report, _) = audit_and_store(
+        service.portfolio, config, "1", tmp_path, tracking_uri=service.tracking_uri
+    )
+    served = api.get(f"/v1/models/{result.model}/{result.version}/audit")
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("text/html")
+    assert served.text == report.read_text()
+    assert client(service, None).get("/v1/models/cobranza-propensity/1/audit").status_code == 401
+    assert api.get("/v1/models/cobranza-propensity/999/audit").status_code == 404
+    assert api.get("/v1/models/no-such-model/1/audit").status_code == 404
+    assert api.get("/v1/models/cobranza-propensity/0/audit").status_code == 422
+    assert api.get("/v1/models/..%2F..%2Fetc/1/audit").status_code in {404, 422}

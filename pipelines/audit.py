@@ -1,0 +1,352 @@
+"""`cobranza audit`: the fairness, explanation and drift audit of a registered propensity model
+on a portfolio's recent test window, its HTML report, and where both are kept.
+
+The report and a JSON summary are written to a folder and logged to the model version's MLflow
+run under `audit/`; the version gets the tags `fairness_audit.verdict` and `fairness_audit.at`.
+The promotion gate and the service read them back from there.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.registry import PROPENSITY_MODEL, open_registry, resolve_version
+from training.audit import (
+    PROTECTED_ATTRIBUTES,
+    Check,
+    audit_checks,
+    group_metrics,
+    population_stability,
+    protected_inputs,
+    proxy_strength,
+    psi,
+    top_of_worklist,
+    verdict,
+)
+from training.config import ExperimentConfig
+from training.splits import TEST, TRAIN
+
+AUDIT_ARTIFACTS = "audit"
+REPORT_FILE = "audit.html"
+CARD_FILE = "model_card.md"
+VERDICT_TAG, AUDITED_AT_TAG = "fairness_audit.verdict", "fairness_audit.at"
+SUMMARY_FILE = "audit.json"
+EXPLAIN_SAMPLE = 2000
+DRIFT_SAMPLE = 20_000
+PROXY_SAMPLE = 10_000
+Progress = Callable[[str], None]
+
+
+class AuditError(RuntimeError):
+    """The audit cannot run on this data (no test window, no debtors' attributes)."""
+
+
+@dataclass
+class AuditResult:
+    model: str
+    version: str
+    run_id: str | None
+    checks: list[Check]
+    groups: pd.DataFrame
+    proxies: pd.DataFrame
+    drift: pd.DataFrame
+    score_psi: float
+    mean_abs_shap: pd.Series
+    reason_counts: pd.DataFrame
+    features: list[str]
+    window: dict[str, Any]
+    thresholds: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)
+    kpis: dict[str, pd.DataFrame] = field(default_factory=dict)
+    card: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.checks)
+
+    def summary(self) -> dict[str, Any]:
+        """What the gate and the API read: JSON-ready."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "run_id": self.run_id,
+            "verdict": self.verdict,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "checks": [c.as_dict() for c in self.checks],
+            "flags": [c.as_dict() for c in self.checks if c.status == "flag"],
+            "features": self.features,
+            "protected_inputs": protected_inputs(self.features),
+            "window": self.window,
+            "thresholds": self.thresholds,
+            "groups": json.loads(self.groups.to_json(orient="records")),
+            "proxies": json.loads(self.proxies.to_json(orient="records")),
+            "score_psi": self.score_psi,
+            "drift_top": json.loads(self.drift.head(20).to_json(orient="records")),
+        }
+
+
+def _attributes(folder: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """The audit-only attributes of each row's debtor (read here, never joined into a
+    model input)."""
+    debtors = pd.read_parquet(folder / "debtors.parquet")
+    present = [a for a in PROTECTED_ATTRIBUTES if a in debtors.columns]
+    if not present:
+        raise AuditError(f"{folder}: the debtors table has none of {PROTECTED_ATTRIBUTES}")
+    by_debtor = debtors.set_index("debtor_id")[present]
+    return by_debtor.reindex(frame["debtor_id"].to_numpy()).reset_index(drop=True)
+
+
+def _reason_counts(reasons: list[list[dict[str, Any]]]) -> pd.DataFrame:
+    """How often each (feature, direction) is the first reason given."""
+    first = [(r[0]["feature"], r[0]["direction"]) for r in reasons if r]
+    if not first:
+        return pd.DataFrame(columns=["feature", "direction", "accounts", "share"])
+    table = pd.DataFrame(first, columns=["feature", "direction"]).value_counts().reset_index()
+    table.columns = ["feature", "direction", "accounts"]
+    table["share"] = table["accounts"] / len(first)
+    return table
+
+
+def run_audit(
+    folder: Path,
+    config: ExperimentConfig,
+    which: str = "champion",
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    score_shift: Callable[[pd.DataFrame, np.ndarray], np.ndarray] | None = None,
+) -> AuditResult:
+    """Audit the propensity model `which` (alias or version number) on `folder`.
+
+    `score_shift(rows, scores)` changes the scores before they are audited: only for
+    showing what the audit catches (a planted bias in the tests and the walkthrough)."""
+    from pipelines.evaluate import _Data
+    from pipelines.registry import load_model
+
+    say = progress or (lambda _: None)
+    open_registry(tracking_uri)
+    version = resolve_version(PROPENSITY_MODEL, which)
+    model, _ = load_model(PROPENSITY_MODEL, str(version.version))
+    service = getattr(model, "metadata_", {}).get("feature_service", config.feature_service)
+    # label the window with the model's own horizon, whatever the experiment file says
+    config = config.model_copy(update={"horizon_days": int(model.horizon_days)})
+    say(f"preparing the audit window of {folder}")
+    prepared = _Data(Path(folder), config).get(service)
+    frame = prepared.propensity
+    audit = frame[frame["split"] == TEST].reset_index(drop=True)
+    train = frame[frame["split"] == TRAIN].reset_index(drop=True)
+    if not len(audit):
+        raise AuditError(f"{folder}: no rows in the test window to audit")
+    thresholds = config.audit
+    horizon = int(model.horizon_days)
+    label, score_column = f"paid_{horizon}d", f"p_payment_{horizon}d"
+    if label not in audit.columns:
+        raise AuditError(f"{folder}: no {label} label for the model's {horizon}-day horizon")
+    say(f"scoring {len(audit):,} rows")
+    scores = model.predict_frame(audit)[score_column].to_numpy(float)
+    if score_shift is not None:
+        scores = score_shift(audit, scores)
+    attributes = _attributes(Path(folder), audit)
+    scored = pd.concat([attributes, audit[["event_timestamp", "debtor_id"]]], axis=1).assign(
+        score=scores, label=audit[label].to_numpy(int)
+    )
+    scored["selected"] = top_of_worklist(
+        scored["score"], scored["event_timestamp"], thresholds.top_share
+    )
+    say("group metrics")
+    groups = pd.concat(
+        [
+            group_metrics(scored, attribute, thresholds, seed=config.seed, cluster="debtor_id")
+            for attribute in attributes.columns
+        ],
+        ignore_index=True,
+    )
+    features = list(model.feature_names_)
+    say("proxies")
+    encoded = model.encoder_.transform(audit)
+    sample = np.random.default_rng(config.seed).permutation(len(audit))[:DRIFT_SAMPLE]
+    # one row per debtor (their latest): with repeated rows of a debtor in different folds the
+    # proxy model would recognize the debtor rather than the attribute
+    latest = audit.reset_index(drop=True).sort_values("event_timestamp")
+    one_each = latest.drop_duplicates("debtor_id", keep="last").index.to_numpy()
+    one_each = np.random.default_rng(config.seed).permutation(one_each)[:PROXY_SAMPLE]
+    proxies = proxy_strength(
+        encoded.iloc[one_each].reset_index(drop=True),
+        attributes.iloc[one_each].reset_index(drop=True),
+        thresholds.min_group_size,
+        seed=config.seed,
+    )
+    say("drift")
+    if len(train):
+        train_sample = train.sample(min(len(train), DRIFT_SAMPLE), random_state=config.seed)
+        drift = population_stability(
+            model.encoder_.transform(train_sample), encoded.iloc[sample], features
+        )
+        train_scores = model.predict_frame(train_sample)[score_column].to_numpy(float)
+        score_psi = psi(pd.Series(train_scores), pd.Series(scores))
+    else:
+        drift = pd.DataFrame({"feature": features, "psi": np.zeros(len(features))})
+        train_scores, score_psi = scores, 0.0
+    say("explanations")
+    explain_rows = audit.iloc[sample[:EXPLAIN_SAMPLE]].reset_index(drop=True)
+    values, _ = model.explain(explain_rows)
+    mean_abs = pd.Series(np.abs(values).mean(axis=0), index=features).sort_values(ascending=False)
+    reasons = _reason_counts(model.reasons(explain_rows, 3))
+    checks = audit_checks(features, groups, proxies, drift, score_psi, thresholds)
+    times = audit["event_timestamp"]
+    window = {
+        "portfolio": Path(folder).resolve().name,
+        "feature_service": service,
+        "audit_from": str(times.min())[:10],
+        "audit_to": str(times.max())[:10],
+        "audit_rows": len(audit),
+        "as_of_times": int(times.nunique()),
+        "train_from": str(train["event_timestamp"].min())[:10] if len(train) else None,
+        "train_to": str(train["event_timestamp"].max())[:10] if len(train) else None,
+        "train_rows": len(train),
+        "label": f"any payment within {horizon} days",
+        "explained_rows": len(explain_rows),
+        "top_share": thresholds.top_share,
+        "data_end": str(prepared.data_end)[:10],
+    }
+    result = AuditResult(
+        card=run_artifact(version.run_id, CARD_FILE),
+        model=PROPENSITY_MODEL,
+        version=str(version.version),
+        run_id=version.run_id,
+        checks=checks,
+        groups=groups,
+        proxies=proxies,
+        drift=drift,
+        score_psi=score_psi,
+        mean_abs_shap=mean_abs,
+        reason_counts=reasons,
+        features=features,
+        window=window,
+        thresholds=thresholds.model_dump(),
+    )
+    say("figures")
+    result.figures = _figures(
+        result, values, model.encoder_.transform(explain_rows), train_scores, scores
+    )
+    return result
+
+
+def _figures(
+    result: AuditResult,
+    values: np.ndarray,
+    shown: pd.DataFrame,
+    train_scores: np.ndarray,
+    scores: np.ndarray,
+) -> dict[str, Any]:
+    from training.plots import (
+        adverse_impact_figure,
+        dependence_figure,
+        mean_shap_figure,
+        score_distribution_figure,
+        shap_summary_figure,
+    )
+
+    figures: dict[str, Any] = {
+        "mean_shap": mean_shap_figure(result.mean_abs_shap),
+        "shap_summary": shap_summary_figure(values, shown, top=15),
+        "scores": score_distribution_figure(train_scores, scores),
+    }
+    for feature in result.mean_abs_shap.index[:3]:
+        figures[f"dependence_{feature}"] = dependence_figure(values, shown, feature)
+    minimum = float(result.thresholds["adverse_impact_min"])
+    for attribute, table in result.groups.groupby("attribute", sort=False):
+        figures[f"air_{attribute}"] = adverse_impact_figure(table, str(attribute), minimum)
+    return figures
+
+
+def audit_and_store(
+    folder: Path,
+    config: ExperimentConfig,
+    which: str,
+    out: Path,
+    rules_path: Path | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    log: bool = True,
+    score_shift: Callable[[pd.DataFrame, np.ndarray], np.ndarray] | None = None,
+) -> tuple[AuditResult, tuple[Path, Path]]:
+    """`run_audit`, with the portfolio's collection KPIs when `rules_path` is given, written
+    to `out/<model>-v<version>/` and (with `log`) logged to the version's MLflow run."""
+    from pipelines.kpis import kpi_figures, portfolio_kpis
+
+    say = progress or (lambda _: None)
+    result = run_audit(folder, config, which, tracking_uri, progress, score_shift)
+    if rules_path is not None:
+        say("collection KPIs")
+        result.kpis = portfolio_kpis(folder, config.actions.contact_cost, rules_path)
+        result.figures.update(kpi_figures(result.kpis))
+    say("writing the report")
+    files = write_audit(result, Path(out) / f"{result.model}-v{result.version}")
+    if log:
+        log_audit(result, files)
+    return result, files
+
+
+def write_audit(result: AuditResult, out: Path) -> tuple[Path, Path]:
+    """The self-contained HTML report and the JSON summary, into `out`."""
+    from pipelines.report import render_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    report, summary = out / REPORT_FILE, out / SUMMARY_FILE
+    report.write_text(render_report(result, result.card), encoding="utf-8")
+    summary.write_text(json.dumps(result.summary(), indent=2, default=str), encoding="utf-8")
+    return report, summary
+
+
+def log_audit(result: AuditResult, files: tuple[Path, Path]) -> None:
+    """Log the report and summary to the model version's run; tag the version."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    if result.run_id:
+        for path in files:
+            client.log_artifact(result.run_id, str(path), AUDIT_ARTIFACTS)
+    client.set_model_version_tag(result.model, result.version, VERDICT_TAG, result.verdict)
+    client.set_model_version_tag(
+        result.model,
+        result.version,
+        AUDITED_AT_TAG,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def run_artifact(run_id: str | None, path: str) -> str | None:
+    """The text of one artifact of an MLflow run, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not run_id:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = MlflowClient().download_artifacts(run_id, path, folder)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def stored_audit(name: str, version: str, file: str = SUMMARY_FILE) -> str | None:
+    """The stored report (`audit.html`) or summary (`audit.json`) of a model version, or
+    None when it was never audited (or the version does not exist)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        run_id = MlflowClient().get_model_version(name, version).run_id
+    except MlflowException:
+        return None
+    return run_artifact(run_id, f"{AUDIT_ARTIFACTS}/{file}")
