@@ -764,7 +764,10 @@ def _print_kpis(tables, segments: bool) -> None:  # type: ignore[no-untyped-def]
     percent = {"collection_rate", "promise_rate", "kept_rate", "cost_per_amount_collected"}
     table = Table(title="Collection KPIs per week")
     for label in columns.values():
-        table.add_column(label, justify="left" if label in ("week", "segment") else "right")
+        if label in ("week", "segment"):
+            table.add_column(label, no_wrap=True, min_width=10 if label == "week" else 3)
+        else:
+            table.add_column(label, justify="right", overflow="fold")
     for row in shown.itertuples(index=False):
         cells = []
         for column in columns:
@@ -775,7 +778,7 @@ def _print_kpis(tables, segments: bool) -> None:  # type: ignore[no-untyped-def]
                     if value != value
                     else f"{value:.1%}"
                     if column in percent
-                    else f"{value:,.1f}"
+                    else f"{value:,.0f}"
                 )
             else:
                 cells.append(str(value))
