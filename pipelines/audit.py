@@ -33,6 +33,7 @@ from training.audit import (
     verdict,
 )
 from training.config import ExperimentConfig
+from training.explain import Reason, reasons_for_rows
 from training.splits import TEST, TRAIN
 
 AUDIT_ARTIFACTS = "audit"
@@ -68,6 +69,7 @@ class AuditResult:
     figures: dict[str, Any] = field(default_factory=dict)
     kpis: dict[str, pd.DataFrame] = field(default_factory=dict)
     card: str | None = None
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def verdict(self) -> str:
@@ -80,7 +82,7 @@ class AuditResult:
             "version": self.version,
             "run_id": self.run_id,
             "verdict": self.verdict,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "at": self.at,
             "checks": [c.as_dict() for c in self.checks],
             "flags": [c.as_dict() for c in self.checks if c.status == "flag"],
             "features": self.features,
@@ -105,9 +107,9 @@ def _attributes(folder: Path, frame: pd.DataFrame) -> pd.DataFrame:
     return by_debtor.reindex(frame["debtor_id"].to_numpy()).reset_index(drop=True)
 
 
-def _reason_counts(reasons: list[list[dict[str, Any]]]) -> pd.DataFrame:
+def _reason_counts(reasons: list[list[Reason]]) -> pd.DataFrame:
     """How often each (feature, direction) is the first reason given."""
-    first = [(r[0]["feature"], r[0]["direction"]) for r in reasons if r]
+    first = [(r[0].feature, r[0].direction) for r in reasons if r]
     if not first:
         return pd.DataFrame(columns=["feature", "direction", "accounts", "share"])
     table = pd.DataFrame(first, columns=["feature", "direction"]).value_counts().reset_index()
@@ -128,25 +130,27 @@ def run_audit(
 
     `score_shift(rows, scores)` changes the scores before they are audited: only for
     showing what the audit catches (a planted bias in the tests and the walkthrough)."""
-    from pipelines.evaluate import _Data
     from pipelines.registry import load_model
+    from pipelines.train import prepare_data
 
     say = progress or (lambda _: None)
     open_registry(tracking_uri)
     version = resolve_version(PROPENSITY_MODEL, which)
     model, _ = load_model(PROPENSITY_MODEL, str(version.version))
     service = getattr(model, "metadata_", {}).get("feature_service", config.feature_service)
-    # label the window with the model's own horizon, whatever the experiment file says
-    config = config.model_copy(update={"horizon_days": int(model.horizon_days)})
+    horizon = int(model.horizon_days)
+    # the model's own feature service and horizon, whatever the experiment file says
+    config = config.model_copy(update={"feature_service": service, "horizon_days": horizon})
     say(f"preparing the audit window of {folder}")
-    prepared = _Data(Path(folder), config).get(service)
+    prepared = prepare_data(Path(folder), config)
+    if prepared.split is None:
+        raise AuditError(f"{folder}: one as-of time only; the audit needs a recent test window")
     frame = prepared.propensity
     audit = frame[frame["split"] == TEST].reset_index(drop=True)
     train = frame[frame["split"] == TRAIN].reset_index(drop=True)
     if not len(audit):
         raise AuditError(f"{folder}: no rows in the test window to audit")
     thresholds = config.audit
-    horizon = int(model.horizon_days)
     label, score_column = f"paid_{horizon}d", f"p_payment_{horizon}d"
     if label not in audit.columns:
         raise AuditError(f"{folder}: no {label} label for the model's {horizon}-day horizon")
@@ -175,7 +179,7 @@ def run_audit(
     sample = np.random.default_rng(config.seed).permutation(len(audit))[:DRIFT_SAMPLE]
     # one row per debtor (their latest): with repeated rows of a debtor in different folds the
     # proxy model would recognize the debtor rather than the attribute
-    latest = audit.reset_index(drop=True).sort_values("event_timestamp")
+    latest = audit.sort_values("event_timestamp")
     one_each = latest.drop_duplicates("debtor_id", keep="last").index.to_numpy()
     one_each = np.random.default_rng(config.seed).permutation(one_each)[:PROXY_SAMPLE]
     proxies = proxy_strength(
@@ -196,10 +200,11 @@ def run_audit(
         drift = pd.DataFrame({"feature": features, "psi": np.zeros(len(features))})
         train_scores, score_psi = scores, 0.0
     say("explanations")
-    explain_rows = audit.iloc[sample[:EXPLAIN_SAMPLE]].reset_index(drop=True)
+    explained = sample[:EXPLAIN_SAMPLE]
+    explain_rows = audit.iloc[explained].reset_index(drop=True)
     values, _ = model.explain(explain_rows)
     mean_abs = pd.Series(np.abs(values).mean(axis=0), index=features).sort_values(ascending=False)
-    reasons = _reason_counts(model.reasons(explain_rows, 3))
+    reasons = _reason_counts(reasons_for_rows(values, explain_rows, features, 3))
     checks = audit_checks(features, groups, proxies, drift, score_psi, thresholds)
     times = audit["event_timestamp"]
     window = {
@@ -234,9 +239,8 @@ def run_audit(
         thresholds=thresholds.model_dump(),
     )
     say("figures")
-    result.figures = _figures(
-        result, values, model.encoder_.transform(explain_rows), train_scores, scores
-    )
+    shown = encoded.iloc[explained].reset_index(drop=True)
+    result.figures = _figures(result, values, shown, train_scores, scores)
     return result
 
 
@@ -316,12 +320,7 @@ def log_audit(result: AuditResult, files: tuple[Path, Path]) -> None:
         for path in files:
             client.log_artifact(result.run_id, str(path), AUDIT_ARTIFACTS)
     client.set_model_version_tag(result.model, result.version, VERDICT_TAG, result.verdict)
-    client.set_model_version_tag(
-        result.model,
-        result.version,
-        AUDITED_AT_TAG,
-        datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+    client.set_model_version_tag(result.model, result.version, AUDITED_AT_TAG, result.at)
 
 
 def run_artifact(run_id: str | None, path: str) -> str | None:

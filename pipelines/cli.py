@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from data_contracts.validation import ValidationResult
+    from pipelines.audit import AuditResult
 
 app = typer.Typer(
     name="cobranza",
@@ -687,7 +690,7 @@ def audit(
     raise typer.Exit(EXIT_AUDIT_FLAGGED if result.verdict == "flag" else 0)
 
 
-def _print_audit(result) -> None:  # type: ignore[no-untyped-def]
+def _print_audit(result: AuditResult) -> None:
     from rich.table import Table
 
     colors = {"pass": "green", "watch": "yellow", "flag": "bold red"}
@@ -741,7 +744,7 @@ def kpis(
         _console().print(f"{len(written)} files written to {out}", soft_wrap=True)
 
 
-def _print_kpis(tables, segments: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_kpis(tables: dict[str, pd.DataFrame], segments: bool) -> None:
     from rich.table import Table
 
     weekly = tables["weekly"]

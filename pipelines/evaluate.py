@@ -143,6 +143,15 @@ def audit_gate(
     return f"the audit flags {flagged}"
 
 
+def _refuse(
+    store: Any, name: str, version: str, why: str, metrics: dict[str, Any] | None = None
+) -> None:
+    """Log a refused promotion (who, why, and the comparison when there was one)."""
+    entry = {"action": "refused_promotion", "model": name, "version": version}
+    entry |= {"who": actor(), "why": why} | ({"metrics": metrics} if metrics else {})
+    record(store, entry)
+
+
 def promote_challengers(
     folder: Path,
     config: ExperimentConfig,
@@ -180,16 +189,7 @@ def promote_challengers(
                 tracking_uri,
             )
             if blocked is not None:
-                record(
-                    store,
-                    {
-                        "action": "refused_promotion",
-                        "model": name,
-                        "version": str(challenger.version),
-                        "who": actor(),
-                        "why": blocked,
-                    },
-                )
+                _refuse(store, name, str(challenger.version), blocked)
                 message = (
                     f"{name}: v{challenger.version} not promoted; {blocked} (override with "
                     '--override-audit "a written reason")'
@@ -229,16 +229,7 @@ def promote_challengers(
             remove_alias(store, name, CHALLENGER, "promoted to champion")
             decisions.append(Decision(name, True, f"{name}: promoted; {summary}", comparison))
         else:
-            record(
-                store,
-                {
-                    "action": "refused_promotion",
-                    "model": name,
-                    "version": str(challenger.version),
-                    "who": actor(),
-                    "why": reason or f"challenger does not beat the champion: {summary}",
-                    "metrics": comparison,
-                },
-            )
+            why = reason or f"challenger does not beat the champion: {summary}"
+            _refuse(store, name, str(challenger.version), why, comparison)
             decisions.append(Decision(name, False, f"{name}: not promoted; {summary}", comparison))
     return decisions

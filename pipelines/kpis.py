@@ -70,8 +70,8 @@ def weekly_kpis(
     docstring except the per-channel ones (see `channel_kpis`)."""
     accounts = tables["accounts"][["account_id", "product", "original_balance", "placed_at"]]
     segment_of = accounts.set_index("account_id")["product"].astype(str)
-    payments = collected_payments(tables)
-    payments = _window(payments, "paid_at", start, end)
+    collected_all = collected_payments(tables)
+    payments = _window(collected_all, "paid_at", start, end)
     payments = payments.assign(week=_week(payments["paid_at"]))
     contacts = _window(tables["contacts"], "attempted_at", start, end)
     contacts = contacts.assign(
@@ -90,7 +90,7 @@ def weekly_kpis(
     if not len(weeks):
         return pd.DataFrame()
     placed = accounts.assign(placed_week=_week(accounts["placed_at"]))
-    first_paid = collected_payments(tables).groupby("account_id")["paid_at"].min()
+    first_paid = collected_all.groupby("account_id")["paid_at"].min()
     placed = placed.assign(
         days_to_first=(placed["account_id"].map(first_paid) - placed["placed_at"]).dt.days
     )
@@ -224,7 +224,8 @@ def blocked_shares(
     worklist's own rules, and the reasons' mix."""
     from serving.worklist import channel_blocks, contact_histories
 
-    accounts, debtors = tables["accounts"], tables["debtors"]
+    debtor_of = tables["accounts"].set_index("account_id")["debtor_id"]
+    debtors = tables["debtors"]
     zone_of_debtor = debtors.set_index("debtor_id")["timezone"].astype(str)
     region_of_debtor = debtors.set_index("debtor_id")["region"].astype(str)
     rows = []
@@ -232,7 +233,7 @@ def blocked_shares(
         day = (pd.Timestamp(week) + pd.Timedelta(days=7)).date()
         states = account_states(tables, pd.Timestamp(day).tz_localize("UTC"))
         open_ids = states.index[states != SETTLED]
-        debtor = accounts.set_index("account_id").loc[open_ids, "debtor_id"]
+        debtor = debtor_of.loc[open_ids]
         zones = pd.Series(debtor.map(zone_of_debtor).to_numpy(), index=open_ids)
         histories = contact_histories(tables["contacts"], zones, day, rules.lookback_days())
         kinds = {"call cap": 0, "recent conversation": 0, "opted out": 0, "dispute": 0}

@@ -184,41 +184,35 @@ def _interval(row: pd.Series, name: str, percent: bool = True) -> str:
     return text
 
 
+GROUP_COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("at the top", "top_share", True),
+    ("adverse impact ratio", "adverse_impact_ratio", False),
+    ("true positive rate", "tpr", True),
+    ("opportunity ratio", "opportunity_ratio", False),
+    ("false positive rate", "fpr", True),
+    ("mean predicted", "mean_predicted", True),
+    ("actual rate", "actual_rate", True),
+)
+"""The group table's interval columns: heading, metric, shown as a percentage."""
+
+
 def group_table(table: pd.DataFrame) -> str:
     """One attribute's groups: size, rates with intervals, status."""
     from markupsafe import escape
 
-    shown = pd.DataFrame(
-        {
-            "group": table["group"],
-            "rows (debtors)": [
-                f"{r['size']:,} ({r['effective_size']:,})" for _, r in table.iterrows()
-            ],
-            "at the top": [_interval(r, "top_share") for _, r in table.iterrows()],
-            "adverse impact ratio": [
-                _interval(r, "adverse_impact_ratio", percent=False) for _, r in table.iterrows()
-            ],
-            "true positive rate": [_interval(r, "tpr") for _, r in table.iterrows()],
-            "opportunity ratio": [
-                _interval(r, "opportunity_ratio", percent=False) for _, r in table.iterrows()
-            ],
-            "false positive rate": [_interval(r, "fpr") for _, r in table.iterrows()],
-            "mean predicted": [_interval(r, "mean_predicted") for _, r in table.iterrows()],
-            "actual rate": [_interval(r, "actual_rate") for _, r in table.iterrows()],
-        }
-    )
-    head = "".join(f"<th>{escape(c)}</th>" for c in [*shown.columns, "status"])
+    headings = ["group", "rows (debtors)", *(c[0] for c in GROUP_COLUMNS), "status"]
+    head = "".join(f"<th>{escape(c)}</th>" for c in headings)
     rows = []
-    for (_, row), status, note, reference in zip(
-        shown.iterrows(), table["status"], table["note"], table["reference"], strict=True
-    ):
-        cells = [f'<td class="text">{escape(str(row["group"]))}{" ★" if reference else ""}</td>']
+    for _, row in table.iterrows():
+        star = " ★" if row["reference"] else ""
+        cells = [f'<td class="text">{escape(str(row["group"]))}{star}</td>']
+        cells.append(f"<td>{row['size']:,} ({row['effective_size']:,})</td>")
         cells += [
-            f"<td>{escape(str(v) if not isinstance(v, int) else f'{v:,}')}</td>"
-            for v in row.iloc[1:]
+            f"<td>{escape(_interval(row, name, percent))}</td>"
+            for _, name, percent in GROUP_COLUMNS
         ]
-        badge = f'<span class="status {status}">{STATUS_WORDS[status]}</span>'
-        cells.append(f'<td class="text">{badge} {escape(note)}</td>')
+        badge = f'<span class="status {row["status"]}">{STATUS_WORDS[row["status"]]}</span>'
+        cells.append(f'<td class="text">{badge} {escape(row["note"])}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     legend = '<p class="muted">★ the most favoured group (the reference of the ratio).</p>'
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>{legend}"
@@ -266,8 +260,6 @@ def render_report(result: Any, card: str | None = None) -> str:
             pct_columns=["collection_rate", "promise_rate", "kept_rate"],
         )
         kpi_figures = [name for name in images if name.startswith("kpi_")]
-    proxies = result.proxies.copy()
-    drift = result.drift.head(15).copy()
     environment = Environment(autoescape=True)
     page = environment.from_string(TEMPLATE).render(
         r=result,
@@ -286,8 +278,8 @@ def render_report(result: Any, card: str | None = None) -> str:
             (attribute, Markup(group_table(rows)))
             for attribute, rows in result.groups.groupby("attribute", sort=False)
         ],
-        proxies=proxies,
-        drift=drift,
+        proxies=result.proxies,
+        drift=result.drift.head(15),
         kpis=Markup(kpis_html),
         kpi_figures=kpi_figures,
         card=card,

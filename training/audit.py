@@ -257,11 +257,10 @@ def group_metrics(
     overall_tpr = _true_positive_rate(y_true, chosen)
     table["opportunity_ratio"] = table["tpr"] / overall_tpr if overall_tpr > 0 else np.nan
     codes = pd.Categorical(groups, categories=table["group"]).codes
-    if cluster is not None:  # rows of one debtor are not independent evidence
-        distinct = frame.groupby(codes)[cluster].nunique()
-        table["effective_size"] = distinct.reindex(range(len(table)), fill_value=0).to_numpy()
-    else:
-        table["effective_size"] = table["size"]
+    # rows of one debtor are not independent evidence: debtors are the units of the tests
+    units = frame[cluster].to_numpy() if cluster is not None else np.arange(len(frame))
+    distinct = pd.Series(units).groupby(codes).nunique()
+    table["effective_size"] = distinct.reindex(range(len(table)), fill_value=0).to_numpy()
     eligible = (table["group"] != UNKNOWN_GROUP) & (
         table["effective_size"] >= thresholds.min_group_size
     )
@@ -283,7 +282,6 @@ def group_metrics(
         table[f"{name}_low"] = _column_quantile(values, low_q)
         table[f"{name}_high"] = _column_quantile(values, high_q)
     table["payers"] = [int(y_true[codes == g].sum()) for g in range(len(table))]
-    units = frame[cluster].to_numpy() if cluster is not None else np.arange(len(frame))
     _significance(table, codes, units, chosen, y_true, scores, eligible.to_numpy(), thresholds)
     table.insert(0, "attribute", attribute)
     table["reference"] = table["top_share"] == reference
