@@ -286,12 +286,14 @@ def audit_and_store(
     """`run_audit`, with the portfolio's collection KPIs when `rules_path` is given, written
     to `out/<model>-v<version>/` and (with `log`) logged to the version's MLflow run."""
     from pipelines.kpis import kpi_figures, portfolio_kpis
+    from serving.worklist import load_rules
 
     say = progress or (lambda _: None)
+    rules = load_rules(rules_path) if rules_path is not None else None  # fails before the work
     result = run_audit(folder, config, which, tracking_uri, progress, score_shift)
-    if rules_path is not None:
+    if rules is not None:
         say("collection KPIs")
-        result.kpis = portfolio_kpis(folder, config.actions.contact_cost, rules_path)
+        result.kpis = portfolio_kpis(folder, config.actions.contact_cost, rules)
         result.figures.update(kpi_figures(result.kpis))
     say("writing the report")
     files = write_audit(result, Path(out) / f"{result.model}-v{result.version}")

@@ -510,15 +510,23 @@ def promote(
     from pipelines.evaluate import EvaluationError, promote_challengers
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
+    from serving.worklist import RulesError
     from training.splits import SplitError
 
     config, _ = _load_experiment(experiment)
     if override_audit is not None and not override_audit.strip():
         raise _fail("--override-audit needs a written reason")
+    _output_folder(reports)
     rules = Path(get_settings().serving.contact_rules)
     with (
         _user_errors(
-            "promoting", EvaluationError, RegistryError, TrainingError, SplitError, AuditError
+            "promoting",
+            EvaluationError,
+            RegistryError,
+            TrainingError,
+            SplitError,
+            AuditError,
+            RulesError,
         ),
         _console(stderr=True).status("auditing and comparing challenger and champion"),
     ):
@@ -660,12 +668,14 @@ def audit(
     from pipelines.audit import AuditError, audit_and_store
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
+    from serving.worklist import RulesError
     from training.splits import SplitError
 
     config, _ = _load_experiment(experiment)
+    _output_folder(out)
     rules = rules or Path(get_settings().serving.contact_rules)
     with (
-        _user_errors("auditing", AuditError, RegistryError, TrainingError, SplitError),
+        _user_errors("auditing", AuditError, RegistryError, TrainingError, SplitError, RulesError),
         _console(stderr=True).status("auditing") as status,
     ):
         result, (report, summary) = audit_and_store(
@@ -729,15 +739,19 @@ def kpis(
     from data_contracts.settings import get_settings
     from data_contracts.validation import ContractError
     from pipelines.kpis import portfolio_kpis, write_kpis
+    from serving.worklist import RulesError, load_rules
 
     config, _ = _load_experiment(experiment)
-    rules = rules or Path(get_settings().serving.contact_rules)
+    _output_folder(out)
     first, last = _timestamp(start, "--from"), _timestamp(end, "--to")
+    if first is not None and last is not None and first >= last:  # type: ignore[operator]
+        raise _fail(f"--from {start} is not before --to {end}")
     with (
-        _user_errors("computing KPIs", ContractError, FileNotFoundError),
+        _user_errors("computing KPIs", ContractError, FileNotFoundError, RulesError),
         _console(stderr=True).status("computing KPIs"),
     ):
-        tables = portfolio_kpis(data, config.actions.contact_cost, rules, first, last)  # type: ignore[arg-type]
+        contact_rules = load_rules(rules or Path(get_settings().serving.contact_rules))
+        tables = portfolio_kpis(data, config.actions.contact_cost, contact_rules, first, last)  # type: ignore[arg-type]
     _print_kpis(tables, segments)
     if out is not None:
         written = write_kpis(tables, out)
@@ -803,6 +817,11 @@ def _print_kpis(tables: dict[str, pd.DataFrame], segments: bool) -> None:
             f"{last['blocked_share']:.1%} of {int(last['open_accounts']):,}",
             soft_wrap=True,
         )
+
+
+def _output_folder(out: Path | None) -> None:
+    if out is not None and out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file, not a folder")
 
 
 def main() -> None:

@@ -347,15 +347,14 @@ def kpi_figures(kpis: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
 def portfolio_kpis(
     folder: Path,
     costs: Mapping[str, float],
-    rules_path: Path,
+    rules: Any,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """`collection_kpis` of a portfolio folder, with the contact rules of `rules_path`."""
+    """`collection_kpis` of a portfolio folder (`rules`: the worklist's `ContactRules`)."""
     from pipelines.portfolio import read_portfolio
-    from serving.worklist import load_rules
 
-    return collection_kpis(read_portfolio(Path(folder)), costs, load_rules(rules_path), start, end)
+    return collection_kpis(read_portfolio(Path(folder)), costs, rules, start, end)
 
 
 def write_kpis(kpis: Mapping[str, pd.DataFrame], out: Path) -> list[Path]:

@@ -184,10 +184,12 @@ class ScoringService:
             }
         except Exception as error:
             service.errors.append(f"online store of {folder}: {type(error).__name__}")
-        try:
-            from serving.worklist import load_rules
+        from serving.worklist import RulesError, load_rules
 
+        try:
             service.rules = load_rules(Path(settings.contact_rules))
+        except RulesError as error:  # names the file and the problem
+            service.errors.append(str(error))
         except Exception as error:
             service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
         return service

@@ -73,8 +73,27 @@ class ContactRules(BaseModel):
                 raise ValueError(f"rules for {region} are looser than the default")
 
 
+class RulesError(ValueError):
+    """The contact rules file is missing or not valid (the message names the file and why)."""
+
+
 def load_rules(path: Path) -> ContactRules:
-    return ContactRules.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+    """The contact rules of a YAML file; `RulesError` naming the file and the problem."""
+    from pydantic import ValidationError
+
+    try:
+        return ContactRules.model_validate(yaml.safe_load(Path(path).read_text()) or {})
+    except OSError as error:
+        raise RulesError(f"contact rules {path}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "unreadable"
+        raise RulesError(f"contact rules {path}: not valid YAML, {problem}{where}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise RulesError(f"contact rules {path}: {where}: {first['msg']}") from None
 
 
 @dataclass

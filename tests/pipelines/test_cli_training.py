@@ -74,6 +74,13 @@ def test_train_evaluate_promote_from_the_command_line(
     assert any(p.suffix == ".png" for p in kpis.iterdir())
     done = run(data, "kpis", "--data", str(featured_portfolio), "--from", "someday")
     assert done.returncode == 2 and "--from" in done.stderr
+    done = run(data, "kpis", "--from", "2025-12-01", "--to", "2025-11-01")
+    assert done.returncode == 2 and "is not before --to" in done.stderr
+    done = run(data, "kpis", "--data", str(featured_portfolio), "--out", str(experiment))
+    assert done.returncode == 2 and "is a file, not a folder" in done.stderr
+    done = run(data, "audit", *args, "--rules", str(experiment))
+    assert done.returncode == 2 and "contact rules" in done.stderr
+    assert "Traceback" not in done.stderr
 
     # the service starts on the portfolio, answers a worklist, and stops
     done = run(data, "features", "materialize", str(featured_portfolio))

@@ -209,3 +209,18 @@ def test_openapi_documents_every_endpoint_with_examples_and_auth() -> None:
             body = operation.get("requestBody", {}).get("content", {}).get("application/json")
             if body:
                 assert "examples" in schemas[body["schema"]["$ref"].rsplit("/", 1)[-1]]
+
+
+def test_a_bad_rules_file_is_named_with_its_problem(tmp_path: Path) -> None:
+    from serving.worklist import RulesError
+
+    with pytest.raises(RulesError, match=r"nowhere\.yaml: No such file"):
+        load_rules(tmp_path / "nowhere.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("regions: [1, 2\n")
+    with pytest.raises(RulesError, match=r"broken\.yaml: not valid YAML.*line 2"):
+        load_rules(broken)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("default:\n  calls_per_week: lots\n")
+    with pytest.raises(RulesError, match=r"unknown\.yaml: default\.calls_per_week"):
+        load_rules(unknown)
