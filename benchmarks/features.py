@@ -263,7 +263,7 @@ def main() -> None:
 
     if not (folder / "accounts.parquet").is_file():
         from pipelines.simulate import simulate_to_folder
-        from pipelines.simulator.engine import SimulationConfig
+        from simulator.engine import SimulationConfig
 
         simulate_to_folder(SimulationConfig(accounts=args.accounts, seed=1), folder, overwrite=True)
     RESULTS.mkdir(exist_ok=True)

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from features.catalog import CHANNELS, CONTACT_WINDOWS, PAYMENT_WINDOWS, PROMISE_WINDOWS
+from data_contracts.vocabulary import CHANNELS
+from features.catalog import CONTACT_WINDOWS, PAYMENT_WINDOWS, PROMISE_WINDOWS
 from features.history import HOUR_BANDS, NOT_REACHED_OUTCOMES, RESPONSE_OUTCOMES
 
 DAY = pd.Timedelta(days=1)

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipelines.simulate import simulate_to_folder
-    from pipelines.simulator.engine import SimulationConfig
+    from simulator.engine import SimulationConfig
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.out or Path(scratch) / "portfolio"

@@ -143,8 +143,8 @@ def _manifest(folder: Path) -> dict:
 def stage_prepare(folder: Path, accounts: int, rows: int) -> dict:
     from pipelines.features_build import build_snapshots
     from pipelines.simulate import simulate_to_folder
-    from pipelines.simulator.engine import SimulationConfig
     from pipelines.train import prepare_data
+    from simulator.engine import SimulationConfig
     from training.config import ExperimentConfig
     from training.splits import TEST, TRAIN, VALID
 

@@ -53,8 +53,9 @@ class ServingSettings(BaseModel):
     """Reason codes given per direction (up and down) for each score."""
     watch_seconds: float = 30.0
     """How often the service checks the registry for a new champion (0: never)."""
-    contact_rules: str = "config/contact_rules.yaml"
-    """Contact limits the worklist enforces: defaults and stricter ones per jurisdiction."""
+    contact_rules: str | None = None
+    """Contact limits the worklist enforces: defaults and stricter ones per jurisdiction
+    (default: the rules packaged with cobranza, `data_contracts/contact_rules.yaml`)."""
     reason_cache: int = 200_000
     """Accounts whose reason codes are kept for reuse (per model version and feature copy;
     0: compute every time). Exact TreeSHAP costs about 2 ms per account."""

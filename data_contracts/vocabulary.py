@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cache
 
 CHANNELS: tuple[str, ...] = ("call", "sms", "email", "letter")
+# Channels a debtor can opt out of (a letter is the legal channel of last resort).
+OPT_OUT_CHANNELS: tuple[str, ...] = ("call", "sms", "email")
 DIRECTIONS: tuple[str, ...] = ("outbound", "inbound")
 OUTCOMES: tuple[str, ...] = (
     "no_answer",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from data_contracts.vocabulary import CHANNELS, OPT_OUT_CHANNELS
 from features.history import HOUR_BANDS
 
 Kind = Literal["float", "int", "string", "timestamp"]
@@ -24,8 +25,6 @@ Kind = Literal["float", "int", "string", "timestamp"]
 PAYMENT_WINDOWS = (7, 30, 90, 180, 365)
 PROMISE_WINDOWS = (90, 365)
 CONTACT_WINDOWS = (7, 30, 90)
-CHANNELS = ("call", "sms", "email", "letter")
-OPT_OUT_CHANNELS = ("call", "sms", "email")
 STATEMENT_WINDOW = 180
 STATEMENT_LAGS = 6
 """Monthly statements looked at one by one (lag 1 = the latest before as_of)."""

@@ -17,19 +17,19 @@ import pandas as pd
 from data_contracts.promises import GRACE_PERIOD
 from data_contracts.schemas import STATEMENT_STATUSES
 from data_contracts.vocabulary import CHANNELS as CONTACT_CHANNELS
-from data_contracts.vocabulary import CONVERSATION_OUTCOMES, OUTCOMES
+from data_contracts.vocabulary import CONVERSATION_OUTCOMES, OPT_OUT_CHANNELS, OUTCOMES
 from features.catalog import (
     ACCOUNT_FEATURES,
     CONTACT_WINDOWS,
     DEBTOR_FEATURES,
     FIRST_CYCLE_DAYS,
-    OPT_OUT_CHANNELS,
     PAYMENT_WINDOWS,
     PROMISE_WINDOWS,
     STATEMENT_HISTORY_FEATURES,
     STATEMENT_LAGS,
     STATEMENT_WINDOW,
 )
+from features.compliance import TELEPHONE_CONVERSATIONS
 from features.history import (
     DAY,
     HOUR_BANDS,
@@ -66,9 +66,6 @@ FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
 }
 """The columns the features read; `feature_inputs` keeps only these (less memory)."""
 GRACE_MICROS = GRACE_PERIOD.value // 1000
-TELEPHONE_CONVERSATIONS = frozenset(
-    {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
-)
 
 
 def _plain(values: pd.Series) -> np.ndarray:

@@ -9,7 +9,6 @@ The promotion gate and the service read them back from there.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.registry import PROPENSITY_MODEL, open_registry, resolve_version
+from pipelines.registry import (
+    AUDIT_ARTIFACTS,
+    AUDITED_AT_TAG,
+    PROPENSITY_MODEL,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    VERDICT_TAG,
+    open_registry,
+    resolve_version,
+    run_artifact,
+)
 from training.audit import (
     PROTECTED_ATTRIBUTES,
     Check,
@@ -36,11 +45,7 @@ from training.config import ExperimentConfig
 from training.explain import Reason, reasons_for_rows
 from training.splits import TEST, TRAIN
 
-AUDIT_ARTIFACTS = "audit"
-REPORT_FILE = "audit.html"
 CARD_FILE = "model_card.md"
-VERDICT_TAG, AUDITED_AT_TAG = "fairness_audit.verdict", "fairness_audit.at"
-SUMMARY_FILE = "audit.json"
 EXPLAIN_SAMPLE = 2000
 DRIFT_SAMPLE = 20_000
 PROXY_SAMPLE = 10_000
@@ -285,8 +290,8 @@ def audit_and_store(
 ) -> tuple[AuditResult, tuple[Path, Path]]:
     """`run_audit`, with the portfolio's collection KPIs when `rules_path` is given, written
     to `out/<model>-v<version>/` and (with `log`) logged to the version's MLflow run."""
+    from data_contracts.contact_rules import load_rules
     from pipelines.kpis import kpi_figures, portfolio_kpis
-    from serving.worklist import load_rules
 
     say = progress or (lambda _: None)
     rules = load_rules(rules_path) if rules_path is not None else None  # fails before the work
@@ -323,31 +328,3 @@ def log_audit(result: AuditResult, files: tuple[Path, Path]) -> None:
             client.log_artifact(result.run_id, str(path), AUDIT_ARTIFACTS)
     client.set_model_version_tag(result.model, result.version, VERDICT_TAG, result.verdict)
     client.set_model_version_tag(result.model, result.version, AUDITED_AT_TAG, result.at)
-
-
-def run_artifact(run_id: str | None, path: str) -> str | None:
-    """The text of one artifact of an MLflow run, or None when there is none."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    if not run_id:
-        return None
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            local = MlflowClient().download_artifacts(run_id, path, folder)
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_text(encoding="utf-8")
-
-
-def stored_audit(name: str, version: str, file: str = SUMMARY_FILE) -> str | None:
-    """The stored report (`audit.html`) or summary (`audit.json`) of a model version, or
-    None when it was never audited (or the version does not exist)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    try:
-        run_id = MlflowClient().get_model_version(name, version).run_id
-    except MlflowException:
-        return None
-    return run_artifact(run_id, f"{AUDIT_ARTIFACTS}/{file}")

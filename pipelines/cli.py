@@ -130,7 +130,7 @@ def simulate(
 
     from pipelines.portfolio import OutputFolderError
     from pipelines.simulate import simulate_to_folder
-    from pipelines.simulator.engine import SimulationConfig
+    from simulator.engine import SimulationConfig
 
     config = SimulationConfig(
         accounts=accounts, seed=seed, horizon_days=days, placement_days=min(300, days)
@@ -505,19 +505,19 @@ def promote(
 
     Exit status: 0 promoted (or the first champion), 1 refused, 2 unusable input.
     """
+    from data_contracts.contact_rules import RulesError, rules_file
     from data_contracts.settings import get_settings
     from pipelines.audit import AuditError
     from pipelines.evaluate import EvaluationError, promote_challengers
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
-    from serving.worklist import RulesError
     from training.splits import SplitError
 
     config, _ = _load_experiment(experiment)
     if override_audit is not None and not override_audit.strip():
         raise _fail("--override-audit needs a written reason")
     _output_folder(reports)
-    rules = Path(get_settings().serving.contact_rules)
+    rules = rules_file(get_settings().serving.contact_rules)
     with (
         _user_errors(
             "promoting",
@@ -664,16 +664,16 @@ def audit(
 
     Exit status: 0 pass or watch, 1 a check is flagged, 2 unusable input.
     """
+    from data_contracts.contact_rules import RulesError, rules_file
     from data_contracts.settings import get_settings
     from pipelines.audit import AuditError, audit_and_store
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
-    from serving.worklist import RulesError
     from training.splits import SplitError
 
     config, _ = _load_experiment(experiment)
     _output_folder(out)
-    rules = rules or Path(get_settings().serving.contact_rules)
+    rules = rules or rules_file(get_settings().serving.contact_rules)
     with (
         _user_errors("auditing", AuditError, RegistryError, TrainingError, SplitError, RulesError),
         _console(stderr=True).status("auditing") as status,
@@ -736,10 +736,10 @@ def kpis(
     """Collection KPIs per week and segment: collection rate, right-party contacts per channel,
     promises and kept promises, payments, cost per amount collected, roll rates between
     days-past-due buckets and the share of accounts blocked by compliance limits."""
+    from data_contracts.contact_rules import RulesError, load_rules, rules_file
     from data_contracts.settings import get_settings
     from data_contracts.validation import ContractError
     from pipelines.kpis import portfolio_kpis, write_kpis
-    from serving.worklist import RulesError, load_rules
 
     config, _ = _load_experiment(experiment)
     _output_folder(out)
@@ -750,7 +750,7 @@ def kpis(
         _user_errors("computing KPIs", ContractError, FileNotFoundError, RulesError),
         _console(stderr=True).status("computing KPIs"),
     ):
-        contact_rules = load_rules(rules or Path(get_settings().serving.contact_rules))
+        contact_rules = load_rules(rules or rules_file(get_settings().serving.contact_rules))
         tables = portfolio_kpis(data, config.actions.contact_cost, contact_rules, first, last)  # type: ignore[arg-type]
     _print_kpis(tables, segments)
     if out is not None:

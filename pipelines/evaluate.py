@@ -112,7 +112,8 @@ def audit_gate(
     Reads the version's stored audit (`cobranza audit`), or audits it now and stores it. A
     flagged check blocks unless `override` gives a written reason, which goes to the audit log
     with the flags it overrides."""
-    from pipelines.audit import SUMMARY_FILE, audit_and_store, stored_audit
+    from pipelines.audit import audit_and_store
+    from pipelines.registry import SUMMARY_FILE, stored_audit
 
     text = stored_audit(PROPENSITY_MODEL, version, SUMMARY_FILE)
     if text is not None:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_contracts.settings import FeatureStoreSettings, get_settings
+from features.catalog import ALL_FEATURES
 from features.snapshot import micros
 
 SNAPSHOT_FOLDER = "features"
@@ -184,6 +185,16 @@ def _views_of(store: Any, service: Any) -> list[tuple[Any, list[str]]]:
         view = store.get_feature_view(projection.name)
         views.append((view, [feature.name for feature in projection.features]))
     return views
+
+
+def service_inputs(folder: Path, service: str) -> tuple[list[str], list[str]]:
+    """The model inputs of a Feast feature service (in its order) and which are categorical."""
+    store = _registered_store(folder)
+    names = [
+        name for _, view_names in _views_of(store, _service(store, service)) for name in view_names
+    ]
+    kinds = {spec.name: spec.kind for spec in ALL_FEATURES}
+    return names, [name for name in names if kinds.get(name) == "string"]
 
 
 def training_set(

@@ -24,9 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-RIGHT_PARTY_OUTCOMES = frozenset(
-    {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out", "clicked"}
-)
+from data_contracts.contact_rules import BlockKind, ContactRules
+from features.compliance import channel_blocks, contact_histories
+from features.history import RESPONSE_OUTCOMES
+
+CALL_BLOCKS: tuple[BlockKind, ...] = tuple(k for k in BlockKind if k is not BlockKind.OUTSIDE_HOURS)
+"""What can stop a call on a whole day (the hours of the day are the worklist's choice)."""
+RIGHT_PARTY_OUTCOMES = RESPONSE_OUTCOMES
 DPD_BUCKETS: tuple[tuple[str, int], ...] = (
     ("<120", 0),
     ("120-179", 120),
@@ -218,12 +222,10 @@ def roll_rates(
 
 
 def blocked_shares(
-    tables: Mapping[str, pd.DataFrame], weeks: list[pd.Timestamp], rules: Any
+    tables: Mapping[str, pd.DataFrame], weeks: list[pd.Timestamp], rules: ContactRules
 ) -> pd.DataFrame:
     """Per week: share of open accounts that may not be called at the week's end, by the
     worklist's own rules, and the reasons' mix."""
-    from serving.worklist import channel_blocks, contact_histories
-
     debtor_of = tables["accounts"].set_index("account_id")["debtor_id"]
     debtors = tables["debtors"]
     zone_of_debtor = debtors.set_index("debtor_id")["timezone"].astype(str)
@@ -236,7 +238,7 @@ def blocked_shares(
         debtor = debtor_of.loc[open_ids]
         zones = pd.Series(debtor.map(zone_of_debtor).to_numpy(), index=open_ids)
         histories = contact_histories(tables["contacts"], zones, day, rules.lookback_days())
-        kinds = {"call cap": 0, "recent conversation": 0, "opted out": 0, "dispute": 0}
+        kinds = dict.fromkeys(CALL_BLOCKS, 0)
         blocked = 0
         regions = debtor.map(region_of_debtor)
         for account_id, history in histories.items():
@@ -246,16 +248,7 @@ def blocked_shares(
             if not reason:
                 continue
             blocked += 1
-            kind = (
-                "dispute"
-                if whole
-                else "opted out"
-                if "opted out" in reason
-                else "recent conversation"
-                if "conversation" in reason
-                else "call cap"
-            )
-            kinds[kind] += 1
+            kinds[reason.kind] += 1
         total = len(open_ids)
         rows.append(
             {
@@ -271,7 +264,7 @@ def blocked_shares(
 def collection_kpis(
     tables: Mapping[str, pd.DataFrame],
     costs: Mapping[str, float],
-    rules: Any,
+    rules: ContactRules,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame]:
@@ -347,7 +340,7 @@ def kpi_figures(kpis: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
 def portfolio_kpis(
     folder: Path,
     costs: Mapping[str, float],
-    rules: Any,
+    rules: ContactRules,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame]:

@@ -13,6 +13,7 @@ import getpass
 import json
 import logging
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,11 @@ NEXT_BEST_ACTION_MODEL = "cobranza-next-best-action"
 MODEL_NAMES = {"propensity": PROPENSITY_MODEL, "next-best-action": NEXT_BEST_ACTION_MODEL}
 CHAMPION, CHALLENGER = "champion", "challenger"
 AUDIT_FILE = "registry_audit.jsonl"
+AUDIT_ARTIFACTS = "audit"
+"""Folder of a model version's run that holds its fairness audit."""
+REPORT_FILE = "audit.html"
+SUMMARY_FILE = "audit.json"
+VERDICT_TAG, AUDITED_AT_TAG = "fairness_audit.verdict", "fairness_audit.at"
 
 
 class RegistryError(RuntimeError):
@@ -215,3 +221,31 @@ def register(store: Store, model_uri: str, name: str, metrics: dict[str, Any]) -
     else:
         set_alias(store, name, CHALLENGER, number, "newly trained", metrics)
     return number
+
+
+def run_artifact(run_id: str | None, path: str) -> str | None:
+    """The text of one artifact of an MLflow run, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not run_id:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = MlflowClient().download_artifacts(run_id, path, folder)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def stored_audit(name: str, version: str, file: str = SUMMARY_FILE) -> str | None:
+    """The stored audit report (`audit.html`) or summary (`audit.json`) of a model version,
+    or None when it was never audited (or the version does not exist)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        run_id = MlflowClient().get_model_version(name, version).run_id
+    except MlflowException:
+        return None
+    return run_artifact(run_id, f"{AUDIT_ARTIFACTS}/{file}")

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.portfolio import MANIFEST, staged_output, write_json, write_tables
-from pipelines.simulator.engine import SimulationConfig, run_simulation
-from pipelines.simulator.tables import iter_tables, portfolio_manifest, truth_parameters
+from simulator.engine import SimulationConfig, run_simulation
+from simulator.tables import iter_tables, portfolio_manifest, truth_parameters
 
 TRUTH_FOLDER = "truth"
 

@@ -22,11 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.catalog import ALL_FEATURES
 from pipelines.feature_store import (
-    _registered_store,
-    _service,
-    _views_of,
+    service_inputs,
     snapshot_root,
     training_set,
 )
@@ -41,7 +38,7 @@ from pipelines.registry import (
     register,
 )
 from training.config import ExperimentConfig
-from training.labels import label_names, logged_actions, payment_labels
+from training.labels import ACTION_COLUMNS, label_names, logged_actions, payment_labels
 from training.model import PropensityModel
 from training.splits import EMBARGO, TEST, TRAIN, VALID, TimeSplit, assign_split, time_split
 
@@ -79,16 +76,6 @@ class PreparedData:
     service: str
     split: TimeSplit | None
     data_end: pd.Timestamp
-
-
-def service_features(folder: Path, service: str) -> tuple[list[str], list[str]]:
-    """The model inputs of a Feast feature service (in its order) and which are categorical."""
-    store = _registered_store(folder)
-    names = [
-        name for _, view_names in _views_of(store, _service(store, service)) for name in view_names
-    ]
-    kinds = {spec.name: spec.kind for spec in ALL_FEATURES}
-    return names, [name for name in names if kinds.get(name) == "string"]
 
 
 def data_hash(frame: pd.DataFrame) -> str:
@@ -141,7 +128,7 @@ def prepare_data(
     say("validating the portfolio")
     tables = read_valid_tables(folder)
     data_end = _data_end(folder, tables)
-    features, categorical = service_features(folder, config.feature_service)
+    features, categorical = service_inputs(folder, config.feature_service)
     if (folder / TAIWAN_LABELS).is_file():
         return _prepare_external_labels(folder, tables, config, features, categorical, data_end)
     horizon = pd.Timedelta(days=config.horizon_days)
@@ -517,15 +504,7 @@ def train_portfolio(
             model.predict_frame(sample[features]),
         )
         if action_model is not None:
-            action_columns = [
-                *features,
-                "channel",
-                "hour_band",
-                "weekday",
-                "offer",
-                "discount_pct",
-                "installments",
-            ]
+            action_columns = [*features, *ACTION_COLUMNS]
             rows = prepared.actions.head(200)[action_columns]
             uris["next-best-action"] = _log_model(
                 NextBestActionPyfunc(action_model),

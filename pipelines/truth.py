@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.simulator import behaviour as bh
+from simulator import behaviour as bh
 from training.config import ExperimentConfig
 from training.fit import blocked_channels
 from training.labels import label_names
@@ -280,10 +280,10 @@ def _propensity_ceiling(
 ) -> dict[str, float]:
     """The ceiling AUC of true payment probabilities on the propensity test rows."""
     try:
-        from pipelines.simulator.oracle import true_payment_probability
+        from simulator.oracle import true_payment_probability
     except ImportError:
         return {}
-    from pipelines.simulator.engine import SimulationConfig
+    from simulator.engine import SimulationConfig
 
     raw = dict(truth["params"]["config"])
     raw["params"] = behaviour_params(truth["params"])

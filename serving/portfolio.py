@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-OPT_OUT_CHANNELS = ("call", "sms", "email")
+from data_contracts.vocabulary import OPT_OUT_CHANNELS
 
 
 def flags(values: pd.Series) -> np.ndarray:

@@ -105,7 +105,7 @@ async def audit_report(
     ],
     version: Annotated[int, Path(ge=1, le=2**31 - 1, examples=[3])],
 ) -> HTMLResponse:
-    from pipelines.audit import REPORT_FILE, stored_audit
+    from pipelines.registry import REPORT_FILE, stored_audit
 
     page = await run_in_threadpool(stored_audit, name, str(version), REPORT_FILE)
     if page is None:

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.settings import ServingSettings
+from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
 from features.history import HOUR_BANDS
 from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
-from serving.portfolio import OPT_OUT_CHANNELS, PortfolioFeatures, flags, read_portfolio
+from serving.portfolio import PortfolioFeatures, flags, read_portfolio
 
 
 class ServiceNotReady(RuntimeError):
@@ -184,10 +185,10 @@ class ScoringService:
             }
         except Exception as error:
             service.errors.append(f"online store of {folder}: {type(error).__name__}")
-        from serving.worklist import RulesError, load_rules
+        from data_contracts.contact_rules import RulesError, load_rules
 
         try:
-            service.rules = load_rules(Path(settings.contact_rules))
+            service.rules = load_rules(settings.contact_rules)
         except RulesError as error:  # names the file and the problem
             service.errors.append(str(error))
         except Exception as error:
@@ -432,7 +433,8 @@ class ScoringService:
         self, day: Any, capacity: dict[str, int], account_ids: Sequence[int] | None
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
         """The day's compliant worklist over the given accounts (default: every account)."""
-        from serving.worklist import build_worklist, contact_histories, promise_follow_ups
+        from features.compliance import contact_histories
+        from serving.worklist import build_worklist, promise_follow_ups
 
         propensity, actions, portfolio = self._ready_state()
         if actions is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
+from simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TAIWAN_CSV = SHARED_DATA / "taiwan" / "default_of_credit_card_clients.csv"

@@ -1,4 +1,4 @@
-"""The installed packages are this checkout's, and only the five packages are importable."""
+"""The installed packages are this checkout's, and only the six packages are importable."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("data_contracts", "features", "training", "serving", "pipelines")
+PACKAGES = ("data_contracts", "features", "training", "serving", "pipelines", "simulator")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

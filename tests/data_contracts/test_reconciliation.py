@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from data_contracts.schemas import ID_COLUMNS
 from data_contracts.validation import validate_tables
-from pipelines.simulator import SimulationConfig, simulate_portfolio
+from simulator import SimulationConfig, simulate_portfolio
 
 _BASE = simulate_portfolio(
     SimulationConfig(accounts=60, seed=3, horizon_days=120, placement_days=100)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from features.catalog import ACCOUNT_FEATURES, DEBTOR_FEATURES
 from features.history import truncate_portfolio
 from features.snapshot import feature_snapshots
-from pipelines.simulator import SimulationConfig, simulate_portfolio
+from simulator import SimulationConfig, simulate_portfolio
 
 START = date(2025, 1, 6)
 

@@ -23,7 +23,7 @@ from pipelines.feature_store import (
 from pipelines.features_build import FeatureBuildError, build_snapshots
 from pipelines.portfolio import write_tables
 from pipelines.simulate import simulate_to_folder
-from pipelines.simulator import SimulationConfig
+from simulator import SimulationConfig
 
 pytestmark = pytest.mark.integration
 

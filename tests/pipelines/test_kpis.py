@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data_contracts.contact_rules import ContactRules
 from pipelines.kpis import account_states, channel_kpis, collection_kpis, weekly_kpis
-from serving.worklist import ContactRules
 
 COSTS = {"call": 1.5, "sms": 0.05, "email": 0.01, "letter": 0.8}
 

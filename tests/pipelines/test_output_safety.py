@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.portfolio import OutputFolderError, staged_output, validate_portfolio
 from pipelines.simulate import simulate_to_folder
-from pipelines.simulator import SimulationConfig
+from simulator import SimulationConfig
 
 COBRANZA = str(Path(sys.executable).with_name("cobranza"))
 SMALL = SimulationConfig(accounts=20, seed=1, horizon_days=40, placement_days=20)

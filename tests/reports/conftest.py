@@ -13,7 +13,7 @@ import pytest
 from training.config import ExperimentConfig
 
 REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "config" / "contact_rules.yaml"
+RULES = REPO / "data_contracts" / "contact_rules.yaml"
 QUICK = {
     "name": "reports-quick",
     "split": {"valid_periods": 4, "test_periods": 4},

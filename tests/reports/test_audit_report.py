@@ -104,7 +104,8 @@ def test_the_report_renders_in_a_browser_and_is_stored_with_the_model(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from pipelines.audit import REPORT_FILE, VERDICT_TAG, audit_and_store, stored_audit
+    from pipelines.audit import audit_and_store
+    from pipelines.registry import REPORT_FILE, VERDICT_TAG, stored_audit
 
     result, (report, summary) = audit_and_store(
         registry.portfolio,

@@ -69,7 +69,7 @@ def service(
     settings = ServingSettings(
         portfolio=str(featured_portfolio),
         api_keys=[SecretStr(KEY)],
-        contact_rules=str(REPO / "config" / "contact_rules.yaml"),
+        contact_rules=str(REPO / "data_contracts" / "contact_rules.yaml"),
         watch_seconds=0.3,
     )
     url, server, thread = serve(create_app(settings, tracking_uri=uri))

@@ -10,17 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.worklist import (
-    AccountHistory,
-    ContactRules,
-    build_worklist,
-    call_block,
-    load_rules,
-)
+from data_contracts.contact_rules import DEFAULT_RULES_FILE, ContactRules, load_rules
+from features.compliance import AccountHistory, call_block
+from serving.worklist import build_worklist
 
 DAY = date(2026, 11, 24)
-REPO = Path(__file__).resolve().parents[2]
-RULES = load_rules(REPO / "config" / "contact_rules.yaml")
+RULES = load_rules(DEFAULT_RULES_FILE)
 NO_FOLLOW_UPS = pd.DataFrame(columns=["account_id", "kind", "detail"])
 
 
@@ -142,7 +137,8 @@ def test_follow_ups_come_first_and_obey_the_rules() -> None:
 
 
 def test_follow_ups_and_histories_come_from_the_contract_tables() -> None:
-    from serving.worklist import contact_histories, promise_follow_ups
+    from features.compliance import contact_histories
+    from serving.worklist import promise_follow_ups
 
     def utc(text: str) -> pd.Timestamp:
         return pd.Timestamp(text, tz="UTC")
@@ -212,7 +208,7 @@ def test_openapi_documents_every_endpoint_with_examples_and_auth() -> None:
 
 
 def test_a_bad_rules_file_is_named_with_its_problem(tmp_path: Path) -> None:
-    from serving.worklist import RulesError
+    from data_contracts.contact_rules import RulesError
 
     with pytest.raises(RulesError, match=r"nowhere\.yaml: No such file"):
         load_rules(tmp_path / "nowhere.yaml")

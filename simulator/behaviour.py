@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from data_contracts.contact_rules import Limits
+
 CHANNEL_CODES: tuple[str, ...] = ("call", "sms", "email", "letter")
 OFFER_CODES: tuple[str, ...] = ("none", "discount", "payment_plan")
 SEGMENTS: tuple[str, ...] = ("daytime", "evening", "digital", "hard_to_reach")
@@ -37,7 +39,8 @@ SIM_PRODUCTS: tuple[str, ...] = (
     "utility",
     "medical",
 )
-CONTACT_HOURS: np.ndarray = np.arange(8, 21)  # local start hours 8:00 .. 20:00, calls end by 21:00
+# local start hours 8:00 .. 20:00 under the default contact rules (calls end by 21:00)
+CONTACT_HOURS: np.ndarray = np.arange(Limits().earliest_hour, Limits().latest_hour)
 DISCOUNT_CHOICES: tuple[float, ...] = (10.0, 20.0, 30.0)
 INSTALLMENT_CHOICES: tuple[int, ...] = (3, 6, 12)
 

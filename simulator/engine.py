@@ -25,36 +25,21 @@ from datetime import date
 
 import numpy as np
 
-from pipelines.simulator import behaviour as bh
-from pipelines.simulator.population import Population, draw_population
+from data_contracts.contact_rules import Limits
+from data_contracts.vocabulary import OUTCOMES
+from simulator import behaviour as bh
+from simulator.population import Population, draw_population
 
 GRACE_DAYS = 2
 PAYMENTS_WINDOW = 90
 CONTACTS_WINDOW = 7
-REG_F_CONVERSATION_DAYS = 7
+# the historical policy obeys the default contact rules, the same ones the worklist enforces
+REG_F_CONVERSATION_DAYS = Limits().conversation_gap_days
 LETTER_SPACING_DAYS = 30
-DISPUTE_PAUSE_DAYS = 30
+DISPUTE_PAUSE_DAYS = Limits().dispute_pause_days
 PROMISE_MAX_DELAY = 14
 PLAN_PERIOD_DAYS = 30
-OUTCOME_INDEX = {
-    name: code
-    for code, name in enumerate(
-        (
-            "no_answer",
-            "voicemail",
-            "wrong_party",
-            "right_party_contact",
-            "promise_to_pay",
-            "refused",
-            "dispute",
-            "delivered",
-            "opened",
-            "clicked",
-            "bounced",
-            "opted_out",
-        )
-    )
-}
+OUTCOME_INDEX = {name: code for code, name in enumerate(OUTCOMES)}
 OUTCOME_NAMES: tuple[str, ...] = tuple(OUTCOME_INDEX)
 CALL, SMS, EMAIL, LETTER = range(4)
 # Per logged outbound contact: the policy's probability of acting, the intended offer, the state

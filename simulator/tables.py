@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.vocabulary import AGE_BANDS, CHANNELS, DIRECTIONS, GENDERS, PAYMENT_METHODS
-from pipelines.simulator import behaviour as bh
-from pipelines.simulator.engine import (
+from simulator import behaviour as bh
+from simulator.engine import (
     OUTCOME_NAMES,
     PLAN,
     TRUTH_FIELDS,
     SimulationConfig,
     SimulationOutput,
+    run_simulation,
 )
-from pipelines.simulator.population import CREDITORS_PER_PRODUCT, STATES, TIMEZONES
+from simulator.population import CREDITORS_PER_PRODUCT, STATES, TIMEZONES
 
 MICROS_PER_MINUTE = 60_000_000
 MINUTES_PER_DAY = 1440
@@ -344,3 +345,10 @@ def build_tables(out: SimulationOutput) -> SimulatedPortfolio:
         manifest=portfolio_manifest(out.config, tables),
         truth_params=truth_parameters(out.config),
     )
+
+
+def simulate_portfolio(
+    config: SimulationConfig, progress: Callable[[int], None] | None = None
+) -> SimulatedPortfolio:
+    """Simulate a portfolio: contract tables, truth tables and a manifest (pure, no I/O)."""
+    return build_tables(run_simulation(config, progress))

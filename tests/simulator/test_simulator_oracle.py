@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pipelines.simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
-from pipelines.simulator.oracle import simulate_with_true_probability, true_payment_probability
+from simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
+from simulator.oracle import simulate_with_true_probability, true_payment_probability
 
 CONFIG = SimulationConfig(accounts=600, seed=11, horizon_days=200, placement_days=150)
 # Mondays 35 days apart: each window [t, t + 30 days) ends before the next as-of time, so the

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.simulator.behaviour import SIM_PRODUCTS
+from simulator.behaviour import SIM_PRODUCTS
 
 # (state, IANA time zone, share of debtors): US states, so jurisdiction rules can apply.
 STATES: tuple[tuple[str, str, float], ...] = (

@@ -29,9 +29,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from pipelines.simulator.engine import SimulationConfig, _Log, _Simulation
-from pipelines.simulator.population import TIMEZONES
-from pipelines.simulator.tables import SimulatedPortfolio, _as_utc, _Clock, build_tables
+from simulator.engine import SimulationConfig, _Log, _Simulation
+from simulator.population import TIMEZONES
+from simulator.tables import SimulatedPortfolio, _as_utc, _Clock, build_tables
 
 __all__ = ["simulate_with_true_probability", "true_payment_probability"]
 

@@ -8,8 +8,8 @@ import pytest
 
 from data_contracts.promises import derive_promise_kept
 from data_contracts.validation import validate_tables
-from pipelines.simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
-from pipelines.simulator import behaviour as bh
+from simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
+from simulator import behaviour as bh
 
 
 def _local(contacts: pd.DataFrame, portfolio: SimulatedPortfolio, column: str) -> pd.DataFrame:
@@ -259,8 +259,8 @@ def test_logged_action_probability_is_the_policy_probability(
     channels were open that day, so it must be one of the policy's renormalized weights."""
     from itertools import combinations
 
-    from pipelines.simulator import behaviour as bh
-    from pipelines.simulator.engine import (
+    from simulator import behaviour as bh
+    from simulator.engine import (
         POLICY_CHANNEL_WEIGHTS,
         POLICY_HOUR_PROBS,
         POLICY_OFFER_PROBS,
