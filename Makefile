@@ -49,11 +49,13 @@ test: env browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy data_contracts serving
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: env
 	$(VENV)/bin/ruff check --fix .

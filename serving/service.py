@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from features.catalog import ALL_FEATURES
 from features.history import HOUR_BANDS
 from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
 from serving.portfolio import PortfolioFeatures, flags, read_portfolio
+
+if TYPE_CHECKING:
+    from training.interfaces import ActionModel, ScoringModel
 
 
 class ServiceNotReady(RuntimeError):
@@ -78,20 +81,30 @@ def payload_problems(
     return problems
 
 
+Model = TypeVar("Model")
+
+
 @dataclass
-class LoadedModel:
+class LoadedModel(Generic[Model]):
+    """A registered model version as serving holds it: the fitted object and where it is from."""
+
     name: str
     alias: str
     version: str
     run_id: str | None
-    model: Any
+    model: Model
 
     @property
     def feature_service(self) -> str | None:
         return getattr(self.model, "metadata_", {}).get("feature_service")
 
 
-def load_registered(name: str, alias: str) -> LoadedModel:
+if TYPE_CHECKING:
+    LoadedScorer = LoadedModel[ScoringModel]
+    LoadedActions = LoadedModel[ActionModel]
+
+
+def load_registered(name: str, alias: str) -> LoadedModel[Any]:
     """A model version by alias from the registry (tracking URI already set)."""
     model, version = load_model(name, alias)
     return LoadedModel(name, alias, str(version.version), version.run_id, model)
@@ -140,8 +153,8 @@ class Encoded:
 @dataclass
 class ScoringService:
     settings: ServingSettings
-    propensity: LoadedModel | None = None
-    actions: LoadedModel | None = None
+    propensity: LoadedScorer | None = None
+    actions: LoadedActions | None = None
     portfolio: PortfolioFeatures | None = None
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
     rules: Any = None
@@ -195,13 +208,13 @@ class ScoringService:
             service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
         return service
 
-    def feature_services(self, *models: LoadedModel | None) -> list[str]:
+    def feature_services(self, *models: LoadedModel[Any] | None) -> list[str]:
         """The feature services the given models (default: those serving) read."""
         chosen = models or (self.propensity, self.actions)
         named = [m.feature_service for m in chosen if m is not None and m.feature_service]
         return list(dict.fromkeys(named)) or [DEFAULT_FEATURE_SERVICE]
 
-    def read_features(self, *models: LoadedModel | None) -> PortfolioFeatures:
+    def read_features(self, *models: LoadedModel[Any] | None) -> PortfolioFeatures:
         """Every account's latest features from the online store, for the given models."""
         chosen = [m for m in (models or (self.propensity, self.actions)) if m is not None]
         names = [n for m in chosen for n in getattr(m.model, "feature_names_", m.model.features)]
@@ -218,7 +231,9 @@ class ScoringService:
     def versions(self) -> dict[str, str]:
         return {m.name: m.version for m in (self.propensity, self.actions) if m is not None}
 
-    def _ready_state(self) -> tuple[LoadedModel, LoadedModel | None, PortfolioFeatures]:
+    def _ready_state(
+        self,
+    ) -> tuple[LoadedScorer, LoadedActions | None, PortfolioFeatures]:
         """The models and features of this request (a swap during it does not change them)."""
         propensity, actions, portfolio = self.propensity, self.actions, self.portfolio
         if propensity is None or portfolio is None or not self.ready:
@@ -227,7 +242,9 @@ class ScoringService:
 
     @staticmethod
     def _encoded_portfolio(
-        portfolio: PortfolioFeatures, propensity: LoadedModel, actions: LoadedModel | None
+        portfolio: PortfolioFeatures,
+        propensity: LoadedScorer,
+        actions: LoadedActions | None,
     ) -> Encoded:
         """The whole portfolio encoded for these model versions (computed once per copy)."""
         matrix = portfolio.encoded(
@@ -248,7 +265,7 @@ class ScoringService:
         weekdays: np.ndarray,
         opted_out: dict[str, np.ndarray],
         with_reasons: bool,
-        state: tuple[LoadedModel, LoadedModel | None, PortfolioFeatures | None],
+        state: tuple[LoadedScorer, LoadedActions | None, PortfolioFeatures | None],
         cache_reasons: bool,
     ) -> list[dict[str, Any]]:
         """Score encoded rows: probability, amount, best action, reasons."""
@@ -301,7 +318,7 @@ class ScoringService:
         account_ids: np.ndarray,
         encoded: np.ndarray,
         raw: Callable[[np.ndarray], pd.DataFrame],
-        propensity: LoadedModel,
+        propensity: LoadedScorer,
         portfolio: PortfolioFeatures | None,
         use_cache: bool,
     ) -> list[list[dict[str, Any]]]:
@@ -488,7 +505,7 @@ class ScoringService:
 
     @staticmethod
     def _channel_candidates(
-        model: Any, matrix: dict[str, np.ndarray], account_ids: np.ndarray
+        model: ActionModel, matrix: dict[str, np.ndarray], account_ids: np.ndarray
     ) -> pd.DataFrame:
         """Each account's best action on each channel."""
         table = model.actions_
@@ -507,7 +524,7 @@ class ScoringService:
             )
         return pd.concat(parts, ignore_index=True)
 
-    def smoke_test(self, attribute: str, candidate: LoadedModel) -> PortfolioFeatures:
+    def smoke_test(self, attribute: str, candidate: LoadedModel[Any]) -> PortfolioFeatures:
         """Raise unless the candidate gives sane answers on real accounts through the serving
         path; return the feature copy it will serve from (re-read when it needs features the
         current copy lacks), already encoded for it."""

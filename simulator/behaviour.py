@@ -61,7 +61,8 @@ STATE_COLUMNS: tuple[str, ...] = (
     "email_status_code",
     "address_valid",
 )
-ACTION_COLUMNS: tuple[str, ...] = (
+# Columns of an action frame: the action as codes (training names it in contract terms).
+ENCODED_ACTION_COLUMNS: tuple[str, ...] = (
     "channel_code",
     "local_hour",
     "weekday",

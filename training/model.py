@@ -204,13 +204,9 @@ def _calibrator_map(calibrator: Any, response: np.ndarray) -> np.ndarray:
     return np.asarray(calibrator.predict(response), dtype=float)
 
 
-class PropensityModel(BaseEstimator, ClassifierMixin):
-    """Probability of any payment within the horizon (calibrated) and the expected amount.
-
-    `fit(X, y, amount=..., eval_set=(X_valid, y_valid, amount_valid))`: the validation rows
-    (a later time window) stop boosting early and fit the calibration; they are never
-    training rows.
-    """
+class LightGBMModel(BaseEstimator):
+    """The settings every cobranza model takes, stored as given (scikit-learn convention:
+    no logic in `__init__`, learned attributes end in `_`)."""
 
     def __init__(
         self,
@@ -231,6 +227,15 @@ class PropensityModel(BaseEstimator, ClassifierMixin):
         self.threads = threads
         self.horizon_days = horizon_days
         self.early_stopping = early_stopping
+
+
+class PropensityModel(LightGBMModel, ClassifierMixin):
+    """Probability of any payment within the horizon (calibrated) and the expected amount.
+
+    `fit(X, y, amount=..., eval_set=(X_valid, y_valid, amount_valid))`: the validation rows
+    (a later time window) stop boosting early and fit the calibration; they are never
+    training rows.
+    """
 
     def fit(
         self,
@@ -403,7 +408,7 @@ def candidate_actions(
     return actions.reset_index(drop=True), hours
 
 
-class NextBestActionModel(BaseEstimator):
+class NextBestActionModel(LightGBMModel):
     """Expected net amount collected within the horizon for each action on an account.
 
     Three LightGBM models share the account features:
@@ -415,24 +420,6 @@ class NextBestActionModel(BaseEstimator):
     contact keeps offers honest: the contract logs only offers that were presented, so a
     single model would credit offers with the value of having reached the debtor.
     """
-
-    def __init__(
-        self,
-        features: Sequence[str] = (),
-        categorical: Sequence[str] = (),
-        params: Mapping[str, Any] | None = None,
-        calibration: str = "isotonic",
-        seed: int = 0,
-        threads: int = 2,
-        horizon_days: int = 30,
-    ) -> None:
-        self.features = features
-        self.categorical = categorical
-        self.params = params
-        self.calibration = calibration
-        self.seed = seed
-        self.threads = threads
-        self.horizon_days = horizon_days
 
     def _encoders(self, X: pd.DataFrame) -> None:
         base, cats = list(self.features), list(self.categorical)
@@ -462,6 +449,7 @@ class NextBestActionModel(BaseEstimator):
             reached,
             contact_valid,
             reached_valid,
+            self.early_stopping,
         )
         self.contact_calibrator_ = calibrate(
             self.contact_model_, contact_valid, reached_valid, self.calibration
@@ -475,6 +463,7 @@ class NextBestActionModel(BaseEstimator):
             net[hit],
             value_valid[hit_valid],
             net_valid[hit_valid],
+            self.early_stopping,
         )
         self.value_missed_ = _fit_with_early_stopping(
             build_regressor(params, self.seed, self.threads),
@@ -482,6 +471,7 @@ class NextBestActionModel(BaseEstimator):
             net[~hit],
             contact_valid[~hit_valid],
             net_valid[~hit_valid],
+            self.early_stopping,
         )
         self.actions_, self.hours_ = candidate_actions(X)
         return self

@@ -255,3 +255,15 @@ def test_metrics_are_sane_and_compared_with_the_truth(story: Story) -> None:
     for name in ("ips", "snips", "dr"):
         assert m[f"nba_policy_{name}_ci_low"] <= m[f"nba_policy_{name}"]
         assert m[f"nba_policy_{name}"] <= m[f"nba_policy_{name}_ci_high"]
+
+
+def test_registered_models_satisfy_the_protocols_serving_types_against(story: Story) -> None:
+    from training.interfaces import ActionModel, RowEncoder, ScoringModel
+
+    open_registry(story.tracking_uri)
+    propensity, _ = load_model(PROPENSITY_MODEL, CHAMPION)
+    actions, _ = load_model(NEXT_BEST_ACTION_MODEL, CHAMPION)
+    assert isinstance(propensity, ScoringModel) and not isinstance(propensity, ActionModel)
+    assert isinstance(actions, ActionModel) and not isinstance(actions, ScoringModel)
+    assert isinstance(propensity.encoder_, RowEncoder)
+    assert isinstance(actions.contact_encoder_, RowEncoder)

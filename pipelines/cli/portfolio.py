@@ -1,0 +1,156 @@
+"""Commands on portfolio folders: simulate, validate, import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pipelines.cli.shell import (
+    EXIT_QUARANTINED,
+    EXIT_VALID,
+    console,
+    progress_bar,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from data_contracts.validation import ValidationResult
+
+import_app = typer.Typer(help="Import public datasets into cobranza's data contracts.")
+
+
+def _print_validation(result: ValidationResult, quarantine: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title="Validation", show_lines=False)
+    for column in ("table", "input rows", "valid", "quarantined", "rules broken (rows)"):
+        table.add_column(
+            column, justify="left" if column in ("table", "rules broken (rows)") else "right"
+        )
+    for name, report in result.reports.items():
+        rules = ", ".join(f"{rule} ({n})" for rule, n in report.rows_per_rule.items()) or "-"
+        table.add_row(
+            name,
+            f"{report.input_rows:,}",
+            f"{report.valid_rows:,}",
+            f"{report.quarantined_rows:,}",
+            rules,
+        )
+    screen = console()
+    screen.print(table)
+    balance = (
+        "input = valid + quarantined for every table"
+        if result.reconciles
+        else "COUNTS DO NOT RECONCILE"
+    )
+    screen.print(f"{balance}; report and quarantined rows in {quarantine}", soft_wrap=True)
+
+
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder to write the portfolio to.")] = Path(
+        "data/portfolio"
+    ),
+    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts to simulate.")] = 10_000,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Random seed; the same seed gives the same data.")
+    ] = 0,
+    days: Annotated[
+        int, typer.Option(min=30, max=3650, help="Days of collections history to simulate.")
+    ] = 365,
+    overwrite: Annotated[bool, typer.Option(help="Replace the folder if it is not empty.")] = False,
+) -> None:
+    """Simulate a collections portfolio that satisfies the data contracts.
+
+    Writes one parquet file per table, manifest.json, and truth/ with the hidden behaviour
+    model (for benchmarks only; models must never read it).
+    """
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+    from pipelines.portfolio import OutputFolderError
+    from pipelines.simulate import simulate_to_folder
+    from simulator.engine import SimulationConfig
+
+    config = SimulationConfig(
+        accounts=accounts, seed=seed, horizon_days=days, placement_days=min(300, days)
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("day {task.completed:.0f}/{task.total:.0f}"),
+        TimeElapsedColumn(),
+    )
+    with (
+        user_errors("simulating", OutputFolderError),
+        progress_bar(*columns) as progress,
+    ):
+        task = progress.add_task("simulating", total=days)
+        manifest = simulate_to_folder(
+            config,
+            out,
+            overwrite=overwrite,
+            progress=lambda day: progress.update(task, completed=day + 1),
+        )
+    rows = manifest["rows"]
+    assert isinstance(rows, dict)
+    summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
+    console().print(f"wrote {out}: {summary}; data ends {manifest['data_end']}", soft_wrap=True)
+
+
+def validate(
+    folder: Annotated[Path, typer.Argument(help="Portfolio folder with <table>.parquet files.")],
+    quarantine: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write quarantined rows and report.json [default: FOLDER/quarantine]."
+        ),
+    ] = None,
+) -> None:
+    """Validate a portfolio against the data contracts.
+
+    Exit status: 0 when every row is valid, 1 when rows were quarantined, 2 when the input is
+    unusable (a missing folder, file or column, or a file that cannot be read).
+    """
+    from data_contracts.validation import ContractError
+    from pipelines.portfolio import validate_portfolio
+
+    quarantine = quarantine or folder / "quarantine"
+    with (
+        user_errors("validating", ContractError),
+        console(stderr=True).status("validating") as status,
+    ):
+        result = validate_portfolio(
+            folder, quarantine, progress=lambda table: status.update(f"validating {table}")
+        )
+    _print_validation(result, quarantine)
+    raise typer.Exit(EXIT_VALID if result.quarantined_rows == 0 else EXIT_QUARANTINED)
+
+
+@import_app.command("taiwan")
+def import_taiwan(
+    csv: Annotated[
+        Path, typer.Argument(help="default_of_credit_card_clients.csv (UCI dataset 350).")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the portfolio to.")] = Path(
+        "data/taiwan"
+    ),
+    overwrite: Annotated[bool, typer.Option(help="Replace the folder if it is not empty.")] = False,
+) -> None:
+    """Map the UCI "default of credit card clients" data (Taiwan, 2005) into the contracts.
+
+    Each client becomes a debtor with one card account, six monthly statements and its
+    payments; the October 2005 default label goes to labels/default_next_month.parquet.
+    """
+    from pipelines.portfolio import OutputFolderError
+    from pipelines.taiwan import TaiwanFormatError, import_taiwan_to_folder
+
+    with (
+        user_errors("importing", TaiwanFormatError, OutputFolderError, FileNotFoundError),
+        console(stderr=True).status("importing the Taiwan dataset"),
+    ):
+        manifest = import_taiwan_to_folder(csv, out, overwrite=overwrite)
+    rows = manifest["rows"]
+    assert isinstance(rows, dict)
+    summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
+    console().print(f"wrote {out}: {summary}", soft_wrap=True)
