@@ -12,8 +12,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from data_contracts.settings import ServingSettings, get_settings
+from serving.metrics import ServiceMetrics
+from serving.routes import api, public
+from serving.service import ScoringService, ServiceNotReady
 
 logger = logging.getLogger("cobranza.serving")
 
@@ -29,11 +33,9 @@ def settle_heap(collect: bool = False) -> None:
     gc.freeze()
 
 
-async def watch(service: Any, metrics: Any, every: float) -> None:
+async def watch(service: ScoringService, metrics: ServiceMetrics, every: float) -> None:
     """Check the registry every `every` seconds and hot-swap a new champion (in a worker
     thread, so requests keep being answered meanwhile)."""
-    from fastapi.concurrency import run_in_threadpool
-
     while True:
         await asyncio.sleep(every)
         messages = await run_in_threadpool(service.refresh)
@@ -46,13 +48,9 @@ async def watch(service: Any, metrics: Any, every: float) -> None:
         metrics.show_versions(service)
 
 
-async def precompute_reasons(service: Any, idle_seconds: float = 1.0) -> None:
+async def precompute_reasons(service: ScoringService, idle_seconds: float = 1.0) -> None:
     """Keep every stored account's reason codes computed for the models and features in use,
     one small batch at a time in a worker thread (requests are answered between batches)."""
-    from fastapi.concurrency import run_in_threadpool
-
-    from serving.service import ServiceNotReady
-
     settled = False
     while True:
         try:
@@ -87,8 +85,6 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from serving.service import ScoringService
-
         service = ScoringService.load(settings, tracking_uri)
         settle_heap(collect=True)
         app.state.service = service
@@ -105,16 +101,12 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    from serving.routes import api, public
-
     app = FastAPI(
         title="cobranza scoring service",
         summary="Propensity to pay, next best actions and reasons for collection front ends.",
         version="1",
         lifespan=lifespan,
     )
-    from serving.metrics import ServiceMetrics
-
     app.state.api_keys = [key.get_secret_value() for key in settings.api_keys]
     app.state.metrics = ServiceMetrics()
     app.add_middleware(_Measured, metrics=app.state.metrics)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
+from pipelines.feature_store import OnlineSnapshot
 
 
 def flags(values: pd.Series) -> np.ndarray:
@@ -89,8 +90,6 @@ def read_portfolio(
     folder: Path, services: Sequence[str], model_features: Sequence[str]
 ) -> PortfolioFeatures:
     """Every account's latest values of the feature services from the online store."""
-    from pipelines.feature_store import OnlineSnapshot
-
     accounts = pd.read_parquet(folder / "accounts.parquet", columns=["account_id", "debtor_id"])
     debtors = pd.read_parquet(
         folder / "debtors.parquet", columns=["debtor_id", "timezone", "region"]

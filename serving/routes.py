@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from pipelines.registry import REPORT_FILE, stored_audit
 from serving.dependencies import Authorized, Service
 from serving.schemas import (
     Excluded,
@@ -105,8 +106,6 @@ async def audit_report(
     ],
     version: Annotated[int, Path(ge=1, le=2**31 - 1, examples=[3])],
 ) -> HTMLResponse:
-    from pipelines.registry import REPORT_FILE, stored_audit
-
     page = await run_in_threadpool(stored_audit, name, str(version), REPORT_FILE)
     if page is None:
         raise HTTPException(

@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from data_contracts.contact_rules import ContactRules, RulesError, load_rules
 from data_contracts.settings import ServingSettings
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
+from features.compliance import contact_histories
 from features.history import HOUR_BANDS
-from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model
+from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model, open_registry
 from serving.portfolio import PortfolioFeatures, flags, read_portfolio
+from serving.worklist import build_worklist, promise_follow_ups
 
 if TYPE_CHECKING:
     from training.interfaces import ActionModel, ScoringModel
@@ -157,7 +160,7 @@ class ScoringService:
     actions: LoadedActions | None = None
     portfolio: PortfolioFeatures | None = None
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
-    rules: Any = None
+    rules: ContactRules | None = None
     refused: dict[str, set[str]] = field(default_factory=dict)
     """Versions that failed to load or to answer a smoke prediction (not retried)."""
     errors: list[str] = field(default_factory=list)
@@ -170,8 +173,6 @@ class ScoringService:
     def load(cls, settings: ServingSettings, tracking_uri: str | None = None) -> ScoringService:
         """Load champions and the online store; what fails is recorded, not raised, so the
         service can start, answer /health and report what is missing on /ready."""
-        from pipelines.registry import open_registry
-
         service = cls(settings)
         open_registry(tracking_uri)
         for attribute, name in (
@@ -198,8 +199,6 @@ class ScoringService:
             }
         except Exception as error:
             service.errors.append(f"online store of {folder}: {type(error).__name__}")
-        from data_contracts.contact_rules import RulesError, load_rules
-
         try:
             service.rules = load_rules(settings.contact_rules)
         except RulesError as error:  # names the file and the problem
@@ -450,9 +449,6 @@ class ScoringService:
         self, day: Any, capacity: dict[str, int], account_ids: Sequence[int] | None
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
         """The day's compliant worklist over the given accounts (default: every account)."""
-        from features.compliance import contact_histories
-        from serving.worklist import build_worklist, promise_follow_ups
-
         propensity, actions, portfolio = self._ready_state()
         if actions is None:
             raise ServiceNotReady("; ".join(self.errors) or "no next-best-action model loaded")
@@ -491,14 +487,17 @@ class ScoringService:
             }
         )
         zone_of_account = pd.Series(portfolio.timezone[rows], index=scored_ids)
+        rules = self.rules
+        if rules is None:  # not ready: /ready says why
+            raise ServiceNotReady("; ".join(self.errors) or "no contact rules loaded")
         histories = contact_histories(
-            self.history["contacts"], zone_of_account, day, self.rules.lookback_days()
+            self.history["contacts"], zone_of_account, day, rules.lookback_days()
         )
         follow_ups = promise_follow_ups(
             self.history["promises"], self.history["offers"], zone_of_account, day
         )
         items, excluded = build_worklist(
-            candidates, accounts, histories, follow_ups, self.rules, day, capacity
+            candidates, accounts, histories, follow_ups, rules, day, capacity
         )
         counts.update(scheduled=len(items), blocked=len(excluded))
         return items, excluded, counts

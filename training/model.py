@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
+from training.explain import reasons_for_rows, split_contributions
 from training.labels import ACTION_COLUMNS, CONTACT_CONTEXT, OFFER_NONE
 
 ACTION_CATEGORICAL: tuple[str, ...] = ("channel", "hour_band", "offer")
@@ -154,7 +155,6 @@ def calibrate(classifier: Any, X_valid: pd.DataFrame, y_valid: np.ndarray, metho
 def contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact TreeSHAP values (log-odds or raw units) per row and feature, and the base value,
     from LightGBM's own `pred_contrib` (identical to SHAP's TreeExplainer, and faster)."""
-    from training.explain import split_contributions
 
     threads = 1 if len(X) < SMALL_BATCH else 0
     return split_contributions(
@@ -318,8 +318,6 @@ class PropensityModel(LightGBMModel, ClassifierMixin):
         self, encoded: np.ndarray, X: pd.DataFrame, top: int = 3
     ) -> list[list[dict[str, Any]]]:
         """Reason codes from encoded rows (`X` gives the values the sentences quote)."""
-        from training.explain import reasons_for_rows
-
         values, _ = contributions(self.classifier_.booster_, encoded)
         rows = reasons_for_rows(values, X, self.feature_names_, top)
         return [[reason.as_dict() for reason in row] for row in rows]
