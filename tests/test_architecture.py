@@ -150,3 +150,15 @@ def test_the_models_satisfy_the_protocols_serving_calls() -> None:
         assert methods, protocol
         for name in methods:
             assert callable(getattr(model, name, None)), f"{model.__name__}.{name}"
+
+
+def test_every_model_kind_is_registered_under_a_name() -> None:
+    from pipelines.registry import MODEL_NAMES
+    from training.model import NextBestActionModel, PropensityModel
+    from training.pyfunc import MODEL_KINDS, NextBestActionPyfunc, PropensityPyfunc, wrapped
+
+    assert set(MODEL_KINDS) == set(MODEL_NAMES)
+    assert isinstance(wrapped(PropensityModel()), PropensityPyfunc)
+    assert isinstance(wrapped(NextBestActionModel()), NextBestActionPyfunc)
+    with pytest.raises(TypeError, match="not a registered model kind"):
+        wrapped(object())

@@ -8,6 +8,7 @@ object itself for its fast paths.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import mlflow.pyfunc
 
@@ -43,3 +44,41 @@ class NextBestActionPyfunc(mlflow.pyfunc.PythonModel):
     # the signature logged with the model describes the input instead.
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         return self.model.predict_value(model_input).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One kind of model cobranza trains: its class, and how MLflow stores it."""
+
+    name: str
+    """As the command line and the registry's `MODEL_NAMES` call it."""
+    artifact: str
+    """Name of the logged model in its MLflow run."""
+    model_class: type
+    wrapper: type[mlflow.pyfunc.PythonModel]
+
+
+MODEL_KINDS: dict[str, ModelKind] = {
+    kind.name: kind
+    for kind in (
+        ModelKind("propensity", "propensity", PropensityModel, PropensityPyfunc),
+        ModelKind(
+            "next-best-action", "next_best_action", NextBestActionModel, NextBestActionPyfunc
+        ),
+    )
+}
+"""Every model kind; a new one is a class, a wrapper and a line here (and its registered name
+in `pipelines.registry.MODEL_NAMES`)."""
+
+
+def kind_of(model: object) -> ModelKind:
+    """The kind a fitted model object belongs to."""
+    for kind in MODEL_KINDS.values():
+        if isinstance(model, kind.model_class):
+            return kind
+    raise TypeError(f"{type(model).__name__} is not a registered model kind")
+
+
+def wrapped(model: object) -> mlflow.pyfunc.PythonModel:
+    """The pyfunc wrapper MLflow stores for a fitted model."""
+    return kind_of(model).wrapper(model)
