@@ -49,154 +49,271 @@ class FeatureSpec:
     """First `debtor_scoring_v<n>` service whose model inputs include the feature."""
 
 
-def _account_specs() -> list[FeatureSpec]:
+def _account(name: str, kind: Kind, description: str, model_input: bool = True) -> FeatureSpec:
+    """An account feature first published by version 1."""
+    return FeatureSpec(name, kind, description, "account", model_input)
+
+
+def _state_specs() -> list[FeatureSpec]:
+    """The account's state: what it is, what is owed and how old it is."""
+    return [
+        _account("product", "string", "Kind of credit the debt comes from."),
+        _account("creditor", "string", "Creditor who placed the account."),
+        _account("original_balance", "float", "Balance owed when the account was placed."),
+        _account(
+            "current_balance",
+            "float",
+            "Placed balance minus payments since placement, at the as-of time (not below 0; "
+            "amounts forgiven by a settlement discount are not deducted).",
+        ),
+        _account(
+            "paid_share_of_placed_balance", "float", "Payments since placement / placed balance."
+        ),
+        _account(
+            "days_past_due", "float", "Days from delinquent_since to the as-of time (0 if current)."
+        ),
+        _account("days_since_placement", "float", "Days the account has been in collections."),
+        _account("days_since_opened", "float", "Age of the credit in days."),
+    ]
+
+
+def _payment_specs() -> list[FeatureSpec]:
+    """Payments received: per window, the latest, before placement and the trend."""
     specs: list[FeatureSpec] = []
-
-    def add(name: str, kind: Kind, description: str, model_input: bool = True) -> None:
-        specs.append(FeatureSpec(name, kind, description, "account", model_input))
-
-    # account state
-    add("product", "string", "Kind of credit the debt comes from.")
-    add("creditor", "string", "Creditor who placed the account.")
-    add("original_balance", "float", "Balance owed when the account was placed.")
-    add(
-        "current_balance",
-        "float",
-        "Placed balance minus payments since placement, at the as-of time (not below 0; "
-        "amounts forgiven by a settlement discount are not deducted).",
-    )
-    add("paid_share_of_placed_balance", "float", "Payments since placement / placed balance.")
-    add("days_past_due", "float", "Days from delinquent_since to the as-of time (0 if current).")
-    add("days_since_placement", "float", "Days the account has been in collections.")
-    add("days_since_opened", "float", "Age of the credit in days.")
-    # payments
     for window in PAYMENT_WINDOWS:
-        add(f"payments_count_{window}d", "int", f"Payments received in the last {window} days.")
-        add(f"payments_sum_{window}d", "float", f"Amount received in the last {window} days.")
-    add("days_since_last_payment", "float", "Days since the most recent payment (any time).")
-    add("payments_count_before_placement", "int", "Payments received before placement.")
-    add(
-        "payments_sum_trend_90d",
-        "float",
-        "Amount paid in the last 30 days minus the monthly average of the 60 days before.",
-    )
-    # promises
+        specs += [
+            _account(
+                f"payments_count_{window}d", "int", f"Payments received in the last {window} days."
+            ),
+            _account(
+                f"payments_sum_{window}d", "float", f"Amount received in the last {window} days."
+            ),
+        ]
+    return [
+        *specs,
+        _account(
+            "days_since_last_payment", "float", "Days since the most recent payment (any time)."
+        ),
+        _account("payments_count_before_placement", "int", "Payments received before placement."),
+        _account(
+            "payments_sum_trend_90d",
+            "float",
+            "Amount paid in the last 30 days minus the monthly average of the 60 days before.",
+        ),
+    ]
+
+
+def _promise_specs() -> list[FeatureSpec]:
+    """Promises to pay: made, kept and broken per window, and what is still open."""
+    specs: list[FeatureSpec] = []
     for window in PROMISE_WINDOWS:
-        add(f"promises_made_{window}d", "int", f"Promises to pay made in the last {window} days.")
-        add(
-            f"promises_kept_{window}d",
-            "int",
-            f"Promises whose grace period ended in the last {window} days and were kept.",
-        )
-        add(
-            f"promises_broken_{window}d",
-            "int",
-            f"Promises whose grace period ended in the last {window} days unpaid.",
-        )
-    add("promises_kept_rate_365d", "float", "Kept / (kept + broken) over 365 days; empty if none.")
-    add("days_since_last_broken_promise", "float", "Days since a promise was last found broken.")
-    add("open_promise_amount", "float", "Amount of promises made and not yet resolved.")
-    # contacts
+        specs += [
+            _account(
+                f"promises_made_{window}d",
+                "int",
+                f"Promises to pay made in the last {window} days.",
+            ),
+            _account(
+                f"promises_kept_{window}d",
+                "int",
+                f"Promises whose grace period ended in the last {window} days and were kept.",
+            ),
+            _account(
+                f"promises_broken_{window}d",
+                "int",
+                f"Promises whose grace period ended in the last {window} days unpaid.",
+            ),
+        ]
+    return [
+        *specs,
+        _account(
+            "promises_kept_rate_365d",
+            "float",
+            "Kept / (kept + broken) over 365 days; empty if none.",
+        ),
+        _account(
+            "days_since_last_broken_promise", "float", "Days since a promise was last found broken."
+        ),
+        _account("open_promise_amount", "float", "Amount of promises made and not yet resolved."),
+    ]
+
+
+def _channel_specs() -> list[FeatureSpec]:
+    """Outbound attempts and responses of each contact channel."""
+    specs: list[FeatureSpec] = []
     for channel in CHANNELS:
         for window in CONTACT_WINDOWS:
-            add(
-                f"{channel}_attempts_{window}d",
-                "int",
-                f"Outbound {channel} attempts, last {window} days.",
-            )
-            add(
-                f"{channel}_responses_{window}d",
-                "int",
-                f"Outbound {channel} attempts that reached and engaged the debtor (right-party "
-                f"contact, promise, refusal, dispute, opt-out or click), last {window} days.",
-            )
-        add(
-            f"{channel}_contact_rate_90d",
-            "float",
-            f"Share of {channel} attempts that got through (not unanswered, wrong party or "
-            "bounced), last 90 days.",
-        )
-        add(
-            f"{channel}_response_rate_90d", "float", f"Responses / attempts for {channel}, 90 days."
-        )
+            specs += [
+                _account(
+                    f"{channel}_attempts_{window}d",
+                    "int",
+                    f"Outbound {channel} attempts, last {window} days.",
+                ),
+                _account(
+                    f"{channel}_responses_{window}d",
+                    "int",
+                    f"Outbound {channel} attempts that reached and engaged the debtor (right-party "
+                    f"contact, promise, refusal, dispute, opt-out or click), last {window} days.",
+                ),
+            ]
+        specs += [
+            _account(
+                f"{channel}_contact_rate_90d",
+                "float",
+                f"Share of {channel} attempts that got through (not unanswered, wrong party or "
+                "bounced), last 90 days.",
+            ),
+            _account(
+                f"{channel}_response_rate_90d",
+                "float",
+                f"Responses / attempts for {channel}, 90 days.",
+            ),
+        ]
+    return specs
+
+
+def _call_time_specs() -> list[FeatureSpec]:
+    """Calls and how often they reached the debtor, by local hour band and by day type."""
+    specs: list[FeatureSpec] = []
     for band, (start, end) in HOUR_BANDS.items():
-        add(
-            f"call_attempts_{band}_365d",
-            "int",
-            f"Outbound calls started {start}:00-{end}:00 local time, last 365 days.",
-        )
-        add(
-            f"call_response_rate_{band}_365d",
-            "float",
-            f"Share of calls started {start}:00-{end}:00 local time that reached the debtor.",
-        )
+        specs += [
+            _account(
+                f"call_attempts_{band}_365d",
+                "int",
+                f"Outbound calls started {start}:00-{end}:00 local time, last 365 days.",
+            ),
+            _account(
+                f"call_response_rate_{band}_365d",
+                "float",
+                f"Share of calls started {start}:00-{end}:00 local time that reached the debtor.",
+            ),
+        ]
     for day_type, label in (("weekday", "Monday to Friday"), ("weekend", "Saturday and Sunday")):
-        add(f"call_attempts_{day_type}_365d", "int", f"Outbound calls on {label}, last 365 days.")
-        add(
-            f"call_response_rate_{day_type}_365d",
+        specs += [
+            _account(
+                f"call_attempts_{day_type}_365d",
+                "int",
+                f"Outbound calls on {label}, last 365 days.",
+            ),
+            _account(
+                f"call_response_rate_{day_type}_365d",
+                "float",
+                f"Share of calls on {label} (local time) that reached the debtor, last 365 days.",
+            ),
+        ]
+    return specs
+
+
+def _contact_history_specs() -> list[FeatureSpec]:
+    """Inbound contacts, the latest attempt and conversation, and disputes."""
+    return [
+        _account("inbound_contacts_90d", "int", "Contacts started by the debtor, last 90 days."),
+        _account("days_since_last_attempt", "float", "Days since the last outbound attempt."),
+        _account(
+            "days_since_last_conversation",
             "float",
-            f"Share of calls on {label} (local time) that reached the debtor, last 365 days.",
-        )
-    add("inbound_contacts_90d", "int", "Contacts started by the debtor, last 90 days.")
-    add("days_since_last_attempt", "float", "Days since the last outbound attempt.")
-    add(
-        "days_since_last_conversation",
-        "float",
-        "Days since the debtor was last reached (any channel).",
-    )
-    add("disputes_total", "int", "Disputes raised before the as-of time.")
-    add("days_since_last_dispute", "float", "Days since the last dispute.")
-    for channel in OPT_OUT_CHANNELS:
-        add(
+            "Days since the debtor was last reached (any channel).",
+        ),
+        _account("disputes_total", "int", "Disputes raised before the as-of time."),
+        _account("days_since_last_dispute", "float", "Days since the last dispute."),
+    ]
+
+
+def _opt_out_specs() -> list[FeatureSpec]:
+    """Channels the debtor opted out of."""
+    return [
+        _account(
             f"opted_out_{channel}",
             "int",
             f"1 if the debtor opted out of {channel} for this account.",
         )
-    # compliance counters used by serving (Regulation F)
-    add(
-        "call_attempts_7d_compliance",
-        "int",
-        "Call attempts in the 7 days before the as-of time (at most 7 in 7 days per debt).",
-        model_input=False,
-    )
-    add(
-        "last_telephone_conversation_at",
-        "timestamp",
-        "Last telephone conversation about the debt (no call within 7 days after it).",
-        model_input=False,
-    )
-    # offers
-    add("offers_made_total", "int", "Offers presented before the as-of time.")
-    add("discount_offers_made_total", "int", "Settlement discounts presented.")
-    add("plan_offers_made_total", "int", "Payment plans presented.")
-    add("offers_accepted_total", "int", "Offers accepted before the as-of time.")
-    add("best_accepted_discount_pct", "float", "Largest discount accepted; empty if none.")
-    add("days_since_last_offer", "float", "Days since an offer was last presented.")
-    # statements (creditor's monthly statements, when the portfolio has them)
+        for channel in OPT_OUT_CHANNELS
+    ]
+
+
+def _compliance_specs() -> list[FeatureSpec]:
+    """Compliance counters used by serving (Regulation F); not model inputs."""
+    return [
+        _account(
+            "call_attempts_7d_compliance",
+            "int",
+            "Call attempts in the 7 days before the as-of time (at most 7 in 7 days per debt).",
+            model_input=False,
+        ),
+        _account(
+            "last_telephone_conversation_at",
+            "timestamp",
+            "Last telephone conversation about the debt (no call within 7 days after it).",
+            model_input=False,
+        ),
+    ]
+
+
+def _offer_specs() -> list[FeatureSpec]:
+    """Settlement discounts and payment plans presented and accepted."""
+    return [
+        _account("offers_made_total", "int", "Offers presented before the as-of time."),
+        _account("discount_offers_made_total", "int", "Settlement discounts presented."),
+        _account("plan_offers_made_total", "int", "Payment plans presented."),
+        _account("offers_accepted_total", "int", "Offers accepted before the as-of time."),
+        _account(
+            "best_accepted_discount_pct", "float", "Largest discount accepted; empty if none."
+        ),
+        _account("days_since_last_offer", "float", "Days since an offer was last presented."),
+    ]
+
+
+def _statement_specs() -> list[FeatureSpec]:
+    """The creditor's monthly statements (when the portfolio has them): the latest one and
+    the STATEMENT_WINDOW before the as-of time."""
     window = STATEMENT_WINDOW
-    add("statement_balance_last", "float", "Balance on the latest statement.")
-    add("credit_limit_last", "float", "Credit limit on the latest statement.")
-    add("utilization_last", "float", "Latest statement balance / credit limit.")
-    add("statement_days_past_due_last", "float", "Days past due on the latest statement.")
-    add(
-        f"statement_days_past_due_max_{window}d",
-        "float",
-        f"Worst days past due on statements, {window} days.",
-    )
-    add(
-        f"statements_delinquent_{window}d",
-        "int",
-        f"Statements showing a delinquency, {window} days.",
-    )
-    add(f"statements_paid_in_full_{window}d", "int", f"Statements paid in full, {window} days.")
-    add(f"statements_no_use_{window}d", "int", f"Statements with nothing to pay, {window} days.")
-    add(f"statement_balance_mean_{window}d", "float", f"Mean statement balance, {window} days.")
-    add(
-        f"statement_balance_trend_{window}d",
-        "float",
-        f"Latest statement balance minus the oldest one within {window} days.",
-    )
-    return specs + _statement_history_specs()
+    return [
+        _account("statement_balance_last", "float", "Balance on the latest statement."),
+        _account("credit_limit_last", "float", "Credit limit on the latest statement."),
+        _account("utilization_last", "float", "Latest statement balance / credit limit."),
+        _account("statement_days_past_due_last", "float", "Days past due on the latest statement."),
+        _account(
+            f"statement_days_past_due_max_{window}d",
+            "float",
+            f"Worst days past due on statements, {window} days.",
+        ),
+        _account(
+            f"statements_delinquent_{window}d",
+            "int",
+            f"Statements showing a delinquency, {window} days.",
+        ),
+        _account(
+            f"statements_paid_in_full_{window}d", "int", f"Statements paid in full, {window} days."
+        ),
+        _account(
+            f"statements_no_use_{window}d", "int", f"Statements with nothing to pay, {window} days."
+        ),
+        _account(
+            f"statement_balance_mean_{window}d", "float", f"Mean statement balance, {window} days."
+        ),
+        _account(
+            f"statement_balance_trend_{window}d",
+            "float",
+            f"Latest statement balance minus the oldest one within {window} days.",
+        ),
+    ]
+
+
+def _account_specs() -> list[FeatureSpec]:
+    """Every account feature, family by family, in catalog order (statement history last)."""
+    return [
+        *_state_specs(),
+        *_payment_specs(),
+        *_promise_specs(),
+        *_channel_specs(),
+        *_call_time_specs(),
+        *_contact_history_specs(),
+        *_opt_out_specs(),
+        *_compliance_specs(),
+        *_offer_specs(),
+        *_statement_specs(),
+        *_statement_history_specs(),
+    ]
 
 
 def _statement_history_specs() -> list[FeatureSpec]:

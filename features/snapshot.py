@@ -10,6 +10,7 @@ partition on Dask unchanged.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -355,7 +356,27 @@ def _offer_features(agg: _Accounts, offers: pd.DataFrame) -> dict[str, np.ndarra
     }
 
 
-def _statement_features(agg: _Accounts, statements: pd.DataFrame | None) -> dict[str, np.ndarray]:
+_Events = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
+"""What `_Accounts.events` returns: the columns, account positions and ages in days."""
+_STATEMENT_COLUMNS: dict[str, tuple[str, ...] | None] = {
+    "balance": None,
+    "credit_limit": None,
+    "days_past_due": None,
+    "status": STATEMENT_STATUSES,
+}
+"""The statement columns both statement feature families read."""
+
+
+def _statement_events(agg: _Accounts, statements: pd.DataFrame | None) -> _Events | None:
+    """The statements of known accounts before as_of, read once for both statement feature
+    families; None when the portfolio has no statements (most portfolios)."""
+    if statements is None or not len(statements):
+        return None
+    return agg.events(statements, "statement_at", _STATEMENT_COLUMNS)
+
+
+def _statement_features(agg: _Accounts, statements: _Events | None) -> dict[str, np.ndarray]:
+    """The latest statement and the statements of the last STATEMENT_WINDOW days."""
     window = STATEMENT_WINDOW
     names = (
         "statement_balance_last",
@@ -369,21 +390,12 @@ def _statement_features(agg: _Accounts, statements: pd.DataFrame | None) -> dict
         f"statement_balance_mean_{window}d",
         f"statement_balance_trend_{window}d",
     )
-    if statements is None or not len(statements):
+    if statements is None:
         out = {name: np.full(agg.n, np.nan) for name in names}
         for name in names[5:8]:
             out[name] = np.zeros(agg.n, np.int64)
         return out
-    rows, pos, age = agg.events(
-        statements,
-        "statement_at",
-        {
-            "balance": None,
-            "credit_limit": None,
-            "days_past_due": None,
-            "status": STATEMENT_STATUSES,
-        },
-    )
+    rows, pos, age = statements
     order = np.lexsort((age, pos))  # per account, newest (smallest age) first
     pos, age = pos[order], age[order]
     first = np.r_[True, pos[1:] != pos[:-1]][: len(pos)]  # first row of each account
@@ -436,35 +448,40 @@ def _status_level(status: np.ndarray, days_past_due: np.ndarray) -> np.ndarray:
     return np.where(delinquent, months, level)
 
 
-def _statement_history_features(
-    agg: _Accounts, statements: pd.DataFrame | None, payments: pd.DataFrame
-) -> dict[str, np.ndarray]:
-    """The latest STATEMENT_LAGS statements one by one, and what was paid in each cycle.
+class _StatementMatrices(NamedTuple):
+    """(account, rank) matrices of the latest STATEMENT_LAGS + 1 statements, newest first.
 
-    Statements are laid out as (account, lag) matrices with one extra column: the statement
-    before the oldest lag, whose balance that lag's payments answer. Empty (NaN) where an
-    account has fewer statements.
+    The extra column is the statement before the oldest lag, whose balance that lag's
+    payments answer. NaN where an account has fewer statements.
     """
-    if statements is None or not len(statements):  # most portfolios: skip the matrices
-        return {
-            spec.name: np.zeros(agg.n, np.int64) if spec.kind == "int" else np.full(agg.n, np.nan)
-            for spec in STATEMENT_HISTORY_FEATURES
-        }
-    lags, width = STATEMENT_LAGS, STATEMENT_LAGS + 1
-    balance = np.full((agg.n, width), np.nan)
-    limit = np.full((agg.n, width), np.nan)
-    level = np.full((agg.n, width), np.nan)
-    closed = np.full((agg.n, width), np.nan)  # closing time, UTC microseconds (exact < 2**53)
-    rows, pos, _ = agg.events(
-        statements,
-        "statement_at",
-        {
-            "balance": None,
-            "credit_limit": None,
-            "days_past_due": None,
-            "status": STATEMENT_STATUSES,
-        },
-    )
+
+    balance: np.ndarray
+    limit: np.ndarray
+    level: np.ndarray
+    closed: np.ndarray
+    """Closing time, UTC microseconds (exact < 2**53)."""
+
+
+class _Cycles(NamedTuple):
+    """What happened in the cycle of each lag (account, lag) and the balance it answered."""
+
+    known: np.ndarray
+    """Whether the lag's statement exists."""
+    paid: np.ndarray
+    previous: np.ndarray
+    """Balance of the statement before the lag's."""
+    owed: np.ndarray
+    """The cycle started with something to pay."""
+    utilization: np.ndarray
+    """Balance / credit limit of every column of the matrices (the extra one included)."""
+    ratio: np.ndarray
+    new_charges: np.ndarray
+
+
+def _statement_matrices(agg: _Accounts, statements: _Events) -> _StatementMatrices:
+    """The latest STATEMENT_LAGS + 1 statements of each account laid out as matrices."""
+    width = STATEMENT_LAGS + 1
+    rows, pos, _ = statements
     at = rows["statement_at"]
     order = np.lexsort((-at, pos))  # per account, newest first
     pos = pos[order]
@@ -473,44 +490,76 @@ def _statement_history_features(
     keep = rank < width
     cell = (pos[keep], rank[keep])
     chosen = order[keep]
-    balance[cell] = rows["balance"][chosen].astype(np.float64)
-    limit[cell] = rows["credit_limit"][chosen].astype(np.float64)
-    level[cell] = _status_level(
-        rows["status"][chosen], rows["days_past_due"][chosen].astype(np.float64)
+
+    def matrix(values: np.ndarray) -> np.ndarray:
+        result = np.full((agg.n, width), np.nan)
+        result[cell] = values
+        return result
+
+    level = _status_level(rows["status"][chosen], rows["days_past_due"][chosen].astype(np.float64))
+    return _StatementMatrices(
+        balance=matrix(rows["balance"][chosen].astype(np.float64)),
+        limit=matrix(rows["credit_limit"][chosen].astype(np.float64)),
+        level=matrix(level),
+        closed=matrix(at[chosen].astype(np.float64)),
     )
-    closed[cell] = at[chosen].astype(np.float64)
-    paid = _paid_per_cycle(agg, payments, closed)
+
+
+def _statement_cycles(matrices: _StatementMatrices, paid_per_cycle: np.ndarray) -> _Cycles:
+    """Payments, payment ratio and new charges of each lag's cycle (NaN without a statement)."""
+    lags = STATEMENT_LAGS
+    balance, limit = matrices.balance, matrices.limit
     known = ~np.isnan(balance[:, :lags])
-    paid = np.where(known, paid, np.nan)
+    paid = np.where(known, paid_per_cycle, np.nan)
     previous = balance[:, 1:]
     owed = previous > 0  # the cycle started with something to pay
     with np.errstate(divide="ignore", invalid="ignore"):
         utilization = np.where(limit > 0, balance / limit, np.nan)
         ratio = np.where(owed, paid / previous, np.nan)
     new_charges = balance[:, :lags] - previous + paid
+    return _Cycles(known, paid, previous, owed, utilization, ratio, new_charges)
+
+
+def _lag_features(matrices: _StatementMatrices, cycles: _Cycles) -> dict[str, np.ndarray]:
+    """The latest STATEMENT_LAGS statements one by one (`_lag<k>`)."""
     out: dict[str, np.ndarray] = {}
-    for lag in range(1, lags + 1):
+    for lag in range(1, STATEMENT_LAGS + 1):
         column = lag - 1
-        out[f"statement_balance_lag{lag}"] = balance[:, column]
-        out[f"statement_utilization_lag{lag}"] = utilization[:, column]
-        out[f"statement_status_level_lag{lag}"] = level[:, column]
-        out[f"statement_cycle_paid_lag{lag}"] = paid[:, column]
-        out[f"statement_cycle_payment_ratio_lag{lag}"] = ratio[:, column]
-        out[f"statement_cycle_new_charges_lag{lag}"] = new_charges[:, column]
-    recent = level[:, :lags]
-    statements_seen = known.sum(axis=1)
-    delinquent = recent >= 1  # NaN (no statement) is not delinquent
-    streak = np.zeros(agg.n, np.int64)
-    longest = np.zeros(agg.n, np.int64)
-    latest_run = np.ones(agg.n, bool)
-    latest = np.zeros(agg.n, np.int64)
+        out[f"statement_balance_lag{lag}"] = matrices.balance[:, column]
+        out[f"statement_utilization_lag{lag}"] = cycles.utilization[:, column]
+        out[f"statement_status_level_lag{lag}"] = matrices.level[:, column]
+        out[f"statement_cycle_paid_lag{lag}"] = cycles.paid[:, column]
+        out[f"statement_cycle_payment_ratio_lag{lag}"] = cycles.ratio[:, column]
+        out[f"statement_cycle_new_charges_lag{lag}"] = cycles.new_charges[:, column]
+    return out
+
+
+def _delinquent_streaks(delinquent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of an (account, lag) matrix, newest first: the run of delinquent statements
+    ending with the latest one, and the longest run."""
+    accounts, lags = delinquent.shape
+    streak = np.zeros(accounts, np.int64)
+    longest = np.zeros(accounts, np.int64)
+    latest_run = np.ones(accounts, bool)
+    latest = np.zeros(accounts, np.int64)
     for column in range(lags):  # newest to oldest
         streak = np.where(delinquent[:, column], streak + 1, 0)
         longest = np.maximum(longest, streak)
-        latest_run &= delinquent[:, column]
-        latest += latest_run
+        latest_run = latest_run & delinquent[:, column]
+        latest = latest + latest_run
+    return latest, longest
+
+
+def _history_summaries(matrices: _StatementMatrices, cycles: _Cycles) -> dict[str, np.ndarray]:
+    """Status, streaks, payments and peaks over the latest STATEMENT_LAGS statements."""
+    lags = STATEMENT_LAGS
+    recent = matrices.level[:, :lags]
+    statements_seen = cycles.known.sum(axis=1)
+    latest, longest = _delinquent_streaks(recent >= 1)  # NaN (no statement) is not delinquent
+    paid, owed = cycles.paid, cycles.owed
     paid_owed = np.where(owed, np.nan_to_num(paid), 0.0).sum(axis=1)
-    total_owed = np.where(owed, previous, 0.0).sum(axis=1)
+    total_owed = np.where(owed, cycles.previous, 0.0).sum(axis=1)
+    out: dict[str, np.ndarray] = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         out[f"statement_status_level_max_last{lags}"] = np.fmax.reduce(recent, axis=1)
         out[f"statement_status_level_mean_last{lags}"] = _rate(
@@ -523,10 +572,34 @@ def _statement_history_features(
         statements_seen > 0, np.nan_to_num(paid).sum(axis=1), np.nan
     )
     out[f"statement_cycles_unpaid_last{lags}"] = (owed & (np.nan_to_num(paid) <= 0)).sum(axis=1)
-    out[f"statement_balance_max_last{lags}"] = np.fmax.reduce(balance[:, :lags], axis=1)
-    out[f"statement_utilization_max_last{lags}"] = np.fmax.reduce(utilization[:, :lags], axis=1)
-    out["days_since_last_statement"] = (agg.as_of_us - closed[:, 0]) / 86_400e6
+    out[f"statement_balance_max_last{lags}"] = np.fmax.reduce(matrices.balance[:, :lags], axis=1)
+    out[f"statement_utilization_max_last{lags}"] = np.fmax.reduce(
+        cycles.utilization[:, :lags], axis=1
+    )
     return out
+
+
+def _statement_history_features(
+    agg: _Accounts, statements: _Events | None, payments: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """The latest STATEMENT_LAGS statements one by one, and what was paid in each cycle.
+
+    Statements are laid out as (account, lag) matrices with one extra column: the statement
+    before the oldest lag, whose balance that lag's payments answer. Empty (NaN) where an
+    account has fewer statements.
+    """
+    if statements is None:  # most portfolios: skip the matrices
+        return {
+            spec.name: np.zeros(agg.n, np.int64) if spec.kind == "int" else np.full(agg.n, np.nan)
+            for spec in STATEMENT_HISTORY_FEATURES
+        }
+    matrices = _statement_matrices(agg, statements)
+    cycles = _statement_cycles(matrices, _paid_per_cycle(agg, payments, matrices.closed))
+    return {
+        **_lag_features(matrices, cycles),
+        **_history_summaries(matrices, cycles),
+        "days_since_last_statement": (agg.as_of_us - matrices.closed[:, 0]) / 86_400e6,
+    }
 
 
 def _paid_per_cycle(agg: _Accounts, payments: pd.DataFrame, closed: np.ndarray) -> np.ndarray:
@@ -570,14 +643,15 @@ def _account_frame(
     agg = _Accounts(accounts, as_of)
     payments, paid_since_placement = _payment_features(agg, tables["payments"])
     contacts, counts = _contact_features(agg, tables["contacts"], tables["debtors"])
+    statements = _statement_events(agg, tables.get("statements"))
     columns = {
         **_state_features(agg, paid_since_placement),
         **payments,
         **_promise_features(agg, tables["promises"]),
         **contacts,
         **_offer_features(agg, tables["offers"]),
-        **_statement_features(agg, tables.get("statements")),
-        **_statement_history_features(agg, tables.get("statements"), tables["payments"]),
+        **_statement_features(agg, statements),
+        **_statement_history_features(agg, statements, tables["payments"]),
     }
     frame = pd.DataFrame(
         {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ import pandas as pd
 from data_contracts.contact_rules import BlockKind, ContactRules
 from features.compliance import channel_blocks, contact_histories
 from features.history import RESPONSE_OUTCOMES
+from pipelines.portfolio import read_portfolio
+from training.plots import lines_figure
 
 CALL_BLOCKS: tuple[BlockKind, ...] = tuple(k for k in BlockKind if k is not BlockKind.OUTSIDE_HOURS)
 """What can stop a call on a whole day (the hours of the day are the worklist's choice)."""
@@ -64,18 +66,29 @@ def collected_payments(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return payments[(payments["paid_at"] >= placed_at).to_numpy(bool)]
 
 
-def weekly_kpis(
+class _WeeklyEvents(NamedTuple):
+    """The events the weekly KPIs count, each with its `week` (placements: `placed_week`)."""
+
+    payments: pd.DataFrame
+    contacts: pd.DataFrame
+    made: pd.DataFrame
+    """Promises by the week they were made."""
+    due: pd.DataFrame
+    """Promises by the week they fell due."""
+    placed: pd.DataFrame
+    """Accounts with their placement week and days from placement to the first payment."""
+
+
+def _dated_events(
     tables: Mapping[str, pd.DataFrame],
+    collected: pd.DataFrame,
     costs: Mapping[str, float],
-    start: pd.Timestamp | None = None,
-    end: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """One row per (week, segment), plus `segment == "all"`: the KPIs of the module
-    docstring except the per-channel ones (see `channel_kpis`)."""
-    accounts = tables["accounts"][["account_id", "product", "original_balance", "placed_at"]]
-    segment_of = accounts.set_index("account_id")["product"].astype(str)
-    collected_all = collected_payments(tables)
-    payments = _window(collected_all, "paid_at", start, end)
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Collected payments, contacts (with their cost and whether they reached the debtor) and
+    promises made and due between `start` and `end`, each with its week."""
+    payments = _window(collected, "paid_at", start, end)
     payments = payments.assign(week=_week(payments["paid_at"]))
     contacts = _window(tables["contacts"], "attempted_at", start, end)
     contacts = contacts.assign(
@@ -88,73 +101,102 @@ def weekly_kpis(
     made = made.assign(week=_week(made["made_at"]))
     due = _window(promises, "due_at", start, end)
     due = due.assign(week=_week(due["due_at"]))
+    return payments, contacts, made, due
+
+
+def _placement_cohorts(accounts: pd.DataFrame, collected: pd.DataFrame) -> pd.DataFrame:
+    """Accounts with their placement week and the days from placement to the first payment
+    collected (whatever the KPI window)."""
+    placed = accounts.assign(placed_week=_week(accounts["placed_at"]))
+    first_paid = collected.groupby("account_id")["paid_at"].min()
+    return placed.assign(
+        days_to_first=(placed["account_id"].map(first_paid) - placed["placed_at"]).dt.days
+    )
+
+
+def _in_segment(frame: pd.DataFrame, segment_of: pd.Series, segment: str) -> pd.DataFrame:
+    """The rows of one segment's accounts (every row for `all`)."""
+    if segment == "all":
+        return frame
+    return frame[frame["account_id"].map(segment_of).to_numpy() == segment]
+
+
+def _segment_totals(events: _WeeklyEvents) -> dict[str, pd.Series]:
+    """Per week totals of one segment's events (days to first payment per placement week)."""
+    payments, contacts, due = events.payments, events.contacts, events.due
+    known_due = due[due["kept"].notna()]
+    return {
+        "collected": payments.groupby("week")["amount"].sum(),
+        "payment_count": payments.groupby("week")["amount"].size(),
+        "attempts": contacts.groupby("week").size(),
+        "reached": contacts.groupby("week")["right_party"].sum(),
+        "cost": contacts.groupby("week")["cost"].sum(),
+        "promised": events.made.groupby("week").size(),
+        "kept": known_due.groupby("week")["kept"].agg(lambda k: float(np.mean(k.astype(bool)))),
+        "cohort_days": events.placed.groupby("placed_week")["days_to_first"].mean(),
+    }
+
+
+def _week_row(
+    week: pd.Timestamp,
+    segment: str,
+    totals: Mapping[str, pd.Series],
+    placed: pd.DataFrame,
+) -> dict[str, Any]:
+    """The KPIs of one segment in one week."""
+    week_end = week + pd.Timedelta(days=7)
+    balance = placed.loc[
+        placed["placed_at"].dt.tz_convert("UTC").dt.tz_localize(None) < week_end,
+        "original_balance",
+    ].sum()
+    collected, payment_count = totals["collected"], totals["payment_count"]
+    cost, promised = totals["cost"], totals["promised"]
+    amount = float(collected.get(week, 0.0))
+    contacts_reached = float(totals["reached"].get(week, 0))
+    return {
+        "week": week.date(),
+        "segment": segment,
+        "placed_balance": float(balance),
+        "collected": amount,
+        "collection_rate": amount / balance if balance else np.nan,
+        "payments": int(payment_count.get(week, 0)),
+        "average_payment": amount / payment_count[week] if payment_count.get(week, 0) else np.nan,
+        "attempts": int(totals["attempts"].get(week, 0)),
+        "right_party_contacts": int(contacts_reached),
+        "promises": int(promised.get(week, 0)),
+        "promise_rate": promised.get(week, 0) / contacts_reached if contacts_reached else np.nan,
+        "kept_rate": float(totals["kept"].get(week, np.nan)),
+        "days_to_first_payment": float(totals["cohort_days"].get(week, np.nan)),
+        "contact_cost": float(cost.get(week, 0.0)),
+        "cost_per_amount_collected": float(cost.get(week, 0.0)) / amount if amount else np.nan,
+    }
+
+
+def weekly_kpis(
+    tables: Mapping[str, pd.DataFrame],
+    costs: Mapping[str, float],
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """One row per (week, segment), plus `segment == "all"`: the KPIs of the module
+    docstring except the per-channel ones (see `channel_kpis`)."""
+    accounts = tables["accounts"][["account_id", "product", "original_balance", "placed_at"]]
+    segment_of = accounts.set_index("account_id")["product"].astype(str)
+    collected_all = collected_payments(tables)
+    payments, contacts, made, due = _dated_events(tables, collected_all, costs, start, end)
     weeks = pd.DatetimeIndex(
         sorted(set(payments["week"]) | set(contacts["week"]) | set(made["week"]))
     )
     if not len(weeks):
         return pd.DataFrame()
-    placed = accounts.assign(placed_week=_week(accounts["placed_at"]))
-    first_paid = collected_all.groupby("account_id")["paid_at"].min()
-    placed = placed.assign(
-        days_to_first=(placed["account_id"].map(first_paid) - placed["placed_at"]).dt.days
+    events = _WeeklyEvents(
+        payments, contacts, made, due, _placement_cohorts(accounts, collected_all)
     )
     rows = []
     for segment in ["all", *sorted(segment_of.unique())]:
-
-        def mine(frame: pd.DataFrame, segment: str = segment) -> pd.DataFrame:
-            if segment == "all":
-                return frame
-            return frame[frame["account_id"].map(segment_of).to_numpy() == segment]
-
-        seg_pay, seg_contacts, seg_made, seg_due = (
-            mine(payments),
-            mine(contacts),
-            mine(made),
-            mine(due),
-        )
-        seg_placed = mine(placed)
-        collected = seg_pay.groupby("week")["amount"].sum()
-        payment_count = seg_pay.groupby("week")["amount"].size()
-        attempts = seg_contacts.groupby("week").size()
-        reached = seg_contacts.groupby("week")["right_party"].sum()
-        cost = seg_contacts.groupby("week")["cost"].sum()
-        promised = seg_made.groupby("week").size()
-        known_due = seg_due[seg_due["kept"].notna()]
-        kept = known_due.groupby("week")["kept"].agg(lambda k: float(np.mean(k.astype(bool))))
-        cohort_days = seg_placed.groupby("placed_week")["days_to_first"].mean()
-        for week in weeks:
-            week_end = week + pd.Timedelta(days=7)
-            balance = seg_placed.loc[
-                seg_placed["placed_at"].dt.tz_convert("UTC").dt.tz_localize(None) < week_end,
-                "original_balance",
-            ].sum()
-            amount = float(collected.get(week, 0.0))
-            contacts_reached = float(reached.get(week, 0))
-            rows.append(
-                {
-                    "week": week.date(),
-                    "segment": segment,
-                    "placed_balance": float(balance),
-                    "collected": amount,
-                    "collection_rate": amount / balance if balance else np.nan,
-                    "payments": int(payment_count.get(week, 0)),
-                    "average_payment": amount / payment_count[week]
-                    if payment_count.get(week, 0)
-                    else np.nan,
-                    "attempts": int(attempts.get(week, 0)),
-                    "right_party_contacts": int(contacts_reached),
-                    "promises": int(promised.get(week, 0)),
-                    "promise_rate": promised.get(week, 0) / contacts_reached
-                    if contacts_reached
-                    else np.nan,
-                    "kept_rate": float(kept.get(week, np.nan)),
-                    "days_to_first_payment": float(cohort_days.get(week, np.nan)),
-                    "contact_cost": float(cost.get(week, 0.0)),
-                    "cost_per_amount_collected": float(cost.get(week, 0.0)) / amount
-                    if amount
-                    else np.nan,
-                }
-            )
+        mine = _WeeklyEvents(*(_in_segment(frame, segment_of, segment) for frame in events))
+        totals = _segment_totals(mine)
+        rows += [_week_row(week, segment, totals, mine.placed) for week in weeks]
     return pd.DataFrame(rows)
 
 
@@ -288,8 +330,6 @@ def collection_kpis(
 
 def kpi_figures(kpis: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     """The KPIs over time, one matplotlib figure each (named `kpi_...`)."""
-    from training.plots import lines_figure
-
     figures: dict[str, Any] = {}
     weekly, channels, blocked = kpis["weekly"], kpis["channels"], kpis["blocked"]
     if len(weekly):
@@ -345,8 +385,6 @@ def portfolio_kpis(
     end: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame]:
     """`collection_kpis` of a portfolio folder (`rules`: the worklist's `ContactRules`)."""
-    from pipelines.portfolio import read_portfolio
-
     return collection_kpis(read_portfolio(Path(folder)), costs, rules, start, end)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from training.audit import protected_inputs
+
 STATUS_WORDS = {
     "pass": "Pass",
     "watch": "Watch",
@@ -224,8 +226,6 @@ def render_report(result: Any, card: str | None = None) -> str:
 
     from jinja2 import Environment
     from markupsafe import Markup
-
-    from training.audit import protected_inputs
 
     images = {name: figure_png(figure) for name, figure in result.figures.items()}
 

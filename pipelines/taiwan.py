@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.schemas import empty_table
+from pipelines.portfolio import MANIFEST, check_output, staged_output, write_json, write_tables
 
 TIMEZONE = "Asia/Taipei"
 CURRENCY = "TWD"
@@ -87,16 +88,18 @@ def _status(codes: pd.Series) -> tuple[pd.Categorical, np.ndarray]:
     return categorical, np.where(values >= 1, values * 30, 0).astype(np.int64)
 
 
-def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Contract tables and the label table from the raw UCI frame (pure)."""
+def _check_columns(raw: pd.DataFrame) -> None:
+    """Refuse a frame without every column of the UCI file."""
     missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
     if missing:
         raise TaiwanFormatError(f"missing column(s): {', '.join(missing)}")
-    ids = raw["ID"].astype(np.int64).to_numpy()
-    n = len(raw)
 
+
+def _debtors(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """One debtor per client; sex, age, marriage and education are audit-only attributes."""
+    n = len(ids)
     age_band = pd.cut(raw["AGE"], bins=AGE_BINS, labels=AGE_LABELS, right=False)
-    debtors = pd.DataFrame(
+    return pd.DataFrame(
         {
             "debtor_id": ids,
             "timezone": pd.Categorical([TIMEZONE] * n),
@@ -110,6 +113,11 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
         }
     )
 
+
+def _accounts(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """One credit-card account per client, placed at PLACED_AT with September's balance and
+    delinquent since September's months of delay counted back from placement."""
+    n = len(ids)
     months_late = raw["PAY_0"].clip(lower=0).astype(np.int64)
     starts = {k: PLACED_AT - pd.DateOffset(months=int(k)) for k in months_late.unique() if k > 0}
     delinquent_since = pd.Series(
@@ -119,7 +127,7 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
     opened_at = opened_at.where(opened_at < FIRST_MONTH, FIRST_MONTH).fillna(FIRST_MONTH)
     placed_balance = raw["BILL_AMT1"].clip(lower=0).astype(np.float64).to_numpy()
     days_past_due = ((PLACED_AT - delinquent_since).dt.days).fillna(0).astype(np.int64)
-    accounts = pd.DataFrame(
+    return pd.DataFrame(
         {
             "account_id": ids,
             "debtor_id": ids,
@@ -136,45 +144,72 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
         }
     )
 
-    statements, payments = [], []
-    for position, month in enumerate(MONTHS, start=1):
-        status, dpd = _status(raw[STATUS_COLUMNS[position - 1]])
-        last_day = pd.Timestamp(f"2005-{month:02d}-01") + pd.offsets.MonthEnd(0)
-        closing = _local(last_day.strftime("%Y-%m-%d"))
-        statements.append(
-            pd.DataFrame(
-                {
-                    "statement_id": ids * 10 + position,
-                    "account_id": ids,
-                    "statement_at": pd.Series([closing] * n, dtype="datetime64[us, UTC]"),
-                    "balance": raw[BILL_COLUMNS[position - 1]].astype(np.float64).to_numpy(),
-                    "credit_limit": raw["LIMIT_BAL"].astype(np.float64).to_numpy(),
-                    "status": status,
-                    "days_past_due": dpd,
-                }
-            )
-        )
-        amount = raw[PAID_COLUMNS[position - 1]].astype(np.float64).to_numpy()
-        paid = amount > 0
-        payments.append(
-            pd.DataFrame(
-                {
-                    "payment_id": ids[paid] * 10 + position,
-                    "account_id": ids[paid],
-                    "paid_at": pd.Series(
-                        [_local(f"2005-{month:02d}-15 12:00")] * int(paid.sum()),
-                        dtype="datetime64[us, UTC]",
-                    ),
-                    "amount": amount[paid],
-                    "method": pd.Categorical(["other"] * int(paid.sum())),
-                }
-            )
-        )
-    payments_table = pd.concat(payments, ignore_index=True).sort_values(["paid_at", "payment_id"])
-    statements_table = pd.concat(statements, ignore_index=True).sort_values(
-        ["statement_at", "statement_id"]
+
+def _monthly_statements(
+    raw: pd.DataFrame, ids: np.ndarray, position: int, month: int
+) -> pd.DataFrame:
+    """The statements of one month (`position` 1 = September), closing on its last day."""
+    n = len(ids)
+    status, dpd = _status(raw[STATUS_COLUMNS[position - 1]])
+    last_day = pd.Timestamp(f"2005-{month:02d}-01") + pd.offsets.MonthEnd(0)
+    closing = _local(last_day.strftime("%Y-%m-%d"))
+    return pd.DataFrame(
+        {
+            "statement_id": ids * 10 + position,
+            "account_id": ids,
+            "statement_at": pd.Series([closing] * n, dtype="datetime64[us, UTC]"),
+            "balance": raw[BILL_COLUMNS[position - 1]].astype(np.float64).to_numpy(),
+            "credit_limit": raw["LIMIT_BAL"].astype(np.float64).to_numpy(),
+            "status": status,
+            "days_past_due": dpd,
+        }
     )
-    labels = pd.DataFrame(
+
+
+def _monthly_payments(
+    raw: pd.DataFrame, ids: np.ndarray, position: int, month: int
+) -> pd.DataFrame:
+    """The payments of one month (`position` 1 = September) above 0, on the 15th at noon."""
+    amount = raw[PAID_COLUMNS[position - 1]].astype(np.float64).to_numpy()
+    paid = amount > 0
+    return pd.DataFrame(
+        {
+            "payment_id": ids[paid] * 10 + position,
+            "account_id": ids[paid],
+            "paid_at": pd.Series(
+                [_local(f"2005-{month:02d}-15 12:00")] * int(paid.sum()),
+                dtype="datetime64[us, UTC]",
+            ),
+            "amount": amount[paid],
+            "method": pd.Categorical(["other"] * int(paid.sum())),
+        }
+    )
+
+
+def _statements(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """Six monthly statements per account, in time order."""
+    monthly = [
+        _monthly_statements(raw, ids, position, month)
+        for position, month in enumerate(MONTHS, start=1)
+    ]
+    table = pd.concat(monthly, ignore_index=True).sort_values(["statement_at", "statement_id"])
+    return table.reset_index(drop=True)
+
+
+def _payments(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """The monthly payments above 0, in time order."""
+    monthly = [
+        _monthly_payments(raw, ids, position, month)
+        for position, month in enumerate(MONTHS, start=1)
+    ]
+    table = pd.concat(monthly, ignore_index=True).sort_values(["paid_at", "payment_id"])
+    return table.reset_index(drop=True)
+
+
+def _labels(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """The published default label of the month after placement (never a contract table)."""
+    n = len(ids)
+    return pd.DataFrame(
         {
             "account_id": ids,
             "as_of": pd.Series([PLACED_AT] * n, dtype="datetime64[us, UTC]"),
@@ -182,16 +217,22 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
             "defaulted": raw[LABEL].astype(bool).to_numpy(),
         }
     )
+
+
+def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Contract tables and the label table from the raw UCI frame (pure)."""
+    _check_columns(raw)
+    ids = raw["ID"].astype(np.int64).to_numpy()
     tables = {
-        "debtors": debtors,
-        "accounts": accounts,
+        "debtors": _debtors(raw, ids),
+        "accounts": _accounts(raw, ids),
         "offers": empty_table("offers"),
-        "payments": payments_table.reset_index(drop=True),
+        "payments": _payments(raw, ids),
         "promises": empty_table("promises"),
         "contacts": empty_table("contacts"),
-        "statements": statements_table.reset_index(drop=True),
+        "statements": _statements(raw, ids),
     }
-    return tables, labels
+    return tables, _labels(raw, ids)
 
 
 def read_taiwan_csv(path: Path) -> pd.DataFrame:
@@ -236,8 +277,6 @@ def read_taiwan_csv(path: Path) -> pd.DataFrame:
 
 def import_taiwan_to_folder(csv: Path, out: Path, overwrite: bool = False) -> dict[str, object]:
     """Read the CSV, map it, and write the portfolio folder (tables, labels, manifest)."""
-    from pipelines.portfolio import MANIFEST, check_output, staged_output, write_json, write_tables
-
     check_output(Path(out), overwrite, keep=[Path(csv)])
     raw = read_taiwan_csv(csv)
     tables, labels = taiwan_to_tables(raw)

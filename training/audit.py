@@ -206,6 +206,86 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def _metric_table(
+    groups: pd.Series, y_true: np.ndarray, chosen: np.ndarray, scores: np.ndarray
+) -> pd.DataFrame:
+    """One row per group (column `group`): size, top share, TPR, FPR, mean predicted, actual
+    rate and calibration gap, disaggregated by fairlearn's `MetricFrame`."""
+    from fairlearn.metrics import MetricFrame, count
+
+    decisions = MetricFrame(
+        metrics={
+            "size": count,
+            "top_share": _selection_rate,
+            "tpr": _true_positive_rate,
+            "fpr": _false_positive_rate,
+        },
+        y_true=y_true,
+        y_pred=chosen,
+        sensitive_features=groups,
+    )
+    calibration = MetricFrame(
+        metrics={
+            "mean_predicted": _mean_predicted,
+            "actual_rate": _actual_rate,
+            "calibration_gap": _calibration_gap,
+        },
+        y_true=y_true,
+        y_pred=scores,
+        sensitive_features=groups,
+    )
+    table = pd.concat([decisions.by_group, calibration.by_group], axis=1)
+    table = table.reset_index().rename(columns={groups.name: "group"})
+    return table.assign(size=table["size"].astype(int))
+
+
+def _effective_sizes(table: pd.DataFrame, codes: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Distinct units (debtors) per group of `table`, 0 for a group without any."""
+    distinct = pd.Series(units).groupby(codes).nunique()
+    return distinct.reindex(range(len(table)), fill_value=0).to_numpy()
+
+
+def _eligible(table: pd.DataFrame, thresholds: AuditThresholds) -> pd.Series:
+    """Known groups with enough debtors to be judged (and to be the reference)."""
+    return (table["group"] != UNKNOWN_GROUP) & (
+        table["effective_size"] >= thresholds.min_group_size
+    )
+
+
+def _adverse_impact_draws(rates: np.ndarray, eligible: pd.Series) -> np.ndarray:
+    """Each bootstrap draw's top shares over that draw's best eligible group's."""
+    if not eligible.any():
+        return np.full_like(rates, np.nan)
+    best = np.where(eligible.to_numpy()[None, :], rates, -np.inf).max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(best > 0, rates / best, np.nan)
+
+
+def _intervals(draws: dict[str, np.ndarray], confidence: float) -> dict[str, np.ndarray]:
+    """Columns `<metric>_low` and `<metric>_high`: the central `confidence` interval of the
+    bootstrap draws of each metric."""
+    low_q, high_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    columns: dict[str, np.ndarray] = {}
+    for name, values in draws.items():
+        columns[f"{name}_low"] = _column_quantile(values, low_q)
+        columns[f"{name}_high"] = _column_quantile(values, high_q)
+    return columns
+
+
+def _with_status(
+    table: pd.DataFrame, eligible: pd.Series, thresholds: AuditThresholds, overall_rate: float
+) -> pd.DataFrame:
+    """`table` with each group's status and note (`_group_status`)."""
+    statuses, notes = zip(
+        *(
+            _group_status(row, thresholds, bool(ok), overall_rate)
+            for row, ok in zip(table.to_dict("records"), eligible, strict=True)
+        ),
+        strict=True,
+    )
+    return table.assign(status=list(statuses), note=list(notes))
+
+
 def group_metrics(
     frame: pd.DataFrame,
     attribute: str,
@@ -224,77 +304,36 @@ def group_metrics(
     fairlearn's `MetricFrame` disaggregates the metrics by group; the intervals come from a
     vectorized bootstrap within groups (MetricFrame's own bootstrap recomputes every metric
     through pandas per resample: minutes for a few dozen regions)."""
-    from fairlearn.metrics import MetricFrame, count
-
     groups = group_labels(frame[attribute])
     y_true = frame[label].to_numpy(int)
     chosen = frame[selected].to_numpy(int)
     scores = frame[score].to_numpy(float)
-    decisions = MetricFrame(
-        metrics={
-            "size": count,
-            "top_share": _selection_rate,
-            "tpr": _true_positive_rate,
-            "fpr": _false_positive_rate,
-        },
-        y_true=y_true,
-        y_pred=chosen,
-        sensitive_features=groups.rename(attribute),
-    )
-    calibration = MetricFrame(
-        metrics={
-            "mean_predicted": _mean_predicted,
-            "actual_rate": _actual_rate,
-            "calibration_gap": _calibration_gap,
-        },
-        y_true=y_true,
-        y_pred=scores,
-        sensitive_features=groups.rename(attribute),
-    )
-    table = pd.concat([decisions.by_group, calibration.by_group], axis=1)
-    table = table.reset_index().rename(columns={attribute: "group"})
-    table["size"] = table["size"].astype(int)
+    table = _metric_table(groups.rename(attribute), y_true, chosen, scores)
     overall_tpr = _true_positive_rate(y_true, chosen)
-    table["opportunity_ratio"] = table["tpr"] / overall_tpr if overall_tpr > 0 else np.nan
+    table = table.assign(
+        opportunity_ratio=table["tpr"] / overall_tpr if overall_tpr > 0 else np.nan
+    )
     codes = pd.Categorical(groups, categories=table["group"]).codes
     # rows of one debtor are not independent evidence: debtors are the units of the tests
     units = frame[cluster].to_numpy() if cluster is not None else np.arange(len(frame))
-    distinct = pd.Series(units).groupby(codes).nunique()
-    table["effective_size"] = distinct.reindex(range(len(table)), fill_value=0).to_numpy()
-    eligible = (table["group"] != UNKNOWN_GROUP) & (
-        table["effective_size"] >= thresholds.min_group_size
-    )
+    table = table.assign(effective_size=_effective_sizes(table, codes, units))
+    eligible = _eligible(table, thresholds)
     reference = table.loc[eligible, "top_share"].max() if eligible.any() else np.nan
-    table["adverse_impact_ratio"] = table["top_share"] / reference
+    table = table.assign(adverse_impact_ratio=table["top_share"] / reference)
 
     draws = _bootstrap_groups(
         chosen, y_true, scores, codes, len(table), overall_tpr, thresholds.bootstrap, seed
     )
-    rates = draws["top_share"]
-    if eligible.any():
-        best = np.where(eligible.to_numpy()[None, :], rates, -np.inf).max(axis=1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            draws["adverse_impact_ratio"] = np.where(best > 0, rates / best, np.nan)
-    else:
-        draws["adverse_impact_ratio"] = np.full_like(rates, np.nan)
-    low_q, high_q = (1 - thresholds.confidence) / 2, 1 - (1 - thresholds.confidence) / 2
-    for name, values in draws.items():
-        table[f"{name}_low"] = _column_quantile(values, low_q)
-        table[f"{name}_high"] = _column_quantile(values, high_q)
-    table["payers"] = [int(y_true[codes == g].sum()) for g in range(len(table))]
-    _significance(table, codes, units, chosen, y_true, scores, eligible.to_numpy(), thresholds)
-    table.insert(0, "attribute", attribute)
-    table["reference"] = table["top_share"] == reference
-    overall_rate = float(np.mean(y_true)) if len(y_true) else np.nan
-    statuses, notes = zip(
-        *(
-            _group_status(row, thresholds, bool(ok), overall_rate)
-            for row, ok in zip(table.to_dict("records"), eligible, strict=True)
-        ),
-        strict=True,
+    draws["adverse_impact_ratio"] = _adverse_impact_draws(draws["top_share"], eligible)
+    table = table.assign(**_intervals(draws, thresholds.confidence))
+    table = table.assign(payers=[int(y_true[codes == g].sum()) for g in range(len(table))])
+    table = _significance(
+        table, codes, units, chosen, y_true, scores, eligible.to_numpy(), thresholds
     )
-    table["status"], table["note"] = list(statuses), list(notes)
-    return table
+    table = table.assign(attribute=attribute)[["attribute", *table.columns]]
+    table = table.assign(reference=table["top_share"] == reference)
+    overall_rate = float(np.mean(y_true)) if len(y_true) else np.nan
+    return _with_status(table, eligible, thresholds, overall_rate)
 
 
 def _welch_p(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int) -> float:
@@ -318,10 +357,11 @@ def _significance(
     scores: np.ndarray,
     eligible: np.ndarray,
     thresholds: AuditThresholds,
-) -> None:
-    """Holm-adjusted p-values (columns `*_p`, within the attribute) that a group is selected
-    less than the most favoured group, that its payers reach the top less often than other
-    groups' payers, and that its scores are below (under) or above (over) its actual rate.
+) -> pd.DataFrame:
+    """`table` with Holm-adjusted p-values (columns `*_p`, within the attribute) that a group
+    is selected less than the most favoured group, that its payers reach the top less often
+    than other groups' payers, and that its scores are below (under) or above (over) its
+    actual rate.
 
     The tests treat debtors as the units (`units`): a debtor's rows over several days are not
     independent evidence, so each debtor contributes the means of their rows."""
@@ -376,10 +416,12 @@ def _significance(
 
             z = mean / np.sqrt(var / n)
             under_p[g], over_p[g] = float(norm.cdf(z)), float(norm.sf(z))
-    table["adverse_impact_p"] = holm(air_p)
-    table["opportunity_p"] = holm(opportunity_p)
-    table["under_scored_p"] = holm(under_p)
-    table["over_scored_p"] = holm(over_p)
+    return table.assign(
+        adverse_impact_p=holm(air_p),
+        opportunity_p=holm(opportunity_p),
+        under_scored_p=holm(under_p),
+        over_scored_p=holm(over_p),
+    )
 
 
 def _below(row: dict[str, Any], name: str, minimum: float) -> bool:
