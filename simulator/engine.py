@@ -22,6 +22,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from data_contracts.contact_rules import Limits
 from data_contracts.vocabulary import OUTCOMES
 from simulator import behaviour as bh
 from simulator.population import Population, draw_population
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GRACE_DAYS = 2
 PAYMENTS_WINDOW = 90
@@ -157,6 +161,130 @@ def _weighted_choice(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     cumulative = np.cumsum(probs, axis=1)
     draws = rng.random(len(probs))[:, None] * cumulative[:, -1:]
     return (draws > cumulative).sum(axis=1).clip(0, probs.shape[1] - 1)
+
+
+@dataclass
+class _PolicyPick:
+    """The logging policy's pick for each account it contacts, with its probabilities."""
+
+    idx: np.ndarray  # the contacted accounts
+    weekday: int
+    p_act: np.ndarray  # probability of contacting the account at all
+    channel: np.ndarray
+    p_channel: np.ndarray
+    hour: np.ndarray  # local hour
+    p_hour: np.ndarray
+    offer: np.ndarray  # NO_OFFER, DISCOUNT or PLAN
+    p_offer: np.ndarray
+    discount: np.ndarray  # percent; NaN unless a discount
+    installments: np.ndarray  # 0 unless a plan
+    p_terms: np.ndarray
+    minute: np.ndarray  # local minute of the day
+
+    def actions(self) -> dict[str, np.ndarray]:
+        """The picked actions in the form `behaviour` takes."""
+        return {
+            "channel_code": self.channel,
+            "local_hour": self.hour,
+            "weekday": np.full(len(self.idx), self.weekday),
+            "offer_code": self.offer,
+            "discount_pct": self.discount,
+            "installments": self.installments,
+        }
+
+
+@dataclass
+class _ContactResults:
+    """What came of each policy contact (boolean masks unless noted)."""
+
+    engaged: np.ndarray  # the right party was reached
+    commit: np.ndarray
+    keep: np.ndarray  # a promise would be kept
+    dispute: np.ndarray
+    refused: np.ndarray
+    opt_out: np.ndarray
+    link_payment: np.ndarray  # committed to pay at once through an SMS or email link
+    promise: np.ndarray  # committed to pay later
+    outcome: np.ndarray  # OUTCOMES code (int8)
+    offer_matters: np.ndarray  # the offer could reach the debtor
+    presented: np.ndarray  # an offer reached the debtor
+
+
+def _is_link_channel(channel: np.ndarray) -> np.ndarray:
+    """SMS and email carry a payment link."""
+    return (channel == SMS) | (channel == EMAIL)
+
+
+def _deliverable(channel: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether the contact can reach the debtor: a valid phone, email or postal address."""
+    return np.select(
+        [channel <= SMS, channel == EMAIL],
+        [state["phone_valid"], state["email_status_code"] == 1],
+        state["address_valid"],
+    ).astype(bool)
+
+
+def _opt_out(
+    channel: np.ndarray,
+    contacts_7d: np.ndarray,
+    engaged: np.ndarray,
+    other: np.ndarray,
+    deliverable: np.ndarray,
+    draw: np.ndarray,
+) -> np.ndarray:
+    """Opt-outs from contact fatigue, more likely on calls and after more recent contacts.
+
+    Only a delivered call, SMS or email that ended in no commitment, dispute or refusal (and,
+    for calls, in a conversation) can lead to one.
+    """
+    p_opt_out = np.where(channel == CALL, 0.01 + 0.01 * contacts_7d, 0.002 + 0.003 * contacts_7d)
+    opt_out = (draw < p_opt_out) & np.where(channel == CALL, engaged & other, other)
+    opt_out &= deliverable & (channel != LETTER)
+    return opt_out
+
+
+def _policy_outcome(
+    channel: np.ndarray,
+    *,
+    engaged: np.ndarray,
+    deliverable: np.ndarray,
+    promise: np.ndarray,
+    link_payment: np.ndarray,
+    dispute: np.ndarray,
+    opt_out: np.ndarray,
+    refused: np.ndarray,
+    draw: np.ndarray,
+) -> np.ndarray:
+    """The logged outcome code of each policy contact; `draw` splits the unreached ones."""
+    o = OUTCOME_INDEX
+    not_reached_call = np.select(
+        [draw < 0.05, draw < 0.35], [o["wrong_party"], o["voicemail"]], o["no_answer"]
+    )
+    not_reached_digital = np.where((channel == EMAIL) & (draw < 0.35), o["opened"], o["delivered"])
+    engaged_outcome = np.select(
+        [promise, link_payment, dispute, opt_out, refused],
+        [o["promise_to_pay"], o["clicked"], o["dispute"], o["opted_out"], o["refused"]],
+        np.where(_is_link_channel(channel), o["clicked"], o["right_party_contact"]),
+    )
+    return np.select(
+        [
+            ~deliverable & (channel == CALL),
+            ~deliverable,
+            channel == LETTER,
+            engaged,
+            opt_out,
+            channel == CALL,
+        ],
+        [
+            o["wrong_party"],
+            o["bounced"],
+            o["delivered"],
+            engaged_outcome,
+            o["opted_out"],
+            not_reached_call,
+        ],
+        not_reached_digital,
+    ).astype(np.int8)
 
 
 class _Simulation:
@@ -536,11 +664,42 @@ class _Simulation:
             zeros,
         )
 
+    # ----- the logging policy's outbound contacts ----------------------------------------
     def policy_contacts(self, day: int, in_inventory: np.ndarray, committed: np.ndarray) -> None:
-        rng = self.rng
+        """The logging policy's outbound contacts on local `day` and what they lead to.
+
+        Accounts that promise or pay today are marked in `committed`.
+        """
         weekday = (self.weekday0 + day) % 7
         if weekday == 6:  # the historical policy rests on Sundays
             return
+        idx = self.policy_eligible(day, in_inventory, committed)
+        if not len(idx):
+            return
+        idx, p_act, available = self.policy_acts(idx, day, weekday)
+        if not len(idx):
+            return
+        pick = self.policy_pick(idx, weekday, p_act, available)
+        state = self.state(idx, day)
+        actions = pick.actions()
+        truth = bh.action_outcomes(state, actions, self.params)
+        results = self.draw_contact_results(pick, state, truth)
+        offer_id = self.register_offers(pick, results, day)
+        self.log_policy_contacts(pick, results, offer_id, state, truth, day)
+        self.contact_effects(pick, results, day)
+        amount = bh.committed_amount(state, actions)
+        self.schedule_letter_replies(pick, results, offer_id, amount, day)
+        self.conversation_promises(pick, results, offer_id, amount, day, committed)
+        self.link_payments(pick, results, offer_id, amount, day, committed)
+
+    def policy_eligible(
+        self, day: int, in_inventory: np.ndarray, committed: np.ndarray
+    ) -> np.ndarray:
+        """Accounts the policy may contact on `day`.
+
+        In inventory, not committed earlier today, no open promise, no letter awaiting its
+        answer and no dispute pause.
+        """
         eligible = (
             in_inventory
             & ~committed
@@ -548,15 +707,28 @@ class _Simulation:
             & (self.inbound_day < 0)
             & (self.paused_until < day)
         )
-        idx = np.flatnonzero(eligible)
-        if not len(idx):
-            return
+        return np.flatnonzero(eligible)
+
+    def act_probability(self, idx: np.ndarray, day: int, weekday: int) -> np.ndarray:
+        """The policy's probability of contacting each account of `idx` on `day`.
+
+        Higher for balances over 2000 and in the first 30 days after placement, halved on
+        Saturdays.
+        """
         balance = self.balance[idx]
         p_act = 0.22 * np.where(balance > 2000, 1.3, 0.85)
         p_act = p_act * (0.5 if weekday == 5 else 1.0)
-        p_act = p_act * np.where(day - self.pop.account_placed_day[idx] < 30, 1.2, 1.0)
+        return p_act * np.where(day - self.pop.account_placed_day[idx] < 30, 1.2, 1.0)
+
+    def open_channels(self, idx: np.ndarray, day: int) -> np.ndarray:
+        """(accounts, 4) mask of the channels (call, SMS, email, letter) open on `day`.
+
+        Phones are closed after two strikes, a channel after its opt-out; calls within the
+        Regulation F quiet week after a conversation; email without a known address or after
+        a bounce; letters within `LETTER_SPACING_DAYS` of the last one or after a bounce.
+        """
         phone_ok = self.phone_strikes[idx] < 2
-        available = np.stack(
+        return np.stack(
             [
                 phone_ok
                 & (self.opted_out[idx] & 1 == 0)
@@ -569,17 +741,75 @@ class _Simulation:
             ],
             axis=1,
         )
-        act = (rng.random(len(idx)) < p_act) & available.any(axis=1)
-        idx, p_act, available = idx[act], p_act[act], available[act]
-        count = len(idx)
-        if not count:
-            return
+
+    def policy_acts(
+        self, idx: np.ndarray, day: int, weekday: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw which eligible accounts the policy contacts (only those with an open channel).
+
+        Returns:
+            The contacted accounts, their probability of being contacted and their open
+            channels.
+        """
+        p_act = self.act_probability(idx, day, weekday)
+        available = self.open_channels(idx, day)
+        act = (self.rng.random(len(idx)) < p_act) & available.any(axis=1)
+        return idx[act], p_act[act], available[act]
+
+    def policy_pick(
+        self, idx: np.ndarray, weekday: int, p_act: np.ndarray, available: np.ndarray
+    ) -> _PolicyPick:
+        """Draw channel, hour, offer and minute of each contact, in that order."""
+        channel, p_channel = self.choose_channel(available)
+        hour, p_hour = self.choose_hour(channel)
+        offer, p_offer, discount, installments, p_terms = self.choose_offer(channel)
+        return _PolicyPick(
+            idx=idx,
+            weekday=weekday,
+            p_act=p_act,
+            channel=channel,
+            p_channel=p_channel,
+            hour=hour,
+            p_hour=p_hour,
+            offer=offer,
+            p_offer=p_offer,
+            discount=discount,
+            installments=installments,
+            p_terms=p_terms,
+            minute=self.contact_minute(channel, hour),
+        )
+
+    def choose_channel(self, available: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Draw a channel among the open ones by the policy's renormalized channel weights.
+
+        Returns:
+            The channel codes and their probabilities.
+        """
         channel_weights = POLICY_CHANNEL_WEIGHTS * available
         channel_probs = channel_weights / channel_weights.sum(axis=1, keepdims=True)
-        channel = _weighted_choice(rng, channel_probs)
-        p_channel = channel_probs[np.arange(count), channel]
-        hour_index = _weighted_choice(rng, POLICY_HOUR_PROBS[channel])
-        p_hour = POLICY_HOUR_PROBS[channel, hour_index]
+        channel = _weighted_choice(self.rng, channel_probs)
+        return channel, channel_probs[np.arange(len(channel)), channel]
+
+    def choose_hour(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Draw the local hour of each contact by its channel's hour weights.
+
+        Returns:
+            The local hours and their probabilities given the channel.
+        """
+        hour_index = _weighted_choice(self.rng, POLICY_HOUR_PROBS[channel])
+        return bh.CONTACT_HOURS[hour_index], POLICY_HOUR_PROBS[channel, hour_index]
+
+    def choose_offer(
+        self, channel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Draw the offer of each contact by its channel, then its terms uniformly.
+
+        Returns:
+            Offer codes, their probabilities given the channel, discount percentages (NaN
+            unless a discount), installments (0 unless a plan) and the terms' probabilities.
+        """
+        rng = self.rng
+        count = len(channel)
         offer = _weighted_choice(rng, POLICY_OFFER_PROBS[channel])
         p_offer = POLICY_OFFER_PROBS[channel, offer]
         discount = np.where(
@@ -589,107 +819,119 @@ class _Simulation:
             offer == PLAN, np.asarray(bh.INSTALLMENT_CHOICES)[rng.integers(0, 3, count)], 0
         )
         p_terms = np.where(offer == NO_OFFER, 1.0, 1.0 / 3.0)
-        hour = bh.CONTACT_HOURS[hour_index]
-        minute = (hour * 60 + rng.integers(0, 60, count)).astype(np.int16)
-        minute = np.where(channel == LETTER, 10 * 60, minute).astype(np.int16)
+        return offer, p_offer, discount, installments, p_terms
 
-        state = self.state(idx, day)
-        actions = {
-            "channel_code": channel,
-            "local_hour": hour,
-            "weekday": np.full(count, weekday),
-            "offer_code": offer,
-            "discount_pct": discount,
-            "installments": installments,
-        }
-        truth = bh.action_outcomes(state, actions, self.params)
+    def contact_minute(self, channel: np.ndarray, hour: np.ndarray) -> np.ndarray:
+        """Draw a uniform minute within each contact's hour; letters are mailed at 10:00."""
+        minute = (hour * 60 + self.rng.integers(0, 60, len(channel))).astype(np.int16)
+        return np.where(channel == LETTER, 10 * 60, minute).astype(np.int16)
+
+    def draw_contact_results(
+        self, pick: _PolicyPick, state: dict[str, np.ndarray], truth: pd.DataFrame
+    ) -> _ContactResults:
+        """Draw reach, commitment, keeping, dispute, refusal, opt-out and link payment.
+
+        Args:
+            pick: The policy's contacts.
+            state: The behaviour state of the contacted accounts.
+            truth: `behaviour.action_outcomes` of the picked actions in that state.
+        """
+        channel = pick.channel
         reach = truth["p_right_party_contact"].to_numpy()
         commit_p = truth["p_commit"].to_numpy()
         keep_p = truth["p_keep"].to_numpy()
-        draws = rng.random((7, count))
+        draws = self.rng.random((7, len(channel)))
         engaged = draws[0] < reach
         commit = engaged & (draws[1] < commit_p)
         keep = draws[2] < keep_p
         dispute, refused, other = self.conversation_outcome(engaged, commit, state["product_code"])
-        contacts_7d = state["contacts_7d"]
-        p_opt_out = np.where(
-            channel == CALL, 0.01 + 0.01 * contacts_7d, 0.002 + 0.003 * contacts_7d
-        )
-        deliverable = np.select(
-            [channel <= SMS, channel == EMAIL],
-            [state["phone_valid"], state["email_status_code"] == 1],
-            state["address_valid"],
-        ).astype(bool)
-        opt_out = (draws[3] < p_opt_out) & np.where(channel == CALL, engaged & other, other)
-        opt_out &= deliverable & (channel != LETTER)
-        other &= ~opt_out
-        link = (channel == SMS) | (channel == EMAIL)
-        link_payment = commit & link & (draws[4] < 0.6)
+        deliverable = _deliverable(channel, state)
+        opt_out = _opt_out(channel, state["contacts_7d"], engaged, other, deliverable, draws[3])
+        link_payment = commit & _is_link_channel(channel) & (draws[4] < 0.6)
         promise = commit & ~link_payment
-
-        o = OUTCOME_INDEX
-        not_reached_call = np.select(
-            [draws[5] < 0.05, draws[5] < 0.35], [o["wrong_party"], o["voicemail"]], o["no_answer"]
+        outcome = _policy_outcome(
+            channel,
+            engaged=engaged,
+            deliverable=deliverable,
+            promise=promise,
+            link_payment=link_payment,
+            dispute=dispute,
+            opt_out=opt_out,
+            refused=refused,
+            draw=draws[5],
         )
-        not_reached_digital = np.where(
-            (channel == EMAIL) & (draws[5] < 0.35), o["opened"], o["delivered"]
-        )
-        engaged_outcome = np.select(
-            [promise, link_payment, dispute, opt_out, refused],
-            [o["promise_to_pay"], o["clicked"], o["dispute"], o["opted_out"], o["refused"]],
-            np.where(link, o["clicked"], o["right_party_contact"]),
-        )
-        outcome = np.select(
-            [
-                ~deliverable & (channel == CALL),
-                ~deliverable,
-                channel == LETTER,
-                engaged,
-                opt_out,
-                channel == CALL,
-            ],
-            [
-                o["wrong_party"],
-                o["bounced"],
-                o["delivered"],
-                engaged_outcome,
-                o["opted_out"],
-                not_reached_call,
-            ],
-            not_reached_digital,
-        ).astype(np.int8)
-
         # The offer reaches the debtor only in a conversation (calls) or a delivered message;
         # otherwise it cannot matter and the logged probability is of the channel and hour only.
         offer_matters = np.where(channel == CALL, engaged, deliverable)
-        presented = offer_matters & (offer != NO_OFFER)
-        offer_id = np.full(count, -1, np.int64)
+        return _ContactResults(
+            engaged=engaged,
+            commit=commit,
+            keep=keep,
+            dispute=dispute,
+            refused=refused,
+            opt_out=opt_out,
+            link_payment=link_payment,
+            promise=promise,
+            outcome=outcome,
+            offer_matters=offer_matters,
+            presented=offer_matters & (pick.offer != NO_OFFER),
+        )
+
+    def register_offers(self, pick: _PolicyPick, results: _ContactResults, day: int) -> np.ndarray:
+        """Give the offers that reached the debtor an id and log them.
+
+        Returns:
+            The offer id of each contact (-1 where no offer was presented).
+        """
+        presented = results.presented
+        offer_id = np.full(len(pick.idx), -1, np.int64)
         n_offers = int(presented.sum())
         offer_id[presented] = np.arange(self.next_offer_id, self.next_offer_id + n_offers)
         self.next_offer_id += n_offers
         self.offers.add(
             offer_id=offer_id[presented],
-            account=idx[presented],
-            kind=offer[presented].astype(np.int8),
-            discount_pct=discount[presented],
-            installments=installments[presented],
+            account=pick.idx[presented],
+            kind=pick.offer[presented].astype(np.int8),
+            discount_pct=pick.discount[presented],
+            installments=pick.installments[presented],
             day=np.full(n_offers, day, np.int32),
-            minute=minute[presented],
+            minute=pick.minute[presented],
         )
-        probability = p_channel * p_hour * np.where(offer_matters, p_offer * p_terms, 1.0)
+        return offer_id
+
+    def log_policy_contacts(
+        self,
+        pick: _PolicyPick,
+        results: _ContactResults,
+        offer_id: np.ndarray,
+        state: dict[str, np.ndarray],
+        truth: pd.DataFrame,
+        day: int,
+    ) -> None:
+        """Log the contacts with the policy's probability of its pick and the hidden truth.
+
+        The logged probability is P(channel) x P(hour | channel), times P(offer and terms |
+        channel) only where the offer could reach the debtor.
+        """
+        probability = (
+            pick.p_channel
+            * pick.p_hour
+            * np.where(results.offer_matters, pick.p_offer * pick.p_terms, 1.0)
+        )
+        count = len(pick.idx)
         self.log_contacts(
-            idx,
+            pick.idx,
             day,
-            channel=channel.astype(np.int8),
+            channel=pick.channel.astype(np.int8),
             direction=np.full(count, OUTBOUND, np.int8),
-            minute=minute,
-            outcome=outcome,
+            minute=pick.minute,
+            outcome=results.outcome,
             offer_id=offer_id,
             action_probability=probability.astype(np.float32),
-            truth_p_act=p_act.astype(np.float32),
-            truth_offer_code=offer.astype(np.int8),
-            truth_discount_pct=discount.astype(np.float32),
-            truth_installments=installments.astype(np.int8),
+            truth_p_act=pick.p_act.astype(np.float32),
+            truth_offer_code=pick.offer.astype(np.int8),
+            truth_discount_pct=pick.discount.astype(np.float32),
+            truth_installments=pick.installments.astype(np.int8),
             truth_balance=state["balance"],
             truth_days_past_due=state["days_past_due"].astype(np.int32),
             truth_payments_90d=state["payments_90d"],
@@ -707,13 +949,21 @@ class _Simulation:
                 )
             },
         )
-        # what each contact changes
+
+    def contact_effects(self, pick: _PolicyPick, results: _ContactResults, day: int) -> None:
+        """Apply what each contact changes in the account's state.
+
+        Contact counts, the quiet week after a call conversation, dispute pauses, phone
+        strikes, bounced addresses, the last letter's day and opt-outs.
+        """
+        idx, channel, outcome = pick.idx, pick.channel, results.outcome
+        o = OUTCOME_INDEX
         slot = day % (CONTACTS_WINDOW + 1)
         self.ring_contacts[slot, idx] += 1
         self.contacts_7d[idx] += 1
-        call_conversation = (channel == CALL) & engaged
+        call_conversation = (channel == CALL) & results.engaged
         self.after_conversation(idx[call_conversation], day, outcome[call_conversation])
-        self.paused_until[idx[dispute & (channel != LETTER) & ~call_conversation]] = (
+        self.paused_until[idx[results.dispute & (channel != LETTER) & ~call_conversation]] = (
             day + DISPUTE_PAUSE_DAYS
         )
         strikes = (outcome == o["wrong_party"]).astype(np.int8)
@@ -723,76 +973,130 @@ class _Simulation:
         self.address_bounced[idx[(outcome == o["bounced"]) & (channel == LETTER)]] = True
         self.last_letter[idx[channel == LETTER]] = day
         bits = np.array([1, 2, 4, 0], np.uint8)[channel]
+        opt_out = results.opt_out
         self.opted_out[idx[opt_out]] |= bits[opt_out]
 
-        amount = bh.committed_amount(state, actions)
-        # letters: the debtor answers by calling in 3 to 10 days later
-        letter = (channel == LETTER) & engaged
-        answered = idx[letter]
-        self.inbound_day[answered] = day + rng.integers(3, 11, len(answered))
+    def schedule_letter_replies(
+        self,
+        pick: _PolicyPick,
+        results: _ContactResults,
+        offer_id: np.ndarray,
+        amount: np.ndarray,
+        day: int,
+    ) -> None:
+        """Letters that reach the debtor: the debtor answers by calling in 3 to 10 days later."""
+        o = OUTCOME_INDEX
+        letter = (pick.channel == LETTER) & results.engaged
+        answered = pick.idx[letter]
+        self.inbound_day[answered] = day + self.rng.integers(3, 11, len(answered))
         self.inbound_outcome[answered] = np.select(
-            [commit[letter], dispute[letter], refused[letter]],
+            [results.commit[letter], results.dispute[letter], results.refused[letter]],
             [o["promise_to_pay"], o["dispute"], o["refused"]],
             o["right_party_contact"],
         )
         self.inbound_offer[answered] = offer_id[letter]
-        self.inbound_offer_code[answered] = np.where(offer_id[letter] >= 0, offer[letter], NO_OFFER)
+        self.inbound_offer_code[answered] = np.where(
+            offer_id[letter] >= 0, pick.offer[letter], NO_OFFER
+        )
         self.inbound_amount[answered] = amount[letter]
-        self.inbound_keep[answered] = keep[letter]
-        self.inbound_installments[answered] = installments[letter]
+        self.inbound_keep[answered] = results.keep[letter]
+        self.inbound_installments[answered] = pick.installments[letter]
 
-        # promises made in the conversation (calls, SMS and email replies)
-        made = promise & (channel != LETTER)
-        committed[idx[made]] = True
-        accepted = made & presented
+    def accept_offers(
+        self, pick: _PolicyPick, offer_id: np.ndarray, accepted: np.ndarray, day: int
+    ) -> None:
+        """Log the acceptance of the `accepted` contacts' offers a minute into the contact."""
         self.acceptances.add(
             offer_id=offer_id[accepted],
-            account=idx[accepted],
+            account=pick.idx[accepted],
             day=np.full(accepted.sum(), day, np.int32),
-            minute=minute[accepted] + 1,
+            minute=pick.minute[accepted] + 1,
         )
+
+    def conversation_promises(
+        self,
+        pick: _PolicyPick,
+        results: _ContactResults,
+        offer_id: np.ndarray,
+        amount: np.ndarray,
+        day: int,
+        committed: np.ndarray,
+    ) -> None:
+        """Promises made in the contact (calls, SMS and email replies; letters answer later)."""
+        idx, offer, presented = pick.idx, pick.offer, results.presented
+        made = results.promise & (pick.channel != LETTER)
+        committed[idx[made]] = True
+        self.accept_offers(pick, offer_id, made & presented, day)
         self.open_promises(
             idx[made],
             day,
-            minute[made] + 2,
+            pick.minute[made] + 2,
             amount[made],
-            keep[made],
+            results.keep[made],
             np.where(presented[made], offer[made], NO_OFFER),
             offer_id[made],
-            installments[made],
+            pick.installments[made],
         )
-        # payments made at once through the link in an SMS or email
-        paid = link_payment & keep
-        committed[idx[link_payment]] = True
-        accepted = paid & presented
-        self.acceptances.add(
-            offer_id=offer_id[accepted],
-            account=idx[accepted],
-            day=np.full(accepted.sum(), day, np.int32),
-            minute=minute[accepted] + 1,
-        )
-        payers = idx[paid]
-        pay_minute = (minute[paid] + rng.integers(2, 30, len(payers))).astype(np.int16)
-        settles = presented[paid] & (offer[paid] == DISCOUNT)
-        plan = presented[paid] & (offer[paid] == PLAN)
+
+    def link_payments(
+        self,
+        pick: _PolicyPick,
+        results: _ContactResults,
+        offer_id: np.ndarray,
+        amount: np.ndarray,
+        day: int,
+        committed: np.ndarray,
+    ) -> None:
+        """Payments made at once through the link in an SMS or email (by those who keep)."""
+        paid = results.link_payment & results.keep
+        committed[pick.idx[results.link_payment]] = True
+        presented = results.presented
+        self.accept_offers(pick, offer_id, paid & presented, day)
+        payers = pick.idx[paid]
+        pay_minute = (pick.minute[paid] + self.rng.integers(2, 30, len(payers))).astype(np.int16)
+        settles = presented[paid] & (pick.offer[paid] == DISCOUNT)
+        plan = presented[paid] & (pick.offer[paid] == PLAN)
         self.pay(payers, day, pay_minute, amount[paid], settles)
-        # a plan paid by link: the next installment becomes a promise
-        plan_idx = payers[plan]
-        if len(plan_idx):
-            plan_state = self.state(plan_idx, day)
-            plan_actions = _actions(len(plan_idx), SMS, 12, weekday, PLAN)
-            next_keep = rng.random(len(plan_idx)) < bh.p_keep(plan_state, plan_actions, self.params)
-            self.open_promises(
-                plan_idx,
-                day,
-                pay_minute[plan] + 1,
-                amount[paid][plan],
-                next_keep,
-                np.full(len(plan_idx), PLAN),
-                offer_id[paid][plan],
-                installments[paid][plan] - 1,
-                due_day=np.full(len(plan_idx), day + PLAN_PERIOD_DAYS, np.int32),
-            )
+        self.plan_after_link_payment(
+            payers[plan],
+            day,
+            pick.weekday,
+            pay_minute[plan],
+            amount[paid][plan],
+            offer_id[paid][plan],
+            pick.installments[paid][plan],
+        )
+
+    def plan_after_link_payment(
+        self,
+        idx: np.ndarray,
+        day: int,
+        weekday: int,
+        pay_minute: np.ndarray,
+        amount: np.ndarray,
+        offer_id: np.ndarray,
+        installments: np.ndarray,
+    ) -> None:
+        """Open the next installment of plans whose first one was paid by link.
+
+        It becomes a promise due one plan period later.
+        """
+        if not len(idx):
+            return
+        state = self.state(idx, day)
+        actions = _actions(len(idx), SMS, 12, weekday, PLAN)
+        keep = self.rng.random(len(idx)) < bh.p_keep(state, actions, self.params)
+        self.open_promises(
+            idx,
+            day,
+            pay_minute + 1,
+            amount,
+            keep,
+            np.full(len(idx), PLAN),
+            offer_id,
+            installments - 1,
+            due_day=np.full(len(idx), day + PLAN_PERIOD_DAYS, np.int32),
+        )
 
     def promised_payments(self, day: int) -> None:
         due = (self.promise_id >= 0) & self.promise_will_pay & (self.promise_pay_day == day)

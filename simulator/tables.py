@@ -19,7 +19,7 @@ from simulator.engine import (
     SimulationOutput,
     run_simulation,
 )
-from simulator.population import CREDITORS_PER_PRODUCT, STATES, TIMEZONES
+from simulator.population import CREDITORS_PER_PRODUCT, STATES, TIMEZONES, Population
 
 MICROS_PER_MINUTE = 60_000_000
 MINUTES_PER_DAY = 1440
@@ -119,10 +119,22 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
     last_day = config.horizon_days + 40
     clock = _Clock(start, first_day, last_day)
     account_tz = pop.debtor_timezone[pop.account_debtor]
-    n_accounts = len(pop.account_debtor)
-    midnight = np.zeros(n_accounts, np.int64)
 
-    debtors = pd.DataFrame(
+    debtors = _debtors_table(pop)
+    yield "tables", "debtors", debtors
+    yield "truth", "debtors", _debtors_truth_table(pop, debtors["debtor_id"])
+    del debtors
+    yield "tables", "accounts", _accounts_table(out, clock, account_tz)
+    yield "truth", "accounts", _accounts_truth_table(pop)
+    yield "tables", "offers", _offers_table(out, clock, account_tz)
+    yield "tables", "payments", _payments_table(out, clock, account_tz, rng)
+    yield "tables", "promises", _promises_table(out, clock, account_tz)
+    yield from _contact_tables(out, clock, account_tz)
+
+
+def _debtors_table(pop: Population) -> pd.DataFrame:
+    """The observable debtors: time zone, region, age band and gender."""
+    return pd.DataFrame(
         {
             "debtor_id": np.arange(1, len(pop.debtor_state) + 1, dtype=np.int64),
             "timezone": _categorical(pop.debtor_timezone, TIMEZONES),
@@ -131,24 +143,28 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
             "gender": _nullable_categorical(pop.debtor_gender, GENDERS),
         }
     )
-    yield "tables", "debtors", debtors
-    yield (
-        "truth",
-        "debtors",
-        pd.DataFrame(
-            {
-                "debtor_id": debtors["debtor_id"],
-                "segment": _categorical(pop.debtor_segment, bh.SEGMENTS),
-                "willingness": pop.debtor_willingness,
-                "ability": pop.debtor_ability,
-                "phone_valid": pop.debtor_phone_valid,
-                "email_status": _categorical(pop.debtor_email_status, bh.EMAIL_STATUS),
-                "address_valid": pop.debtor_address_valid,
-            }
-        ),
-    )
-    del debtors
 
+
+def _debtors_truth_table(pop: Population, debtor_id: pd.Series) -> pd.DataFrame:
+    """The debtors' hidden traits: segment, willingness, ability and contact validity."""
+    return pd.DataFrame(
+        {
+            "debtor_id": debtor_id,
+            "segment": _categorical(pop.debtor_segment, bh.SEGMENTS),
+            "willingness": pop.debtor_willingness,
+            "ability": pop.debtor_ability,
+            "phone_valid": pop.debtor_phone_valid,
+            "email_status": _categorical(pop.debtor_email_status, bh.EMAIL_STATUS),
+            "address_valid": pop.debtor_address_valid,
+        }
+    )
+
+
+def _accounts_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray) -> pd.DataFrame:
+    """The accounts: product, creditor, balances and their dates (local midnights, in UTC)."""
+    pop = out.population
+    n_accounts = len(pop.account_debtor)
+    midnight = np.zeros(n_accounts, np.int64)
     product_names = bh.SIM_PRODUCTS
     creditor_names = tuple(
         f"{product}-{chr(65 + k)}"
@@ -157,47 +173,45 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
     )
     charged = pop.account_charged_off_day >= 0
     charged_off = clock.utc(account_tz, np.where(charged, pop.account_charged_off_day, 0), midnight)
-    account_ids = np.arange(1, n_accounts + 1, dtype=np.int64)
-    yield (
-        "tables",
-        "accounts",
-        pd.DataFrame(
-            {
-                "account_id": account_ids,
-                "debtor_id": pop.account_debtor.astype(np.int64) + 1,
-                "product": _categorical(pop.account_product, product_names),
-                "currency": pd.Categorical.from_codes(
-                    np.zeros(n_accounts, np.int8), [config.currency]
-                ),
-                "original_balance": pop.account_balance,
-                "current_balance": np.round(out.balance, 2),
-                "opened_at": clock.utc(account_tz, pop.account_opened_day, midnight),
-                "delinquent_since": clock.utc(account_tz, pop.account_delinquent_day, midnight),
-                "charged_off_at": charged_off.where(charged),
-                "placed_at": clock.utc(account_tz, pop.account_placed_day, midnight),
-                "days_past_due_at_placement": (
-                    pop.account_placed_day - pop.account_delinquent_day
-                ).astype(np.int64),
-                "creditor": _categorical(
-                    pop.account_product * CREDITORS_PER_PRODUCT + pop.account_creditor,
-                    creditor_names,
-                ),
-            }
-        ),
-    )
-    yield (
-        "truth",
-        "accounts",
-        pd.DataFrame(
-            {
-                "account_id": account_ids,
-                "pre_placement_payments": pop.account_pre_payments,
-                "placed_day": pop.account_placed_day,
-                "delinquent_day": pop.account_delinquent_day,
-            }
-        ),
+    return pd.DataFrame(
+        {
+            "account_id": np.arange(1, n_accounts + 1, dtype=np.int64),
+            "debtor_id": pop.account_debtor.astype(np.int64) + 1,
+            "product": _categorical(pop.account_product, product_names),
+            "currency": pd.Categorical.from_codes(
+                np.zeros(n_accounts, np.int8), [out.config.currency]
+            ),
+            "original_balance": pop.account_balance,
+            "current_balance": np.round(out.balance, 2),
+            "opened_at": clock.utc(account_tz, pop.account_opened_day, midnight),
+            "delinquent_since": clock.utc(account_tz, pop.account_delinquent_day, midnight),
+            "charged_off_at": charged_off.where(charged),
+            "placed_at": clock.utc(account_tz, pop.account_placed_day, midnight),
+            "days_past_due_at_placement": (
+                pop.account_placed_day - pop.account_delinquent_day
+            ).astype(np.int64),
+            "creditor": _categorical(
+                pop.account_product * CREDITORS_PER_PRODUCT + pop.account_creditor,
+                creditor_names,
+            ),
+        }
     )
 
+
+def _accounts_truth_table(pop: Population) -> pd.DataFrame:
+    """The accounts' hidden figures: pre-placement payments and simulation days."""
+    return pd.DataFrame(
+        {
+            "account_id": np.arange(1, len(pop.account_debtor) + 1, dtype=np.int64),
+            "pre_placement_payments": pop.account_pre_payments,
+            "placed_day": pop.account_placed_day,
+            "delinquent_day": pop.account_delinquent_day,
+        }
+    )
+
+
+def _offers_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray) -> pd.DataFrame:
+    """The offers presented, with their terms, expiry (14 days, plans 30) and acceptance."""
     offer_log = out.offers.columns()
     offer_tz = account_tz[offer_log["account"]]
     offered_at = clock.utc(offer_tz, offer_log["day"], offer_log["minute"])
@@ -222,10 +236,13 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
     offers["accepted_at"] = pd.Series(
         _as_utc(accepted.fillna(0).to_numpy(np.int64)), index=offers.index
     ).where(accepted.notna())
-    del offer_log, acc, accepted_micros, accepted, offered_at
-    yield "tables", "offers", offers
-    del offers
+    return offers
 
+
+def _payments_table(
+    out: SimulationOutput, clock: _Clock, account_tz: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Pre-placement and simulated payments in time order, numbered from 1."""
     pre = _pre_placement_payments(out, rng)
     paid = out.payments.columns()
     pay_account = np.concatenate([pre["account"], paid["account"]])
@@ -246,35 +263,40 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
         }
     )
     payments.insert(0, "payment_id", np.arange(1, len(payments) + 1, dtype=np.int64))
-    del pre, paid, pay_account, paid_at, order
-    yield "tables", "payments", payments
-    del payments
+    return payments
 
+
+def _promises_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray) -> pd.DataFrame:
+    """The promises to pay, due at local midnight of the due day, and whether kept.
+
+    `kept` is missing while a promise is unsettled.
+    """
     promise_log = out.promises.columns()
     promise_tz = account_tz[promise_log["account"]]
     results = out.promise_results.columns()
     kept = pd.Series(results["kept"], index=results["promise_id"], dtype="boolean")
-    yield (
-        "tables",
-        "promises",
-        pd.DataFrame(
-            {
-                "promise_id": promise_log["promise_id"].astype(np.int64),
-                "account_id": promise_log["account"].astype(np.int64) + 1,
-                "made_at": clock.utc(
-                    promise_tz, promise_log["made_day"], promise_log["made_minute"]
-                ),
-                "due_at": clock.utc(
-                    promise_tz, promise_log["due_day"], np.zeros(len(promise_tz), np.int64)
-                ),
-                "amount": promise_log["amount"],
-                "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").array,
-                "offer_id": _nullable_ids(promise_log["offer_id"]),
-            }
-        ),
+    return pd.DataFrame(
+        {
+            "promise_id": promise_log["promise_id"].astype(np.int64),
+            "account_id": promise_log["account"].astype(np.int64) + 1,
+            "made_at": clock.utc(promise_tz, promise_log["made_day"], promise_log["made_minute"]),
+            "due_at": clock.utc(
+                promise_tz, promise_log["due_day"], np.zeros(len(promise_tz), np.int64)
+            ),
+            "amount": promise_log["amount"],
+            "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").array,
+            "offer_id": _nullable_ids(promise_log["offer_id"]),
+        }
     )
-    del promise_log, promise_tz, results, kept
 
+
+def _contact_tables(
+    out: SimulationOutput, clock: _Clock, account_tz: np.ndarray
+) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """Yield the contacts table in time order, then the truth of its outbound contacts.
+
+    The contact log's columns are released as they are used.
+    """
     log = out.contacts
     contact_account = log.pop("account")
     attempted_at = clock.micros(account_tz[contact_account], log.pop("day"), log.pop("minute"))
