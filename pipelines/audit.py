@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_contracts.contact_rules import load_rules
+from pipelines.kpis import kpi_figures, portfolio_kpis
 from pipelines.registry import (
     AUDIT_ARTIFACTS,
     AUDITED_AT_TAG,
@@ -25,10 +27,13 @@ from pipelines.registry import (
     REPORT_FILE,
     SUMMARY_FILE,
     VERDICT_TAG,
+    load_model,
     open_registry,
     resolve_version,
     run_artifact,
 )
+from pipelines.report import render_report
+from pipelines.train import PreparedData, prepare_data
 from training.audit import (
     PROTECTED_ATTRIBUTES,
     Check,
@@ -43,6 +48,14 @@ from training.audit import (
 )
 from training.config import ExperimentConfig
 from training.explain import Reason, reasons_for_rows
+from training.model import PropensityModel
+from training.plots import (
+    adverse_impact_figure,
+    dependence_figure,
+    mean_shap_figure,
+    score_distribution_figure,
+    shap_summary_figure,
+)
 from training.splits import TEST, TRAIN
 
 CARD_FILE = "model_card.md"
@@ -123,6 +136,144 @@ def _reason_counts(reasons: list[list[Reason]]) -> pd.DataFrame:
     return table
 
 
+@dataclass
+class _Window:
+    """The audited rows (the test window), the training window, and the data they come from."""
+
+    prepared: PreparedData
+    audit: pd.DataFrame
+    train: pd.DataFrame
+
+
+@dataclass
+class _Explained:
+    """SHAP values of a sample of the audited rows, and what they say overall."""
+
+    rows: pd.DataFrame
+    values: np.ndarray
+    mean_abs: pd.Series
+    reasons: pd.DataFrame
+
+
+def _model_config(model: PropensityModel, config: ExperimentConfig) -> ExperimentConfig:
+    """The experiment with the model's own feature service and horizon, whatever the
+    experiment file says."""
+    service = getattr(model, "metadata_", {}).get("feature_service", config.feature_service)
+    horizon = int(model.horizon_days)
+    return config.model_copy(update={"feature_service": service, "horizon_days": horizon})
+
+
+def _audit_window(folder: Path, config: ExperimentConfig) -> _Window:
+    """The test window to audit and the training window to compare it with."""
+    prepared = prepare_data(Path(folder), config)
+    if prepared.split is None:
+        raise AuditError(f"{folder}: one as-of time only; the audit needs a recent test window")
+    frame = prepared.propensity
+    audit = frame[frame["split"] == TEST].reset_index(drop=True)
+    train = frame[frame["split"] == TRAIN].reset_index(drop=True)
+    if not len(audit):
+        raise AuditError(f"{folder}: no rows in the test window to audit")
+    horizon = config.horizon_days
+    if f"paid_{horizon}d" not in audit.columns:
+        raise AuditError(
+            f"{folder}: no paid_{horizon}d label for the model's {horizon}-day horizon"
+        )
+    return _Window(prepared, audit, train)
+
+
+def _group_table(
+    audit: pd.DataFrame,
+    attributes: pd.DataFrame,
+    scores: np.ndarray,
+    config: ExperimentConfig,
+    say: Progress,
+) -> pd.DataFrame:
+    """Group metrics per protected attribute, the top of each as-of time's worklist selected."""
+    thresholds = config.audit
+    label = audit[f"paid_{config.horizon_days}d"].to_numpy(int)
+    scored = pd.concat([attributes, audit[["event_timestamp", "debtor_id"]]], axis=1).assign(
+        score=scores, label=label
+    )
+    scored["selected"] = top_of_worklist(
+        scored["score"], scored["event_timestamp"], thresholds.top_share
+    )
+    say("group metrics")
+    return pd.concat(
+        [
+            group_metrics(scored, attribute, thresholds, seed=config.seed, cluster="debtor_id")
+            for attribute in attributes.columns
+        ],
+        ignore_index=True,
+    )
+
+
+def _proxies(
+    audit: pd.DataFrame, encoded: pd.DataFrame, attributes: pd.DataFrame, config: ExperimentConfig
+) -> pd.DataFrame:
+    """How well the model's inputs predict each protected attribute."""
+    # one row per debtor (their latest): with repeated rows of a debtor in different folds the
+    # proxy model would recognize the debtor rather than the attribute
+    latest = audit.sort_values("event_timestamp")
+    one_each = latest.drop_duplicates("debtor_id", keep="last").index.to_numpy()
+    one_each = np.random.default_rng(config.seed).permutation(one_each)[:PROXY_SAMPLE]
+    return proxy_strength(
+        encoded.iloc[one_each].reset_index(drop=True),
+        attributes.iloc[one_each].reset_index(drop=True),
+        config.audit.min_group_size,
+        seed=config.seed,
+    )
+
+
+def _drift(
+    model: PropensityModel,
+    train: pd.DataFrame,
+    encoded_sample: pd.DataFrame,
+    scores: np.ndarray,
+    config: ExperimentConfig,
+) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """Input drift per feature (PSI), the training window's scores and the score's PSI."""
+    features = list(model.feature_names_)
+    if not len(train):
+        return pd.DataFrame({"feature": features, "psi": np.zeros(len(features))}), scores, 0.0
+    train_sample = train.sample(min(len(train), DRIFT_SAMPLE), random_state=config.seed)
+    drift = population_stability(model.encoder_.transform(train_sample), encoded_sample, features)
+    score_column = f"p_payment_{config.horizon_days}d"
+    train_scores = model.predict_frame(train_sample)[score_column].to_numpy(float)
+    return drift, train_scores, psi(pd.Series(train_scores), pd.Series(scores))
+
+
+def _explain(model: PropensityModel, rows: pd.DataFrame) -> _Explained:
+    """SHAP values of `rows`, mean |SHAP| per feature and how often each reason comes first."""
+    values, _ = model.explain(rows)
+    features = list(model.feature_names_)
+    mean_abs = pd.Series(np.abs(values).mean(axis=0), index=features).sort_values(ascending=False)
+    reasons = _reason_counts(reasons_for_rows(values, rows, features, 3))
+    return _Explained(rows, values, mean_abs, reasons)
+
+
+def _window_summary(
+    folder: Path, config: ExperimentConfig, window: _Window, explained_rows: int
+) -> dict[str, Any]:
+    """What was audited: the portfolio, the windows, the label and the sample explained."""
+    audit, train = window.audit, window.train
+    times = audit["event_timestamp"]
+    return {
+        "portfolio": Path(folder).resolve().name,
+        "feature_service": config.feature_service,
+        "audit_from": str(times.min())[:10],
+        "audit_to": str(times.max())[:10],
+        "audit_rows": len(audit),
+        "as_of_times": int(times.nunique()),
+        "train_from": str(train["event_timestamp"].min())[:10] if len(train) else None,
+        "train_to": str(train["event_timestamp"].max())[:10] if len(train) else None,
+        "train_rows": len(train),
+        "label": f"any payment within {config.horizon_days} days",
+        "explained_rows": explained_rows,
+        "top_share": config.audit.top_share,
+        "data_end": str(window.prepared.data_end)[:10],
+    }
+
+
 def run_audit(
     folder: Path,
     config: ExperimentConfig,
@@ -135,117 +286,51 @@ def run_audit(
 
     `score_shift(rows, scores)` changes the scores before they are audited: only for
     showing what the audit catches (a planted bias in the tests and the walkthrough)."""
-    from pipelines.registry import load_model
-    from pipelines.train import prepare_data
-
     say = progress or (lambda _: None)
     open_registry(tracking_uri)
     version = resolve_version(PROPENSITY_MODEL, which)
     model, _ = load_model(PROPENSITY_MODEL, str(version.version))
-    service = getattr(model, "metadata_", {}).get("feature_service", config.feature_service)
-    horizon = int(model.horizon_days)
-    # the model's own feature service and horizon, whatever the experiment file says
-    config = config.model_copy(update={"feature_service": service, "horizon_days": horizon})
+    config = _model_config(model, config)
     say(f"preparing the audit window of {folder}")
-    prepared = prepare_data(Path(folder), config)
-    if prepared.split is None:
-        raise AuditError(f"{folder}: one as-of time only; the audit needs a recent test window")
-    frame = prepared.propensity
-    audit = frame[frame["split"] == TEST].reset_index(drop=True)
-    train = frame[frame["split"] == TRAIN].reset_index(drop=True)
-    if not len(audit):
-        raise AuditError(f"{folder}: no rows in the test window to audit")
-    thresholds = config.audit
-    label, score_column = f"paid_{horizon}d", f"p_payment_{horizon}d"
-    if label not in audit.columns:
-        raise AuditError(f"{folder}: no {label} label for the model's {horizon}-day horizon")
+    window = _audit_window(folder, config)
+    audit = window.audit
     say(f"scoring {len(audit):,} rows")
-    scores = model.predict_frame(audit)[score_column].to_numpy(float)
+    scores = model.predict_frame(audit)[f"p_payment_{config.horizon_days}d"].to_numpy(float)
     if score_shift is not None:
         scores = score_shift(audit, scores)
     attributes = _attributes(Path(folder), audit)
-    scored = pd.concat([attributes, audit[["event_timestamp", "debtor_id"]]], axis=1).assign(
-        score=scores, label=audit[label].to_numpy(int)
-    )
-    scored["selected"] = top_of_worklist(
-        scored["score"], scored["event_timestamp"], thresholds.top_share
-    )
-    say("group metrics")
-    groups = pd.concat(
-        [
-            group_metrics(scored, attribute, thresholds, seed=config.seed, cluster="debtor_id")
-            for attribute in attributes.columns
-        ],
-        ignore_index=True,
-    )
+    groups = _group_table(audit, attributes, scores, config, say)
     features = list(model.feature_names_)
     say("proxies")
     encoded = model.encoder_.transform(audit)
     sample = np.random.default_rng(config.seed).permutation(len(audit))[:DRIFT_SAMPLE]
-    # one row per debtor (their latest): with repeated rows of a debtor in different folds the
-    # proxy model would recognize the debtor rather than the attribute
-    latest = audit.sort_values("event_timestamp")
-    one_each = latest.drop_duplicates("debtor_id", keep="last").index.to_numpy()
-    one_each = np.random.default_rng(config.seed).permutation(one_each)[:PROXY_SAMPLE]
-    proxies = proxy_strength(
-        encoded.iloc[one_each].reset_index(drop=True),
-        attributes.iloc[one_each].reset_index(drop=True),
-        thresholds.min_group_size,
-        seed=config.seed,
-    )
+    proxies = _proxies(audit, encoded, attributes, config)
     say("drift")
-    if len(train):
-        train_sample = train.sample(min(len(train), DRIFT_SAMPLE), random_state=config.seed)
-        drift = population_stability(
-            model.encoder_.transform(train_sample), encoded.iloc[sample], features
-        )
-        train_scores = model.predict_frame(train_sample)[score_column].to_numpy(float)
-        score_psi = psi(pd.Series(train_scores), pd.Series(scores))
-    else:
-        drift = pd.DataFrame({"feature": features, "psi": np.zeros(len(features))})
-        train_scores, score_psi = scores, 0.0
+    drift, train_scores, score_psi = _drift(
+        model, window.train, encoded.iloc[sample], scores, config
+    )
     say("explanations")
     explained = sample[:EXPLAIN_SAMPLE]
-    explain_rows = audit.iloc[explained].reset_index(drop=True)
-    values, _ = model.explain(explain_rows)
-    mean_abs = pd.Series(np.abs(values).mean(axis=0), index=features).sort_values(ascending=False)
-    reasons = _reason_counts(reasons_for_rows(values, explain_rows, features, 3))
-    checks = audit_checks(features, groups, proxies, drift, score_psi, thresholds)
-    times = audit["event_timestamp"]
-    window = {
-        "portfolio": Path(folder).resolve().name,
-        "feature_service": service,
-        "audit_from": str(times.min())[:10],
-        "audit_to": str(times.max())[:10],
-        "audit_rows": len(audit),
-        "as_of_times": int(times.nunique()),
-        "train_from": str(train["event_timestamp"].min())[:10] if len(train) else None,
-        "train_to": str(train["event_timestamp"].max())[:10] if len(train) else None,
-        "train_rows": len(train),
-        "label": f"any payment within {horizon} days",
-        "explained_rows": len(explain_rows),
-        "top_share": thresholds.top_share,
-        "data_end": str(prepared.data_end)[:10],
-    }
+    explanation = _explain(model, audit.iloc[explained].reset_index(drop=True))
     result = AuditResult(
         card=run_artifact(version.run_id, CARD_FILE),
         model=PROPENSITY_MODEL,
         version=str(version.version),
         run_id=version.run_id,
-        checks=checks,
+        checks=audit_checks(features, groups, proxies, drift, score_psi, config.audit),
         groups=groups,
         proxies=proxies,
         drift=drift,
         score_psi=score_psi,
-        mean_abs_shap=mean_abs,
-        reason_counts=reasons,
+        mean_abs_shap=explanation.mean_abs,
+        reason_counts=explanation.reasons,
         features=features,
-        window=window,
-        thresholds=thresholds.model_dump(),
+        window=_window_summary(folder, config, window, len(explanation.rows)),
+        thresholds=config.audit.model_dump(),
     )
     say("figures")
     shown = encoded.iloc[explained].reset_index(drop=True)
-    result.figures = _figures(result, values, shown, train_scores, scores)
+    result.figures = _figures(result, explanation.values, shown, train_scores, scores)
     return result
 
 
@@ -256,14 +341,6 @@ def _figures(
     train_scores: np.ndarray,
     scores: np.ndarray,
 ) -> dict[str, Any]:
-    from training.plots import (
-        adverse_impact_figure,
-        dependence_figure,
-        mean_shap_figure,
-        score_distribution_figure,
-        shap_summary_figure,
-    )
-
     figures: dict[str, Any] = {
         "mean_shap": mean_shap_figure(result.mean_abs_shap),
         "shap_summary": shap_summary_figure(values, shown, top=15),
@@ -290,9 +367,6 @@ def audit_and_store(
 ) -> tuple[AuditResult, tuple[Path, Path]]:
     """`run_audit`, with the portfolio's collection KPIs when `rules_path` is given, written
     to `out/<model>-v<version>/` and (with `log`) logged to the version's MLflow run."""
-    from data_contracts.contact_rules import load_rules
-    from pipelines.kpis import kpi_figures, portfolio_kpis
-
     say = progress or (lambda _: None)
     rules = load_rules(rules_path) if rules_path is not None else None  # fails before the work
     result = run_audit(folder, config, which, tracking_uri, progress, score_shift)
@@ -309,8 +383,6 @@ def audit_and_store(
 
 def write_audit(result: AuditResult, out: Path) -> tuple[Path, Path]:
     """The self-contained HTML report and the JSON summary, into `out`."""
-    from pipelines.report import render_report
-
     out.mkdir(parents=True, exist_ok=True)
     report, summary = out / REPORT_FILE, out / SUMMARY_FILE
     report.write_text(render_report(result, result.card), encoding="utf-8")

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.audit import audit_and_store
 from pipelines.registry import (
     CHALLENGER,
     CHAMPION,
     MODEL_NAMES,
     PROPENSITY_MODEL,
+    SUMMARY_FILE,
     actor,
     alias_version,
     load_model,
@@ -23,6 +25,7 @@ from pipelines.registry import (
     record,
     remove_alias,
     set_alias,
+    stored_audit,
 )
 from pipelines.train import PreparedData, prepare_data
 from training.config import ExperimentConfig
@@ -112,9 +115,6 @@ def audit_gate(
     Reads the version's stored audit (`cobranza audit`), or audits it now and stores it. A
     flagged check blocks unless `override` gives a written reason, which goes to the audit log
     with the flags it overrides."""
-    from pipelines.audit import audit_and_store
-    from pipelines.registry import SUMMARY_FILE, stored_audit
-
     text = stored_audit(PROPENSITY_MODEL, version, SUMMARY_FILE)
     if text is not None:
         summary = json.loads(text)
@@ -153,6 +153,65 @@ def _refuse(
     record(store, entry)
 
 
+def _refused_by_audit(store: Any, name: str, version: str, blocked: str) -> Decision:
+    """Record and report a challenger the audit gate stopped."""
+    _refuse(store, name, version, blocked)
+    message = (
+        f"{name}: v{version} not promoted; {blocked} (override with "
+        '--override-audit "a written reason")'
+    )
+    return Decision(name, False, message, {"audit": "flag"})
+
+
+def _first_champion(store: Any, name: str, challenger: Any, reason: str | None) -> Decision:
+    """The challenger becomes champion: there is none to beat."""
+    set_alias(store, name, CHAMPION, challenger.version, reason or "no champion yet")
+    remove_alias(store, name, CHALLENGER, "promoted to champion")
+    return Decision(name, True, f"{name}: v{challenger.version} is champion (none before)", {})
+
+
+def _challenge(
+    store: Any,
+    kind: str,
+    challenger: Any,
+    champion: Any,
+    data: _Data,
+    config: ExperimentConfig,
+    reason: str | None,
+) -> Decision:
+    """Score challenger and champion on the same test window by the experiment's metric; the
+    challenger becomes champion only if it wins by the margin."""
+    name = MODEL_NAMES[kind]
+    metric, margin = (
+        (config.promotion.metric, config.promotion.margin)
+        if kind == "propensity"
+        else (config.promotion.action_metric, config.promotion.action_margin)
+    )
+    scores = {}
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        model, _ = load_model(name, str(version.version))
+        scores[role] = model_metrics(kind, model, data, config)[metric]
+    comparison = {
+        "metric": metric,
+        "margin": margin,
+        "challenger_version": str(challenger.version),
+        "champion_version": str(champion.version),
+        "challenger": scores["challenger"],
+        "champion": scores["champion"],
+    }
+    summary = (
+        f"{metric} {scores['challenger']:.4f} (challenger v{challenger.version}) vs "
+        f"{scores['champion']:.4f} (champion v{champion.version}), margin {margin}"
+    )
+    if is_better(metric, scores["challenger"], scores["champion"], margin):
+        set_alias(store, name, CHAMPION, challenger.version, reason or summary, comparison)
+        remove_alias(store, name, CHALLENGER, "promoted to champion")
+        return Decision(name, True, f"{name}: promoted; {summary}", comparison)
+    why = reason or f"challenger does not beat the champion: {summary}"
+    _refuse(store, name, str(challenger.version), why, comparison)
+    return Decision(name, False, f"{name}: not promoted; {summary}", comparison)
+
+
 def promote_challengers(
     folder: Path,
     config: ExperimentConfig,
@@ -178,59 +237,16 @@ def promote_challengers(
             )
             decisions.append(Decision(name, champion is not None, f"{name}: {state}", {}))
             continue
+        version = str(challenger.version)
         if kind == "propensity" and config.promotion.require_audit:
             blocked = audit_gate(
-                folder,
-                config,
-                str(challenger.version),
-                override_audit,
-                store,
-                reports,
-                rules_path,
-                tracking_uri,
+                folder, config, version, override_audit, store, reports, rules_path, tracking_uri
             )
             if blocked is not None:
-                _refuse(store, name, str(challenger.version), blocked)
-                message = (
-                    f"{name}: v{challenger.version} not promoted; {blocked} (override with "
-                    '--override-audit "a written reason")'
-                )
-                decisions.append(Decision(name, False, message, {"audit": "flag"}))
+                decisions.append(_refused_by_audit(store, name, version, blocked))
                 continue
         if champion is None:
-            set_alias(store, name, CHAMPION, challenger.version, reason or "no champion yet")
-            remove_alias(store, name, CHALLENGER, "promoted to champion")
-            decisions.append(
-                Decision(name, True, f"{name}: v{challenger.version} is champion (none before)", {})
-            )
-            continue
-        metric, margin = (
-            (config.promotion.metric, config.promotion.margin)
-            if kind == "propensity"
-            else (config.promotion.action_metric, config.promotion.action_margin)
-        )
-        scores = {}
-        for role, version in (("challenger", challenger), ("champion", champion)):
-            model, _ = load_model(name, str(version.version))
-            scores[role] = model_metrics(kind, model, data, config)[metric]
-        comparison = {
-            "metric": metric,
-            "margin": margin,
-            "challenger_version": str(challenger.version),
-            "champion_version": str(champion.version),
-            "challenger": scores["challenger"],
-            "champion": scores["champion"],
-        }
-        summary = (
-            f"{metric} {scores['challenger']:.4f} (challenger v{challenger.version}) vs "
-            f"{scores['champion']:.4f} (champion v{champion.version}), margin {margin}"
-        )
-        if is_better(metric, scores["challenger"], scores["champion"], margin):
-            set_alias(store, name, CHAMPION, challenger.version, reason or summary, comparison)
-            remove_alias(store, name, CHALLENGER, "promoted to champion")
-            decisions.append(Decision(name, True, f"{name}: promoted; {summary}", comparison))
+            decisions.append(_first_champion(store, name, challenger, reason))
         else:
-            why = reason or f"challenger does not beat the champion: {summary}"
-            _refuse(store, name, str(challenger.version), why, comparison)
-            decisions.append(Decision(name, False, f"{name}: not promoted; {summary}", comparison))
+            decisions.append(_challenge(store, kind, challenger, champion, data, config, reason))
     return decisions

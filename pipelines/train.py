@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_contracts.settings import get_settings
 from pipelines.feature_store import (
     service_inputs,
     snapshot_root,
@@ -32,33 +33,30 @@ from pipelines.portfolio import read_manifest, validate_portfolio
 from pipelines.registry import (
     NEXT_BEST_ACTION_MODEL,
     PROPENSITY_MODEL,
+    Store,
     experiment_id,
     open_registry,
     quiet_mlflow,
     register,
 )
+from training.card import next_best_action_card, propensity_card
 from training.config import ExperimentConfig
+from training.fit import (
+    cross_validate,
+    evaluate_next_best_action,
+    evaluate_propensity,
+    fit_next_best_action,
+    fit_propensity,
+    tune_propensity,
+)
 from training.labels import ACTION_COLUMNS, label_names, logged_actions, payment_labels
-from training.model import PropensityModel
+from training.model import NextBestActionModel, PropensityModel
+from training.plots import calibration_figure, importance_figure, shap_summary_figure
 from training.splits import EMBARGO, TEST, TRAIN, VALID, TimeSplit, assign_split, time_split
 
 Progress = Callable[[str], None]
 TAIWAN_LABELS = Path("labels") / "default_next_month.parquet"
 SHAP_SAMPLE = 2000
-PROPENSITY_LIMITS = (
-    "Learned from the history of one collection operation and its contact policy; a new "
-    "policy or portfolio mix shifts the probabilities: retrain and compare before trusting it.",
-    "Probabilities are calibrated on the validation window; recalibrate after large changes.",
-    "Explanations (SHAP) are of the uncalibrated log-odds; calibration is monotone, so the "
-    "direction of every reason holds.",
-)
-ACTION_LIMITS = (
-    "Learned from logged contacts: actions the logging policy never took cannot be valued.",
-    "The net amount of a contact counts every payment in the 30 days after it, including "
-    "those that later contacts helped bring in.",
-    "Off-policy estimates assume the logged action probabilities are right; they are checked "
-    "against the simulator's policy in tests.",
-)
 
 
 class TrainingError(RuntimeError):
@@ -202,8 +200,6 @@ def _log_figures(
     """Calibration, importance and SHAP summary plots into `out`; mean |SHAP| per feature."""
     import matplotlib.pyplot as plt
 
-    from training.plots import calibration_figure, importance_figure, shap_summary_figure
-
     paid, _ = label_names(config.horizon_days)
     curves = {
         "LightGBM (uncalibrated)": model.predict_uncalibrated(test),
@@ -304,6 +300,218 @@ def _data_summary(prepared: PreparedData, folder: Path, config: ExperimentConfig
     return summary
 
 
+# ----- the stages of a run ------------------------------------------------------------------
+@dataclass
+class Tuned:
+    """The propensity model's LightGBM parameters, and the search's own metrics (if any)."""
+
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    """A run's models, the rows the propensity model is judged and explained on (the test
+    window, or the held-out fifth under cross-validation), the parameters it was fitted with,
+    and the run's metrics so far, in the order they are reported."""
+
+    propensity: PropensityModel
+    held_out: pd.DataFrame
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    actions: NextBestActionModel | None = None
+
+
+def _run_tags(prepared: PreparedData, summary: dict[str, Any]) -> dict[str, str]:
+    """What the run was trained on: the feature service, its inputs and the training rows."""
+    frame = prepared.propensity
+    training_rows = frame if prepared.split is None else frame[frame["split"] == TRAIN]
+    return {
+        "feature_service": prepared.service,
+        "feature_service_features_hash": hashlib.sha256(
+            "\n".join(prepared.features).encode()
+        ).hexdigest()[:16],
+        "training_set_hash": data_hash(training_rows),
+        "portfolio": summary["portfolio"],
+    }
+
+
+def _cross_validate_and_fit(
+    prepared: PreparedData, config: ExperimentConfig, threads: int, out: Path, say: Progress
+) -> Fitted:
+    """One as-of time and external labels (the Taiwan import), so no later window to test on:
+    stratified k-fold cross-validation (folds into `out/cv_folds.json`), then a final model
+    fitted on a stratified four fifths, stopped and calibrated on the rest."""
+    from sklearn.model_selection import train_test_split
+
+    frame, params = prepared.propensity, dict(config.lightgbm)
+    say(f"{config.cv_folds}-fold cross-validation")
+    cv = cross_validate(
+        frame,
+        prepared.features,
+        prepared.categorical,
+        config,
+        params,
+        threads,
+        on_fold=lambda fold, auc: say(f"fold {fold + 1}: ROC AUC {auc:.4f}"),
+    )
+    metrics = {k: v for k, v in cv.items() if not isinstance(v, list)}
+    (out / "cv_folds.json").write_text(json.dumps(cv, indent=2))
+    paid, _ = label_names(config.horizon_days)
+    _, valid_index = train_test_split(
+        np.arange(len(frame)), test_size=0.2, stratify=frame[paid], random_state=config.seed
+    )
+    split = np.full(len(frame), TRAIN, dtype=object)
+    split[valid_index] = VALID
+    frame = frame.assign(split=split)
+    model = fit_propensity(
+        frame, prepared.features, prepared.categorical, config, params, threads, False
+    )
+    return Fitted(model, frame[frame["split"] == VALID], params, metrics)
+
+
+def _tune_propensity(
+    prepared: PreparedData,
+    config: ExperimentConfig,
+    threads: int,
+    trials: int | None,
+    timeout: float | None,
+    say: Progress,
+) -> Tuned:
+    """Optuna's search on the training window, scored on the validation window."""
+    say("tuning with Optuna")
+    params, study = tune_propensity(
+        prepared.propensity,
+        prepared.features,
+        prepared.categorical,
+        config,
+        threads,
+        trials,
+        timeout,
+        on_trial=lambda number, value, _: say(
+            f"trial {number}: {config.tuning.metric} {value:.5f}"
+        ),
+    )
+    if study is None:
+        return Tuned(params)
+    pruned = sum(1 for t in study.trials if t.state.name == "PRUNED")
+    return Tuned(
+        params, {"tuning_trials": float(len(study.trials)), "tuning_pruned": float(pruned)}
+    )
+
+
+def _fit_propensity(
+    prepared: PreparedData, config: ExperimentConfig, tuned: Tuned, threads: int, say: Progress
+) -> Fitted:
+    """Fit and calibrate the propensity model; its metrics on the validation and test windows."""
+    say("fitting the propensity model")
+    frame = prepared.propensity
+    model = fit_propensity(
+        frame, prepared.features, prepared.categorical, config, tuned.params, threads
+    )
+    test = frame[frame["split"] == TEST]
+    metrics = dict(tuned.metrics)
+    metrics.update(
+        evaluate_propensity(model, frame[frame["split"] == VALID], config.horizon_days, "valid_")
+    )
+    metrics.update(evaluate_propensity(model, test, config.horizon_days, "test_"))
+    return Fitted(model, test, tuned.params, metrics)
+
+
+def _explain(fitted: Fitted, config: ExperimentConfig, out: Path, say: Progress) -> None:
+    """Figures and mean |SHAP| per feature of the propensity model on its held-out rows."""
+    say("explaining with SHAP")
+    mean_abs_shap = _log_figures(fitted.propensity, fitted.held_out, config, out)
+    (out / "mean_abs_shap.json").write_text(json.dumps(mean_abs_shap, indent=2))
+
+
+def _fit_next_best_action(
+    fitted: Fitted,
+    actions: pd.DataFrame,
+    prepared: PreparedData,
+    config: ExperimentConfig,
+    threads: int,
+    run_id: str,
+    say: Progress,
+) -> None:
+    """Fit the next-best-action models on the logged contacts `actions`; add them, and their
+    `nba_` test metrics, to `fitted`."""
+    say("fitting the next-best-action models")
+    model = fit_next_best_action(
+        actions, prepared.features, prepared.categorical, config, dict(config.lightgbm), threads
+    )
+    action_metrics, _ = evaluate_next_best_action(
+        model, actions[actions["split"] == TEST], config.horizon_days, config.seed
+    )
+    fitted.metrics.update({f"nba_{k}": v for k, v in action_metrics.items()})
+    model.metadata_ = {"feature_service": prepared.service, "run_id": run_id}
+    fitted.actions = model
+
+
+def _write_cards(
+    fitted: Fitted,
+    config: ExperimentConfig,
+    summary: dict[str, Any],
+    features: list[str],
+    out: Path,
+) -> None:
+    """The model cards (text in `training.card`) into `out`."""
+    (out / "model_card.md").write_text(
+        propensity_card(PROPENSITY_MODEL, config.horizon_days, summary, fitted.metrics, features)
+    )
+    if fitted.actions is not None:
+        (out / "model_card_next_best_action.md").write_text(
+            next_best_action_card(NEXT_BEST_ACTION_MODEL, summary, fitted.metrics, features)
+        )
+
+
+def _log_run(
+    fitted: Fitted, prepared: PreparedData, config: ExperimentConfig, out: Path, say: Progress
+) -> dict[str, str]:
+    """Log parameters, finite metrics, the files in `out` and the models to the active run;
+    the models' URIs by kind."""
+    import mlflow
+
+    # kept lazy like mlflow itself: training.pyfunc imports mlflow.pyfunc (about 1 s) at import
+    from training.pyfunc import NextBestActionPyfunc, PropensityPyfunc
+
+    mlflow.log_params(_flat_params(config, fitted.params))
+    mlflow.log_metrics({k: float(v) for k, v in fitted.metrics.items() if np.isfinite(v)})
+    mlflow.log_artifacts(str(out))
+    say("logging the models")
+    features, model = prepared.features, fitted.propensity
+    sample = fitted.held_out.head(200)[features]
+    uris = {
+        "propensity": _log_model(
+            PropensityPyfunc(model), "propensity", sample, model.predict_frame(sample)
+        )
+    }
+    if fitted.actions is not None and prepared.actions is not None:
+        rows = prepared.actions.head(200)[[*features, *ACTION_COLUMNS]]
+        uris["next-best-action"] = _log_model(
+            NextBestActionPyfunc(fitted.actions),
+            "next_best_action",
+            rows,
+            fitted.actions.predict_value(rows),
+        )
+    return uris
+
+
+def _register_models(store: Store, fitted: Fitted, uris: dict[str, str]) -> dict[str, str]:
+    """Register the logged models with their headline metrics; the new versions by kind."""
+    metrics = fitted.metrics
+    headline = {
+        k: v for k, v in metrics.items() if k in ("test_roc_auc", "test_brier", "cv_roc_auc_mean")
+    }
+    versions = {"propensity": register(store, uris["propensity"], PROPENSITY_MODEL, headline)}
+    if fitted.actions is not None:
+        nba = {k: v for k, v in metrics.items() if k in ("nba_contact_roc_auc", "nba_policy_dr")}
+        versions["next-best-action"] = register(
+            store, uris["next-best-action"], NEXT_BEST_ACTION_MODEL, nba
+        )
+    return versions
+
+
 def train_portfolio(
     folder: Path,
     config: ExperimentConfig,
@@ -317,27 +525,13 @@ def train_portfolio(
     """The whole training run (see the module docstring); returns the run and versions."""
     import mlflow
 
-    from data_contracts.settings import get_settings
-    from training.card import model_card
-    from training.fit import (
-        cross_validate,
-        evaluate_next_best_action,
-        evaluate_propensity,
-        fit_next_best_action,
-        fit_propensity,
-        tune_propensity,
-    )
-    from training.pyfunc import NextBestActionPyfunc, PropensityPyfunc
-
     quiet_mlflow()
     say = progress or (lambda _: None)
     threads = get_settings().training.threads
     folder = Path(folder)
     prepared = prepare_data(folder, config, say)
-    frame, features, categorical = prepared.propensity, prepared.features, prepared.categorical
     store = open_registry(tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id(store, config.name))
-    metrics: dict[str, float] = {}
     summary = _data_summary(prepared, folder, config)
     with (
         mlflow.start_run(run_name=f"train-{summary['portfolio']}") as run,
@@ -345,189 +539,25 @@ def train_portfolio(
     ):
         out = Path(tmp)
         (out / "experiment.yaml").write_text(config_text)
-        training_rows = frame if prepared.split is None else frame[frame["split"] == TRAIN]
-        mlflow.set_tags(
-            {
-                "feature_service": prepared.service,
-                "feature_service_features_hash": hashlib.sha256(
-                    "\n".join(features).encode()
-                ).hexdigest()[:16],
-                "training_set_hash": data_hash(training_rows),
-                "portfolio": summary["portfolio"],
-            }
-        )
-        if prepared.split is None:  # one as-of time: cross-validate, then fit on everything
-            params = dict(config.lightgbm)
-            say(f"{config.cv_folds}-fold cross-validation")
-            cv = cross_validate(
-                frame,
-                features,
-                categorical,
-                config,
-                params,
-                threads,
-                on_fold=lambda fold, auc: say(f"fold {fold + 1}: ROC AUC {auc:.4f}"),
-            )
-            metrics.update({k: v for k, v in cv.items() if not isinstance(v, list)})
-            (out / "cv_folds.json").write_text(json.dumps(cv, indent=2))
-            from sklearn.model_selection import train_test_split
-
-            paid, _ = label_names(config.horizon_days)
-            _, valid_index = train_test_split(
-                np.arange(len(frame)), test_size=0.2, stratify=frame[paid], random_state=config.seed
-            )
-            split = np.full(len(frame), TRAIN, dtype=object)
-            split[valid_index] = VALID
-            frame = frame.assign(split=split)
-            model = fit_propensity(frame, features, categorical, config, params, threads, False)
-            test = frame[frame["split"] == VALID]
+        mlflow.set_tags(_run_tags(prepared, summary))
+        if prepared.split is None:  # one as-of time (Taiwan): cross-validate, then fit
+            fitted = _cross_validate_and_fit(prepared, config, threads, out, say)
         else:
-            say("tuning with Optuna")
-            params, study = tune_propensity(
-                frame,
-                features,
-                categorical,
-                config,
-                threads,
-                trials,
-                timeout,
-                on_trial=lambda number, value, _: say(
-                    f"trial {number}: {config.tuning.metric} {value:.5f}"
-                ),
-            )
-            if study is not None:
-                metrics["tuning_trials"] = float(len(study.trials))
-                metrics["tuning_pruned"] = float(
-                    sum(1 for t in study.trials if t.state.name == "PRUNED")
-                )
-            say("fitting the propensity model")
-            model = fit_propensity(frame, features, categorical, config, params, threads)
-            test = frame[frame["split"] == TEST]
-            metrics.update(
-                evaluate_propensity(
-                    model, frame[frame["split"] == VALID], config.horizon_days, "valid_"
-                )
-            )
-            metrics.update(evaluate_propensity(model, test, config.horizon_days, "test_"))
-        say("explaining with SHAP")
-        mean_abs_shap = _log_figures(model, test, config, out)
-        (out / "mean_abs_shap.json").write_text(json.dumps(mean_abs_shap, indent=2))
-        model.metadata_ = {
-            "feature_service": prepared.service,
-            "run_id": run.info.run_id,
-            **summary,
-        }
-        action_model = None
+            tuned = _tune_propensity(prepared, config, threads, trials, timeout, say)
+            fitted = _fit_propensity(prepared, config, tuned, threads, say)
+        _explain(fitted, config, out, say)
+        run_id = run.info.run_id
+        service = prepared.service
+        fitted.propensity.metadata_ = {"feature_service": service, "run_id": run_id, **summary}
         if prepared.actions is not None and prepared.split is not None:
-            say("fitting the next-best-action models")
-            actions = prepared.actions
-            action_model = fit_next_best_action(
-                actions, features, categorical, config, dict(config.lightgbm), threads
-            )
-            action_metrics, _ = evaluate_next_best_action(
-                action_model, actions[actions["split"] == TEST], config.horizon_days, config.seed
-            )
-            metrics.update({f"nba_{k}": v for k, v in action_metrics.items()})
-            action_model.metadata_ = {
-                "feature_service": prepared.service,
-                "run_id": run.info.run_id,
-            }
+            _fit_next_best_action(fitted, prepared.actions, prepared, config, threads, run_id, say)
         if truth_evaluation is not None and prepared.split is not None:
             say("comparing with the simulator's truth")
-            metrics.update(truth_evaluation(folder, prepared, model, action_model, config))
-        card_metrics = {
-            k.removeprefix("test_"): v for k, v in metrics.items() if k.startswith("test_")
-        }
-        card_metrics.update({k: v for k, v in metrics.items() if k.startswith(("cv_", "truth_"))})
-        (out / "model_card.md").write_text(
-            model_card(
-                PROPENSITY_MODEL,
-                "Ranks overdue accounts by their probability of paying within "
-                f"{config.horizon_days} days and the amount expected, so collectors work the "
-                "accounts most likely to pay first; serving multiplies the calibrated "
-                "probability by balances.",
-                summary,
-                card_metrics,
-                [
-                    "roc_auc",
-                    "pr_auc",
-                    "log_loss",
-                    "brier",
-                    "brier_uncalibrated",
-                    "ece",
-                    "lift_top_decile",
-                    "capture_top_decile",
-                    "cv_roc_auc_mean",
-                    "cv_roc_auc_std",
-                    "truth_roc_auc_ceiling",
-                    "truth_roc_auc_ratio",
-                ],
-                features,
-                PROPENSITY_LIMITS,
+            fitted.metrics.update(
+                truth_evaluation(folder, prepared, fitted.propensity, fitted.actions, config)
             )
-        )
-        if action_model is not None:
-            (out / "model_card_next_best_action.md").write_text(
-                model_card(
-                    NEXT_BEST_ACTION_MODEL,
-                    "Values each action (channel, hour band, offer) for an account so serving "
-                    "can pick the best compliant action; also gives the probability of "
-                    "reaching the debtor by channel, hour band and weekday.",
-                    summary,
-                    {k.removeprefix("nba_"): v for k, v in metrics.items() if k.startswith("nba_")},
-                    [
-                        "contact_roc_auc",
-                        "contact_brier",
-                        "contact_ece",
-                        "value_mae",
-                        "policy_logging_policy",
-                        "policy_ips",
-                        "policy_snips",
-                        "policy_dr",
-                        "policy_dr_ci_low",
-                        "policy_dr_ci_high",
-                    ],
-                    features,
-                    ACTION_LIMITS,
-                )
-            )
-        mlflow.log_params(_flat_params(config, params))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_artifacts(str(out))
-        say("logging the models")
-        sample = test.head(200)
-        uris = {}
-        uris["propensity"] = _log_model(
-            PropensityPyfunc(model),
-            "propensity",
-            sample[features],
-            model.predict_frame(sample[features]),
-        )
-        if action_model is not None:
-            action_columns = [*features, *ACTION_COLUMNS]
-            rows = prepared.actions.head(200)[action_columns]
-            uris["next-best-action"] = _log_model(
-                NextBestActionPyfunc(action_model),
-                "next_best_action",
-                rows,
-                action_model.predict_value(rows),
-            )
-        versions: dict[str, str] = {}
-        if config.register_models:
-            headline = {
-                k: v
-                for k, v in metrics.items()
-                if k in ("test_roc_auc", "test_brier", "cv_roc_auc_mean")
-            }
-            versions["propensity"] = register(store, uris["propensity"], PROPENSITY_MODEL, headline)
-            if action_model is not None:
-                nba = {
-                    k: v
-                    for k, v in metrics.items()
-                    if k in ("nba_contact_roc_auc", "nba_policy_dr")
-                }
-                versions["next-best-action"] = register(
-                    store, uris["next-best-action"], NEXT_BEST_ACTION_MODEL, nba
-                )
-    models = {"propensity": model, "next-best-action": action_model}
-    return TrainResult(run.info.run_id, metrics, versions, params, summary, models)
+        _write_cards(fitted, config, summary, prepared.features, out)
+        uris = _log_run(fitted, prepared, config, out, say)
+        versions = _register_models(store, fitted, uris) if config.register_models else {}
+    models = {"propensity": fitted.propensity, "next-best-action": fitted.actions}
+    return TrainResult(run_id, fitted.metrics, versions, fitted.params, summary, models)

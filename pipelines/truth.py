@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines.portfolio import read_table
 from simulator import behaviour as bh
+from simulator.engine import SimulationConfig
+from simulator.oracle import true_payment_probability
 from training.config import ExperimentConfig
 from training.fit import blocked_channels
 from training.labels import label_names
@@ -121,21 +124,17 @@ def _channel_codes(channels: pd.Series) -> np.ndarray:
     return channels.map({name: code for code, name in enumerate(bh.CHANNEL_CODES)}).to_numpy(int)
 
 
-def policy_comparison(
+def _learned_policy(
     rows: pd.DataFrame,
     states: pd.DataFrame,
     model: NextBestActionModel,
     params: bh.BehaviourParams,
-    capacity_share: float = CAPACITY_SHARE,
-) -> dict[str, float]:
-    """Expected collected and net amounts (from the truth) of four policies at one capacity."""
-    rows = rows.reset_index(drop=True)
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The model's best action for each row, its band carried out at each logged hour equally:
+    the actions chosen, and their true expected amount and net per row."""
     n = len(rows)
     weekday = rows["weekday"].to_numpy(int)
-    # learned: the model's best action, its band carried out at each logged hour equally
     chosen = model.best_actions(rows, weekday, blocked_channels(rows))
-    learned_amount = np.zeros(n)
-    learned_net = np.zeros(n)
     band_hours = dict(model.hours_)
     expanded_rows, expanded_hours, weights = [], [], []
     for position in range(n):
@@ -159,9 +158,23 @@ def policy_comparison(
         params,
     )
     w = np.asarray(weights)
-    np.add.at(learned_amount, expanded_rows_a, w * outcome["expected_amount_30d"].to_numpy())
-    np.add.at(learned_net, expanded_rows_a, w * outcome["expected_net_30d"].to_numpy())
-    # oracle: the true best action among every channel, hour and offer the policy could take
+    amount, net = np.zeros(n), np.zeros(n)
+    np.add.at(amount, expanded_rows_a, w * outcome["expected_amount_30d"].to_numpy())
+    np.add.at(net, expanded_rows_a, w * outcome["expected_net_30d"].to_numpy())
+    return chosen, amount, net
+
+
+def _oracle_policy(
+    rows: pd.DataFrame,
+    states: pd.DataFrame,
+    model: NextBestActionModel,
+    params: bh.BehaviourParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The true best action for each row among every channel, hour and offer the policy could
+    take (blocked channels excluded): its true expected amount and net."""
+    n = len(rows)
+    weekday = rows["weekday"].to_numpy(int)
+    band_hours = dict(model.hours_)
     offers = model.actions_[["offer", "discount_pct", "installments"]].drop_duplicates()
     grid = [
         (code, hour, offer)
@@ -193,21 +206,40 @@ def policy_comparison(
         better = net > best_net
         best_net = np.where(better, net, best_net)
         best_amount = np.where(better, values["expected_amount_30d"].to_numpy(), best_amount)
+    return best_amount, best_net
+
+
+def _at_capacity(
+    order: np.ndarray, k: int, amount: np.ndarray, net: np.ndarray, alone: np.ndarray
+) -> tuple[float, float]:
+    """Total amount and net when the first `k` rows of `order` are contacted and the rest
+    are left alone."""
+    contacted = np.zeros(len(alone), bool)
+    contacted[order[:k]] = True
+    return (
+        float(np.where(contacted, amount, alone).sum()),
+        float(np.where(contacted, net, alone).sum()),
+    )
+
+
+def policy_comparison(
+    rows: pd.DataFrame,
+    states: pd.DataFrame,
+    model: NextBestActionModel,
+    params: bh.BehaviourParams,
+    capacity_share: float = CAPACITY_SHARE,
+) -> dict[str, float]:
+    """Expected collected and net amounts (from the truth) of four policies at one capacity."""
+    rows = rows.reset_index(drop=True)
+    n = len(rows)
+    chosen, learned_amount, learned_net = _learned_policy(rows, states, model, params)
+    best_amount, best_net = _oracle_policy(rows, states, model, params)
     # logging: the logged action's true value (the truth of what was done)
     cost = np.asarray(params.contact_cost)[_channel_codes(rows["channel"])]
     logged_amount = rows["truth_expected_amount_30d"].to_numpy(float)
     logged_net = logged_amount - cost
     alone = bh.no_action_outcomes(states, params)["expected_amount_30d"].to_numpy()
     k = max(1, round(capacity_share * n))
-
-    def at_capacity(order: np.ndarray, amount: np.ndarray, net: np.ndarray) -> tuple[float, float]:
-        contacted = np.zeros(n, bool)
-        contacted[order[:k]] = True
-        return (
-            float(np.where(contacted, amount, alone).sum()),
-            float(np.where(contacted, net, alone).sum()),
-        )
-
     results: dict[str, float] = {"truth_policy_rows": float(n), "truth_capacity": float(k)}
     rankings = {
         "learned": (
@@ -223,7 +255,7 @@ def policy_comparison(
         ),
     }
     for name, (order, amount, net) in rankings.items():
-        collected, net_total = at_capacity(order, amount, net)
+        collected, net_total = _at_capacity(order, k, amount, net, alone)
         results[f"truth_collected_{name}"] = collected
         results[f"truth_net_{name}"] = net_total
     share = k / n  # the logging policy's pick is random among these account-days
@@ -248,8 +280,6 @@ def truth_evaluation(
     truth = _read_truth(folder)
     if truth is None:
         return {}
-    from pipelines.portfolio import read_table
-
     accounts = read_table(Path(folder), "accounts")
     params = behaviour_params(truth["params"])
     results: dict[str, float] = {}
@@ -279,12 +309,6 @@ def _propensity_ceiling(
     config: ExperimentConfig,
 ) -> dict[str, float]:
     """The ceiling AUC of true payment probabilities on the propensity test rows."""
-    try:
-        from simulator.oracle import true_payment_probability
-    except ImportError:
-        return {}
-    from simulator.engine import SimulationConfig
-
     raw = dict(truth["params"]["config"])
     raw["params"] = behaviour_params(truth["params"])
     raw["start"] = pd.Timestamp(raw["start"]).date()
