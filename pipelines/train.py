@@ -473,27 +473,24 @@ def _log_run(
     import mlflow
 
     # kept lazy like mlflow itself: training.pyfunc imports mlflow.pyfunc (about 1 s) at import
-    from training.pyfunc import NextBestActionPyfunc, PropensityPyfunc
+    from training.pyfunc import kind_of, wrapped
 
     mlflow.log_params(_flat_params(config, fitted.params))
     mlflow.log_metrics({k: float(v) for k, v in fitted.metrics.items() if np.isfinite(v)})
     mlflow.log_artifacts(str(out))
     say("logging the models")
-    features, model = prepared.features, fitted.propensity
+    features = prepared.features
     sample = fitted.held_out.head(200)[features]
-    uris = {
-        "propensity": _log_model(
-            PropensityPyfunc(model), "propensity", sample, model.predict_frame(sample)
-        )
-    }
+    logged: list[tuple[Any, pd.DataFrame, pd.DataFrame]] = [
+        (fitted.propensity, sample, fitted.propensity.predict_frame(sample))
+    ]
     if fitted.actions is not None and prepared.actions is not None:
         rows = prepared.actions.head(200)[[*features, *ACTION_COLUMNS]]
-        uris["next-best-action"] = _log_model(
-            NextBestActionPyfunc(fitted.actions),
-            "next_best_action",
-            rows,
-            fitted.actions.predict_value(rows),
-        )
+        logged.append((fitted.actions, rows, fitted.actions.predict_value(rows)))
+    uris = {}
+    for model, example, output in logged:
+        kind = kind_of(model)
+        uris[kind.name] = _log_model(wrapped(model), kind.artifact, example, output)
     return uris
 
 
