@@ -23,6 +23,7 @@ from pipelines.registry import (
     load_model,
     open_registry,
     record,
+    registry_lock,
     remove_alias,
     set_alias,
     stored_audit,
@@ -163,24 +164,11 @@ def _refused_by_audit(store: Any, name: str, version: str, blocked: str) -> Deci
     return Decision(name, False, message, {"audit": "flag"})
 
 
-def _first_champion(store: Any, name: str, challenger: Any, reason: str | None) -> Decision:
-    """The challenger becomes champion: there is none to beat."""
-    set_alias(store, name, CHAMPION, challenger.version, reason or "no champion yet")
-    remove_alias(store, name, CHALLENGER, "promoted to champion")
-    return Decision(name, True, f"{name}: v{challenger.version} is champion (none before)", {})
-
-
-def _challenge(
-    store: Any,
-    kind: str,
-    challenger: Any,
-    champion: Any,
-    data: _Data,
-    config: ExperimentConfig,
-    reason: str | None,
+def _compare(
+    kind: str, challenger: Any, champion: Any, data: _Data, config: ExperimentConfig
 ) -> Decision:
-    """Score challenger and champion on the same test window by the experiment's metric; the
-    challenger becomes champion only if it wins by the margin."""
+    """Score challenger and champion on the same test window by the experiment's metric: the
+    challenger wins only if strictly better by the margin (a tie never wins)."""
     name = MODEL_NAMES[kind]
     metric, margin = (
         (config.promotion.metric, config.promotion.margin)
@@ -203,13 +191,110 @@ def _challenge(
         f"{metric} {scores['challenger']:.4f} (challenger v{challenger.version}) vs "
         f"{scores['champion']:.4f} (champion v{champion.version}), margin {margin}"
     )
-    if is_better(metric, scores["challenger"], scores["champion"], margin):
-        set_alias(store, name, CHAMPION, challenger.version, reason or summary, comparison)
+    wins = is_better(metric, scores["challenger"], scores["champion"], margin)
+    return Decision(name, wins, summary, comparison)
+
+
+def _pairs(challengers: dict[str, Any]) -> list[dict[str, Any]]:
+    """The challengers grouped by the training run that produced them (a run's models are
+    promoted together), in the order of the kinds."""
+    runs: dict[str | None, dict[str, Any]] = {}
+    for kind, version in challengers.items():
+        runs.setdefault(version.run_id, {})[kind] = version
+    return list(runs.values())
+
+
+def _verdicts(
+    store: Any, pair: dict[str, Any], deciding: list[str], context: _Context
+) -> dict[str, Decision]:
+    """Each model's verdict: the audit gate for a propensity model (always, since it would
+    become champion with its pair), and the comparison with its champion for the deciding
+    models (winning by default when there is no champion to beat)."""
+    verdicts: dict[str, Decision] = {}
+    for kind, challenger in pair.items():
+        name, version = MODEL_NAMES[kind], str(challenger.version)
+        if kind == "propensity" and context.config.promotion.require_audit:
+            blocked = audit_gate(
+                context.folder,
+                context.config,
+                version,
+                context.override_audit,
+                store,
+                context.reports,
+                context.rules_path,
+                context.tracking_uri,
+            )
+            if blocked is not None:
+                verdicts[kind] = _refused_by_audit(store, name, version, blocked)
+                continue
+        if kind in deciding:
+            champion = alias_version(name, CHAMPION)
+            verdicts[kind] = (
+                Decision(name, True, "", {})
+                if champion is None
+                else _compare(kind, challenger, champion, context.data, context.config)
+            )
+    return verdicts
+
+
+def _promote_pair(
+    store: Any, pair: dict[str, Any], verdicts: dict[str, Decision], reason: str | None
+) -> list[Decision]:
+    """Move every model of the run to `champion` (a model that was not compared goes with
+    its pair) and report the compared ones."""
+    decisions = []
+    for kind, challenger in pair.items():
+        name, version, verdict = MODEL_NAMES[kind], str(challenger.version), verdicts.get(kind)
+        if verdict is None:
+            set_alias(store, name, CHAMPION, version, reason or "promoted with its run's pair")
+        elif not verdict.message:  # nothing to beat
+            set_alias(store, name, CHAMPION, version, reason or "no champion yet")
+            decisions.append(
+                Decision(name, True, f"{name}: v{version} is champion (none before)", {})
+            )
+        else:
+            set_alias(store, name, CHAMPION, version, reason or verdict.message, verdict.metrics)
+            decisions.append(
+                Decision(name, True, f"{name}: promoted; {verdict.message}", verdict.metrics)
+            )
         remove_alias(store, name, CHALLENGER, "promoted to champion")
-        return Decision(name, True, f"{name}: promoted; {summary}", comparison)
-    why = reason or f"challenger does not beat the champion: {summary}"
-    _refuse(store, name, str(challenger.version), why, comparison)
-    return Decision(name, False, f"{name}: not promoted; {summary}", comparison)
+    return decisions
+
+
+def _refuse_pair(
+    store: Any, pair: dict[str, Any], verdicts: dict[str, Decision], reason: str | None
+) -> list[Decision]:
+    """Log, once per compared model, why the run's pair stays challenger."""
+    losers = ", ".join(MODEL_NAMES[k] for k, v in verdicts.items() if not v.promoted)
+    decisions = []
+    for kind, verdict in verdicts.items():
+        name, version = MODEL_NAMES[kind], str(pair[kind].version)
+        if verdict.metrics.get("audit") == "flag":  # already logged by the gate
+            decisions.append(verdict)
+            continue
+        if verdict.promoted:
+            why = f"its run's pair is not promoted ({losers} did not earn it)"
+            message = f"{name}: not promoted; {verdict.message or 'no champion before'}; {why}"
+        else:
+            why = f"challenger does not beat the champion: {verdict.message}"
+            message = f"{name}: not promoted; {verdict.message}"
+        _refuse(store, name, version, reason or why, verdict.metrics)
+        decisions.append(Decision(name, False, message, verdict.metrics))
+    return decisions
+
+
+@dataclass
+class _Context:
+    """What every promotion decision of one `promote` needs."""
+
+    folder: Path
+    config: ExperimentConfig
+    data: _Data
+    reason: str | None
+    override_audit: str | None
+    reports: Path
+    rules_path: Path | None
+    tracking_uri: str | None
 
 
 def promote_challengers(
@@ -222,31 +307,46 @@ def promote_challengers(
     reports: Path = Path("reports"),
     rules_path: Path | None = None,
 ) -> list[Decision]:
-    """For each model: make the challenger champion only if its audit passes (propensity;
-    see `audit_gate`) and it beats the champion by the configured metric and margin on the
-    same test window; record every decision."""
+    """Promote each training run's challengers as a pair: the models chosen by `which` must
+    each beat their champion by the configured metric and margin on the same test window (a
+    tie never promotes), and the propensity model must pass its fairness audit (see
+    `audit_gate`); then every model of that run becomes champion together. Every decision is
+    recorded once; concurrent promotions wait for each other (the registry's lock)."""
     store = open_registry(tracking_uri)
-    data = _Data(folder, config)
-    decisions = []
-    for kind in _choices(which):
-        name = MODEL_NAMES[kind]
-        challenger, champion = alias_version(name, CHALLENGER), alias_version(name, CHAMPION)
-        if challenger is None:
-            state = "no challenger to promote" + (
-                f"; champion is v{champion.version}" if champion else ""
-            )
-            decisions.append(Decision(name, champion is not None, f"{name}: {state}", {}))
-            continue
-        version = str(challenger.version)
-        if kind == "propensity" and config.promotion.require_audit:
-            blocked = audit_gate(
-                folder, config, version, override_audit, store, reports, rules_path, tracking_uri
-            )
-            if blocked is not None:
-                decisions.append(_refused_by_audit(store, name, version, blocked))
+    choices = _choices(which)
+    context = _Context(
+        Path(folder),
+        config,
+        _Data(folder, config),
+        reason,
+        override_audit,
+        reports,
+        rules_path,
+        tracking_uri,
+    )
+    with registry_lock(store):
+        challengers = {
+            kind: version
+            for kind in MODEL_NAMES
+            if (version := alias_version(MODEL_NAMES[kind], CHALLENGER)) is not None
+        }
+        decisions = []
+        for kind in choices:
+            if kind not in challengers:
+                name = MODEL_NAMES[kind]
+                champion = alias_version(name, CHAMPION)
+                state = "no challenger to promote" + (
+                    f"; champion is v{champion.version}" if champion else ""
+                )
+                decisions.append(Decision(name, champion is not None, f"{name}: {state}", {}))
+        for pair in _pairs(challengers):
+            deciding = [kind for kind in pair if kind in choices]
+            if not deciding:
                 continue
-        if champion is None:
-            decisions.append(_first_champion(store, name, challenger, reason))
-        else:
-            decisions.append(_challenge(store, kind, challenger, champion, data, config, reason))
-    return decisions
+            verdicts = _verdicts(store, pair, deciding, context)
+            if all(v.promoted for v in verdicts.values()):
+                decisions += _promote_pair(store, pair, verdicts, reason)
+            else:
+                decisions += _refuse_pair(store, pair, verdicts, reason)
+    order = {MODEL_NAMES[kind]: i for i, kind in enumerate(MODEL_NAMES)}
+    return sorted(decisions, key=lambda d: order[d.model])

@@ -9,12 +9,15 @@ tags on the model version.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ NEXT_BEST_ACTION_MODEL = "cobranza-next-best-action"
 MODEL_NAMES = {"propensity": PROPENSITY_MODEL, "next-best-action": NEXT_BEST_ACTION_MODEL}
 CHAMPION, CHALLENGER = "champion", "challenger"
 AUDIT_FILE = "registry_audit.jsonl"
+LOCK_FILE = "registry.lock"
 AUDIT_ARTIFACTS = "audit"
 """Folder of a model version's run that holds its fairness audit."""
 REPORT_FILE = "audit.html"
@@ -210,17 +214,47 @@ def remove_alias(store: Store, name: str, alias: str, reason: str, who: str | No
     )
 
 
-def register(store: Store, model_uri: str, name: str, metrics: dict[str, Any]) -> str:
-    """Register a logged model; it becomes `challenger`, or `champion` if there is none."""
+@contextmanager
+def registry_lock(store: Store) -> Iterator[None]:
+    """Hold the registry's lock: alias moves (registration, promotion) happen one run at a time.
+
+    An embedded store locks a file beside it (`registry.lock`, released by the kernel if the
+    process dies); an MLflow server has no such lock, so runs against one must not overlap."""
+    if store.audit_path is None:
+        yield
+        return
+    store.audit_path.parent.mkdir(parents=True, exist_ok=True)
+    with (store.audit_path.parent / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def register_run(
+    store: Store, uris: dict[str, str], metrics: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """Register the models one run logged (`uris` by kind) as a pair; new version per kind.
+
+    Every model is registered before any alias moves, so a run killed half-way leaves versions
+    without aliases (ignored) rather than a champion or challenger whose partner is missing.
+    Each new version becomes `challenger`, or `champion` when its model has none yet."""
     import mlflow
 
-    version = mlflow.register_model(model_uri, name)
-    number = str(version.version)
-    if alias_version(name, CHAMPION) is None:
-        set_alias(store, name, CHAMPION, number, "first model: no champion yet", metrics)
-    else:
-        set_alias(store, name, CHALLENGER, number, "newly trained", metrics)
-    return number
+    quiet_mlflow()
+    with registry_lock(store):
+        versions = {
+            kind: str(mlflow.register_model(uri, MODEL_NAMES[kind]).version)
+            for kind, uri in uris.items()
+        }
+        for kind, number in versions.items():
+            name, scores = MODEL_NAMES[kind], metrics.get(kind, {})
+            if alias_version(name, CHAMPION) is None:
+                set_alias(store, name, CHAMPION, number, "first model: no champion yet", scores)
+            else:
+                set_alias(store, name, CHALLENGER, number, "newly trained", scores)
+    return versions
 
 
 def run_artifact(run_id: str | None, path: str) -> str | None:

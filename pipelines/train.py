@@ -37,7 +37,7 @@ from pipelines.registry import (
     experiment_id,
     open_registry,
     quiet_mlflow,
-    register,
+    register_run,
 )
 from training.card import next_best_action_card, propensity_card
 from training.config import ExperimentConfig
@@ -495,18 +495,19 @@ def _log_run(
 
 
 def _register_models(store: Store, fitted: Fitted, uris: dict[str, str]) -> dict[str, str]:
-    """Register the logged models with their headline metrics; the new versions by kind."""
+    """Register the run's models as a pair with their headline metrics; new versions by kind."""
     metrics = fitted.metrics
     headline = {
-        k: v for k, v in metrics.items() if k in ("test_roc_auc", "test_brier", "cv_roc_auc_mean")
+        "propensity": {
+            k: v
+            for k, v in metrics.items()
+            if k in ("test_roc_auc", "test_brier", "cv_roc_auc_mean")
+        },
+        "next-best-action": {
+            k: v for k, v in metrics.items() if k in ("nba_contact_roc_auc", "nba_policy_dr")
+        },
     }
-    versions = {"propensity": register(store, uris["propensity"], PROPENSITY_MODEL, headline)}
-    if fitted.actions is not None:
-        nba = {k: v for k, v in metrics.items() if k in ("nba_contact_roc_auc", "nba_policy_dr")}
-        versions["next-best-action"] = register(
-            store, uris["next-best-action"], NEXT_BEST_ACTION_MODEL, nba
-        )
-    return versions
+    return register_run(store, uris, headline)
 
 
 def train_portfolio(

@@ -89,11 +89,12 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, f
 
 
 def is_better(metric: str, challenger: float, champion: float, margin: float) -> bool:
-    """Whether the challenger beats the champion on `metric` by at least `margin`."""
+    """Whether the challenger beats the champion on `metric` by at least `margin`; a tie never
+    does, whatever the margin."""
     if np.isnan(challenger):
         return False
     if np.isnan(champion):
         return True
     if HIGHER_IS_BETTER[metric]:
-        return challenger >= champion + margin
-    return challenger <= champion - margin
+        return challenger >= champion + margin and challenger > champion
+    return challenger <= champion - margin and challenger < champion

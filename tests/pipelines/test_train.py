@@ -4,6 +4,8 @@ store and registry (SQLite in tmp_path), a simulated portfolio with its truth.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from pipelines.registry import (
     load_model,
     open_registry,
     read_audit,
+    remove_alias,
 )
 from pipelines.train import TrainResult, prepare_data, train_portfolio
 from pipelines.truth import truth_evaluation
@@ -267,3 +270,39 @@ def test_registered_models_satisfy_the_protocols_serving_types_against(story: St
     assert isinstance(actions, ActionModel) and not isinstance(actions, ScoringModel)
     assert isinstance(propensity.encoder_, RowEncoder)
     assert isinstance(actions.contact_encoder_, RowEncoder)
+
+
+def test_concurrent_promotions_move_champion_once(story: Story, tmp_path: Path) -> None:
+    """Two `promote` processes at once: the registry's lock serialises them, so the challenger
+    is promoted and logged once, and the second finds nothing left to promote."""
+    store = open_registry(story.tracking_uri)
+    remove_alias(store, PROPENSITY_MODEL, CHAMPION, "test: leave the challenger unopposed")
+    challenger = str(alias_version(PROPENSITY_MODEL, CHALLENGER).version)
+    before = len(read_audit(store))
+    experiment_file = tmp_path / "full.yaml"
+    experiment_file.write_text(yaml.safe_dump(SMALL))
+    command = [
+        str(Path(sys.executable).with_name("cobranza")),
+        "promote",
+        "--data",
+        str(story.portfolio),
+        "--experiment",
+        str(experiment_file),
+        "--which",
+        "propensity",
+        "--tracking-uri",
+        story.tracking_uri,
+        "--reports",
+        str(tmp_path / "reports"),
+    ]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    assert sum("is champion (none before)" in out for out, _ in outputs) == 1
+    assert sum("no challenger to promote" in out for out, _ in outputs) == 1
+    moves = [e for e in read_audit(store)[before:] if e["action"] == "set_champion"]
+    assert [(e["model"], e["version"]) for e in moves] == [(PROPENSITY_MODEL, challenger)]
+    assert str(alias_version(PROPENSITY_MODEL, CHAMPION).version) == challenger

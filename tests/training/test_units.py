@@ -47,6 +47,14 @@ def test_promotion_comparison_respects_direction_and_margin() -> None:
     assert not is_better("roc_auc", float("nan"), 0.5, 0.0)
 
 
+def test_a_tie_never_promotes_whatever_the_margin() -> None:
+    for metric in ("roc_auc", "log_loss", "policy_dr"):
+        assert not is_better(metric, 0.5, 0.5, 0.0)
+        assert not is_better(metric, 0.5, 0.5, 0.01)
+    assert is_better("policy_dr", 0.5001, 0.5, 0.0)
+    assert is_better("log_loss", 0.4999, 0.5, 0.0)
+
+
 @pytest.mark.parametrize(
     "shape",
     ["list", "three_d", "two_d", "explanation"],
