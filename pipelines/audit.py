@@ -287,7 +287,7 @@ def run_audit(
     `score_shift(rows, scores)` changes the scores before they are audited: only for
     showing what the audit catches (a planted bias in the tests and the walkthrough)."""
     say = progress or (lambda _: None)
-    open_registry(tracking_uri)
+    open_registry(tracking_uri, create=False)
     version = resolve_version(PROPENSITY_MODEL, which)
     model, _ = load_model(PROPENSITY_MODEL, str(version.version))
     config = _model_config(model, config)

@@ -84,7 +84,7 @@ def model_metrics(kind: str, model: Any, data: _Data, config: ExperimentConfig) 
 def evaluate_registered(
     folder: Path, config: ExperimentConfig, which_version: str, which: str, tracking_uri: str | None
 ) -> dict[str, tuple[str, dict[str, float]]]:
-    open_registry(tracking_uri)
+    open_registry(tracking_uri, create=False)
     data = _Data(folder, config)
     results = {}
     for kind in _choices(which):
@@ -312,7 +312,7 @@ def promote_challengers(
     tie never promotes), and the propensity model must pass its fairness audit (see
     `audit_gate`); then every model of that run becomes champion together. Every decision is
     recorded once; concurrent promotions wait for each other (the registry's lock)."""
-    store = open_registry(tracking_uri)
+    store = open_registry(tracking_uri, create=False)
     choices = _choices(which)
     context = _Context(
         Path(folder),

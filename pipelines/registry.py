@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from data_contracts.settings import get_settings
 
@@ -65,8 +66,22 @@ class Store:
         return f"{self.artifact_root}/{experiment}"
 
 
-def open_registry(tracking_uri: str | None = None) -> Store:
-    """Point MLflow at the tracking store and registry (created on first use)."""
+def describe(uri: str) -> str:
+    """A tracking URI fit for messages and logs: any user and password in it are masked."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def open_registry(tracking_uri: str | None = None, create: bool = True) -> Store:
+    """Point MLflow at the tracking store and registry.
+
+    The embedded store (no URI given or set) is `<data_root>/mlflow/mlflow.db`, created on first
+    use by training; a command that only reads (`create=False`) refuses a missing one with a
+    `RegistryError` naming the file, instead of creating an empty store and finding no model.
+    """
     quiet_mlflow()
     import mlflow
 
@@ -75,12 +90,20 @@ def open_registry(tracking_uri: str | None = None) -> Store:
     artifact_root = audit_path = None
     if uri is None:
         folder = (Path(settings.data_root) / "mlflow").resolve()
+        if not create and not (folder / "mlflow.db").is_file():
+            raise RegistryError(
+                f"no MLflow store at {folder / 'mlflow.db'} (the embedded default: data root "
+                f"{settings.data_root!r} from {Path.cwd()}); train a model first, run from the "
+                "project folder, or pass --tracking-uri"
+            )
         folder.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         artifact_root = (folder / "artifacts").as_uri()
         audit_path = folder / AUDIT_FILE
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+        if not create and not (folder / Path(uri).name).is_file():
+            raise RegistryError(f"no MLflow store at {uri.removeprefix('sqlite:///')}")
         artifact_root = (folder / "artifacts").as_uri()
         audit_path = folder / AUDIT_FILE
     mlflow.set_tracking_uri(uri)
@@ -118,11 +141,21 @@ def resolve_version(name: str, which: str) -> Any:
         try:
             return MlflowClient().get_model_version(name, which)
         except MlflowException:
-            raise RegistryError(f"{name} has no version {which}") from None
+            raise RegistryError(f"{name} has no version {which} in {registry_name()}") from None
     version = alias_version(name, which)
     if version is None:
-        raise RegistryError(f"{name} has no version with alias {which!r} (train one first)")
+        raise RegistryError(
+            f"{name} has no version with alias {which!r} in {registry_name()} "
+            "(train one first, or pass --tracking-uri)"
+        )
     return version
+
+
+def registry_name() -> str:
+    """The registry MLflow points at, credentials masked."""
+    import mlflow
+
+    return describe(mlflow.get_tracking_uri())
 
 
 def load_model(name: str, which: str) -> tuple[Any, Any]:

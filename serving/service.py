@@ -21,7 +21,14 @@ from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
 from features.compliance import contact_histories
 from features.history import HOUR_BANDS
-from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model, open_registry
+from pipelines.registry import (
+    NEXT_BEST_ACTION_MODEL,
+    PROPENSITY_MODEL,
+    RegistryError,
+    load_model,
+    open_registry,
+    registry_name,
+)
 from serving.portfolio import PortfolioFeatures, flags, read_portfolio
 from serving.worklist import build_worklist, promise_follow_ups
 
@@ -164,6 +171,9 @@ class ScoringService:
     refused: dict[str, set[str]] = field(default_factory=dict)
     """Versions that failed to load or to answer a smoke prediction (not retried)."""
     errors: list[str] = field(default_factory=list)
+    tracking_uri: str | None = None
+    registry_open: bool = False
+    """Whether MLflow points at the registry (a missing embedded store is looked for again)."""
     reason_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
     precomputed: tuple[Any, int, int] = (None, 0, 0)
     """(model version and feature copy, accounts done, accounts to do) of the reason codes
@@ -174,15 +184,7 @@ class ScoringService:
         """Load champions and the online store; what fails is recorded, not raised, so the
         service can start, answer /health and report what is missing on /ready."""
         service = cls(settings)
-        open_registry(tracking_uri)
-        for attribute, name in (
-            ("propensity", PROPENSITY_MODEL),
-            ("actions", NEXT_BEST_ACTION_MODEL),
-        ):
-            try:
-                setattr(service, attribute, load_registered(name, settings.model_alias))
-            except Exception as error:  # the registry raises its own types
-                service.errors.append(f"{name}@{settings.model_alias}: {type(error).__name__}")
+        service.load_champions(tracking_uri)
         folder = Path(settings.portfolio)
         try:
             service.portfolio = service.read_features()
@@ -206,6 +208,30 @@ class ScoringService:
         except Exception as error:
             service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
         return service
+
+    def load_champions(self, tracking_uri: str | None) -> None:
+        """Load the models holding the serving alias; each failure is recorded in one line
+        naming the registry and why (our registry errors carry no data values)."""
+        alias = self.settings.model_alias
+        self.tracking_uri = tracking_uri
+        try:
+            open_registry(tracking_uri, create=False)
+        except RegistryError as error:
+            self.errors.append(f"registry: {error}")
+            return
+        self.registry_open = True
+        for attribute, name in (
+            ("propensity", PROPENSITY_MODEL),
+            ("actions", NEXT_BEST_ACTION_MODEL),
+        ):
+            try:
+                setattr(self, attribute, load_registered(name, alias))
+            except RegistryError as error:
+                self.errors.append(f"{name}@{alias}: {error}")
+            except Exception as error:  # MLflow's own types: their text may quote paths
+                self.errors.append(
+                    f"{name}@{alias}: {type(error).__name__} loading from {registry_name()}"
+                )
 
     def feature_services(self, *models: LoadedModel[Any] | None) -> list[str]:
         """The feature services the given models (default: those serving) read."""
@@ -576,6 +602,12 @@ class ScoringService:
         Requests in flight keep the model object they started with."""
         from mlflow.tracking import MlflowClient
 
+        if not self.registry_open:  # it did not exist at start: look again
+            try:
+                open_registry(self.tracking_uri, create=False)
+                self.registry_open = True
+            except RegistryError as error:
+                return [f"unreachable registry: {error}", *self.refresh_features()]
         messages = []
         alias = self.settings.model_alias
         models = (("propensity", PROPENSITY_MODEL), ("actions", NEXT_BEST_ACTION_MODEL))

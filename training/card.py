@@ -73,6 +73,7 @@ PROPENSITY_CARD_METRICS = (
     "brier_uncalibrated",
     "ece",
     "lift_top_decile",
+    "value_lift_top_decile",
     "capture_top_decile",
     "cv_roc_auc_mean",
     "cv_roc_auc_std",

@@ -12,6 +12,7 @@ HIGHER_IS_BETTER = {
     "brier": False,
     "ece": False,
     "lift_top_decile": True,
+    "value_lift_top_decile": True,
     "capture_top_decile": True,
     "policy_dr": True,
     "policy_snips": True,
@@ -55,15 +56,18 @@ def classification_metrics(
     amount: np.ndarray | None = None,
     score: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, Brier, ECE, and top-decile lift and amount capture.
+    """ROC AUC, PR AUC, log loss, Brier, ECE, and the top decile's lift and amount capture.
 
-    `score` ranks rows for the top decile (defaults to `p`; pass the expected amount to rank
-    by value).
+    `lift_top_decile` is the lift of the payment rate in the top 10% by probability `p`;
+    `value_lift_top_decile` and `capture_top_decile` are the lift of the payment rate and the
+    share of the collected amount in the top 10% by `score` (default `p`; pass the expected
+    amount to rank by value, as a worklist does).
     """
     y_true = np.asarray(y_true, int)
     p = np.clip(np.asarray(p, float), 1e-7, 1 - 1e-7)
     both = len(np.unique(y_true)) == 2
-    lift, capture = top_decile(p if score is None else score, y_true, amount)
+    lift, _ = top_decile(p, y_true, None)
+    value_lift, capture = top_decile(p if score is None else score, y_true, amount)
     return {
         "roc_auc": float(roc_auc_score(y_true, p)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y_true, p)) if both else float("nan"),
@@ -71,6 +75,7 @@ def classification_metrics(
         "brier": float(brier_score_loss(y_true, p)),
         "ece": expected_calibration_error(y_true, p),
         "lift_top_decile": lift,
+        "value_lift_top_decile": value_lift,
         "capture_top_decile": capture,
         "rows": float(len(y_true)),
         "positive_rate": float(y_true.mean()) if len(y_true) else float("nan"),

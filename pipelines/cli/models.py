@@ -56,6 +56,7 @@ PROPENSITY_KEYS = [
     "test_brier_uncalibrated",
     "test_ece",
     "test_lift_top_decile",
+    "test_value_lift_top_decile",
     "test_capture_top_decile",
     "cv_roc_auc_mean",
     "cv_roc_auc_std",
@@ -170,7 +171,7 @@ def evaluate(
         results = evaluate_registered(data, config, model, which, tracking_uri)
     for name, (version, metrics) in results.items():
         keys = PROPENSITY_KEYS if name == "propensity" else ACTION_KEYS
-        keys = [key.removeprefix("test_") for key in keys] + keys
+        keys = [key.removeprefix("test_").removeprefix("nba_") for key in keys] + keys
         _print_metrics(f"{name} v{version}", metrics, keys)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,34 @@ def test_features_build_and_materialize(portfolio: Path) -> None:
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert done.stderr.startswith("error:")
     assert "Traceback" not in outside.stderr + garbage.stderr
+
+
+def test_a_missing_registry_is_named_and_not_created(portfolio: Path, tmp_path: Path) -> None:
+    """Run from a folder without the embedded store: one line saying which store was looked
+    for, and no empty store left behind."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COBRANZA_")}
+    for args in (
+        ["evaluate", "--data", str(portfolio)],
+        ["audit", "--data", str(portfolio), "--out", str(tmp_path / "reports")],
+    ):
+        done = subprocess.run(
+            [COBRANZA, *args], capture_output=True, text=True, timeout=300, cwd=elsewhere, env=env
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"no MLflow store at {elsewhere / 'data' / 'mlflow' / 'mlflow.db'}" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (elsewhere / "data").exists()
+    # the service says the same on /ready, and the worklist command passes it on
+    done = subprocess.run(
+        [COBRANZA, "worklist", "--portfolio", str(portfolio)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=elsewhere,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "registry: no MLflow store at" in done.stderr, done.stderr
+    assert not (elsewhere / "data").exists()

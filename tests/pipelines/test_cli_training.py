@@ -49,6 +49,10 @@ def test_train_evaluate_promote_from_the_command_line(
     done = run(data, "evaluate", *args, "--model", "champion")
     assert done.returncode == 0, done.stderr
     assert "propensity v1" in done.stdout and "roc_auc" in done.stdout
+    assert "next-best-action v1" in done.stdout and "policy_dr" in done.stdout
+    done = run(data, "evaluate", *args, "--which", "next-best-action")
+    assert done.returncode == 0, done.stderr
+    assert "contact_roc_auc" in done.stdout and "propensity v1" not in done.stdout
 
     done = run(data, "promote", *args, "--which", "propensity")
     assert done.returncode == 0, done.stderr  # nothing to promote: the champion stays

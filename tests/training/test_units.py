@@ -47,6 +47,19 @@ def test_promotion_comparison_respects_direction_and_margin() -> None:
     assert not is_better("roc_auc", float("nan"), 0.5, 0.0)
 
 
+def test_payment_rate_lift_ranks_by_probability_and_value_lift_by_value() -> None:
+    """The lift of the payment rate ranks by the propensity score; ranked by expected amount,
+    the same top decile is a different one, reported under its own name."""
+    y = np.array([1, 1] + [0] * 18)
+    p = np.r_[0.9, 0.8, np.full(18, 0.1)]
+    amount = np.where(y == 1, 10.0, 0.0)
+    value = np.r_[0.0, 0.0, np.linspace(100, 50, 18)]  # the big balances never pay here
+    metrics = classification_metrics(y, p, amount, value)
+    assert metrics["lift_top_decile"] == pytest.approx(1.0 / 0.1)
+    assert metrics["value_lift_top_decile"] == 0.0
+    assert metrics["capture_top_decile"] == 0.0
+
+
 def test_a_tie_never_promotes_whatever_the_margin() -> None:
     for metric in ("roc_auc", "log_loss", "policy_dr"):
         assert not is_better(metric, 0.5, 0.5, 0.0)
