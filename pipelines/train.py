@@ -16,6 +16,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -233,22 +234,30 @@ def _signature_and_example(
     return infer_signature(example, output.head(3)), example
 
 
-PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "mlflow"]
+PIP_REQUIREMENTS = tuple(
+    f"{name}=={metadata.version(name)}"
+    for name in ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow")
+)
+"""What a logged model needs to run, pinned to the versions it was trained with."""
 
 
-def _log_model(
-    python_model: Any, name: str, model_input: pd.DataFrame, output: pd.DataFrame
-) -> str:
+def _log_model(model: Any, model_input: pd.DataFrame, output: pd.DataFrame) -> str:
+    """Log a fitted model from code (its pickled object as an artifact); its URI."""
     import mlflow.pyfunc
 
+    # kept lazy like mlflow itself: training.pyfunc imports mlflow.pyfunc (about 1 s) at import
+    from training.pyfunc import FITTED_ARTIFACT, MODEL_CODE, kind_of, save_fitted
+
     signature, example = _signature_and_example(model_input, output)
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        python_model=python_model,
-        signature=signature,
-        input_example=example,
-        pip_requirements=PIP_REQUIREMENTS,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        info = mlflow.pyfunc.log_model(
+            name=kind_of(model).artifact,
+            python_model=str(MODEL_CODE),
+            artifacts={FITTED_ARTIFACT: str(save_fitted(model, Path(folder)))},
+            signature=signature,
+            input_example=example,
+            pip_requirements=list(PIP_REQUIREMENTS),
+        )
     return str(info.model_uri)
 
 
@@ -472,8 +481,7 @@ def _log_run(
     the models' URIs by kind."""
     import mlflow
 
-    # kept lazy like mlflow itself: training.pyfunc imports mlflow.pyfunc (about 1 s) at import
-    from training.pyfunc import kind_of, wrapped
+    from training.pyfunc import kind_of
 
     mlflow.log_params(_flat_params(config, fitted.params))
     mlflow.log_metrics({k: float(v) for k, v in fitted.metrics.items() if np.isfinite(v)})
@@ -489,8 +497,7 @@ def _log_run(
         logged.append((fitted.actions, rows, fitted.actions.predict_value(rows)))
     uris = {}
     for model, example, output in logged:
-        kind = kind_of(model)
-        uris[kind.name] = _log_model(wrapped(model), kind.artifact, example, output)
+        uris[kind_of(model).name] = _log_model(model, example, output)
     return uris
 
 

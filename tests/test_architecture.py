@@ -155,10 +155,12 @@ def test_the_models_satisfy_the_protocols_serving_calls() -> None:
 def test_every_model_kind_is_registered_under_a_name() -> None:
     from pipelines.registry import MODEL_NAMES
     from training.model import NextBestActionModel, PropensityModel
-    from training.pyfunc import MODEL_KINDS, NextBestActionPyfunc, PropensityPyfunc, wrapped
+    from training.pyfunc import MODEL_KINDS, kind_of
 
     assert set(MODEL_KINDS) == set(MODEL_NAMES)
-    assert isinstance(wrapped(PropensityModel()), PropensityPyfunc)
-    assert isinstance(wrapped(NextBestActionModel()), NextBestActionPyfunc)
+    assert kind_of(PropensityModel()).name == "propensity"
+    assert kind_of(NextBestActionModel()).name == "next-best-action"
+    for kind in MODEL_KINDS.values():
+        assert callable(getattr(kind.model_class, kind.output))
     with pytest.raises(TypeError, match="not a registered model kind"):
-        wrapped(object())
+        kind_of(object())

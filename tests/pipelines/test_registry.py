@@ -89,3 +89,46 @@ def test_alias_moves_wait_for_the_registry_lock(store_uri: str, tmp_path: Path) 
         assert process.wait(timeout=60) == 0
     actions = [json.loads(line)["action"] for line in store.audit_path.read_text().splitlines()]
     assert actions == ["holder_done", "set_champion", "set_champion"]
+
+
+def test_models_are_logged_from_code_without_warnings(
+    store_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No pickled-model, type-hint or pip warning: the model is logged from code with its
+    fitted object as an artifact, and loads back as the same object."""
+    import warnings
+
+    import mlflow
+    import mlflow.pyfunc
+    import numpy as np
+
+    from pipelines.registry import PROPENSITY_MODEL, load_model
+    from pipelines.train import _log_model
+    from training.model import PropensityModel
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x1": rng.normal(size=600), "x2": rng.normal(size=600)})
+    paid = (frame["x1"] + rng.normal(size=600) > 0).astype(int).to_numpy()
+    amount = paid * 50.0
+    params = {"n_estimators": 20, "num_leaves": 4, "min_child_samples": 5}
+    model = PropensityModel(["x1", "x2"], params=params, threads=1).fit(
+        frame[:400],
+        paid[:400],
+        amount=amount[:400],
+        eval_set=(frame[400:], paid[400:], amount[400:]),
+    )
+    store = open_registry(store_uri)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+        warnings.simplefilter("always")
+        with mlflow.start_run():
+            uri = _log_model(model, frame[:50], model.predict_frame(frame[:50]))
+        register_run(store, {"propensity": uri}, {})
+    said = [r.getMessage() for r in caplog.records] + [str(w.message) for w in caught]
+    for warning in ("CloudPickle", "type hints", "pip version"):
+        assert not [text for text in said if warning in text], warning
+    assert not [r for r in caplog.records if r.name.startswith("mlflow")]
+    loaded, version = load_model(PROPENSITY_MODEL, CHAMPION)
+    assert isinstance(loaded, PropensityModel) and str(version.version) == "1"
+    pd.testing.assert_frame_equal(loaded.predict_frame(frame), model.predict_frame(frame))
+    served = mlflow.pyfunc.load_model(f"models:/{PROPENSITY_MODEL}@{CHAMPION}").predict(frame)
+    np.testing.assert_allclose(served["p_payment_30d"], model.predict_frame(frame)["p_payment_30d"])
