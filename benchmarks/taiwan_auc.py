@@ -25,7 +25,7 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 TAIWAN_CSV = (
-    Path(__file__).resolve().parents[2] / "shared/data/taiwan/default_of_credit_card_clients.csv"
+    Path(__file__).resolve().parents[1] / "datasets/taiwan/default_of_credit_card_clients.csv.gz"
 )
 FOLDS = 5
 CV_SEED = 0

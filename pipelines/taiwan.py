@@ -235,6 +235,9 @@ def taiwan_to_tables(raw: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], pd.Dat
     return tables, _labels(raw, ids)
 
 
+UNREADABLE = (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError)
+
+
 def read_taiwan_csv(path: Path) -> pd.DataFrame:
     """Read the CSV (also the variant with an extra first header row of X1..X23)."""
     path = Path(path)
@@ -244,7 +247,7 @@ def read_taiwan_csv(path: Path) -> pd.DataFrame:
         raw = pd.read_csv(path)
         if "ID" not in raw.columns and len(raw) and "ID" in set(raw.iloc[0].astype(str)):
             raw = pd.read_csv(path, header=1)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+    except (*UNREADABLE, OSError, EOFError) as error:  # OSError, EOFError: a broken gzip
         raise TaiwanFormatError(
             f"{path}: cannot be read as CSV ({type(error).__name__})"
         ) from error

@@ -9,8 +9,8 @@ import pytest
 
 from simulator import SimulatedPortfolio, SimulationConfig, simulate_portfolio
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TAIWAN_CSV = SHARED_DATA / "taiwan" / "default_of_credit_card_clients.csv"
+DATASETS = Path(__file__).resolve().parents[1] / "datasets"
+TAIWAN_CSV = DATASETS / "taiwan" / "default_of_credit_card_clients.csv.gz"
 
 
 def utc(text: str) -> pd.Timestamp:
@@ -136,7 +136,7 @@ def medium_portfolio() -> SimulatedPortfolio:
 @pytest.fixture(scope="session")
 def taiwan_csv() -> Path:
     if not TAIWAN_CSV.is_file():
-        pytest.fail(f"the shared dataset is missing: {TAIWAN_CSV}")
+        pytest.fail(f"the dataset shipped with the repository is missing: {TAIWAN_CSV}")
     return TAIWAN_CSV
 
 
