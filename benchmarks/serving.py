@@ -145,6 +145,7 @@ class Service:
         workers: int,
         reason_cache: int | None = None,
         precompute_reasons: bool = True,
+        watch_seconds: float = 0.0,
     ) -> None:
         self.workers = workers
         self.key = secrets.token_urlsafe(24)
@@ -154,7 +155,7 @@ class Service:
         env = {
             **os.environ,
             "COBRANZA_SERVING__API_KEYS": json.dumps([self.key]),
-            "COBRANZA_SERVING__WATCH_SECONDS": "0",
+            "COBRANZA_SERVING__WATCH_SECONDS": str(watch_seconds),
         }
         if reason_cache is not None:
             env["COBRANZA_SERVING__REASON_CACHE"] = str(reason_cache)
@@ -230,9 +231,9 @@ class Service:
                     count += fields[1].endswith(port) and fields[3] == "0A"
         return count
 
-    def tail(self) -> str:
+    def tail(self, lines: int = 5) -> str:
         self.log.seek(0)
-        return " | ".join(self.log.read().decode(errors="replace").strip().splitlines()[-5:])
+        return " | ".join(self.log.read().decode(errors="replace").strip().splitlines()[-lines:])
 
     def pids(self) -> list[int]:
         """The uvicorn parent and its worker processes."""

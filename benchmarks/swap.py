@@ -1,0 +1,275 @@
+"""Latency through hot swaps: a new champion pair, and a new materialization, under load.
+
+    .venv/bin/python -m benchmarks.swap [--portfolio data/demo] [--workers 2] [--rate 200]
+
+Starts the real `cobranza serve` (watching the registry and the online store every second),
+waits until it is ready and every account's reason codes are precomputed, then sends one
+account per request with reasons at `--rate` requests/s (open loop: latency counts from the
+scheduled send time) and, `--before` seconds in:
+1. registers a copy of each champion (same run and artifacts, so a pair) and moves `champion`
+   to the copies, as `cobranza promote` would; polls /v1/models on fresh connections until the
+   service reports the new versions (swap time);
+2. after `--after` seconds, runs `cobranza features materialize` while the load goes on, and
+   counts the "swapped features" lines the workers log (one per worker is one reload per change).
+Per one-second window of send times: p50 and p99. Recovery: the first second after the swap
+from which every window's p50 stays within 1.5x the p50 before the swap (plus 1 ms). The
+champion aliases are moved back at the end. Writes benchmarks/results/swap.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.measure import load_average, machine
+from benchmarks.serving import ROOT, LeanClient, Service
+
+RESULTS = Path(__file__).parent / "results"
+SEED = 0
+
+
+async def _timed_load(
+    port: int, headers: dict[str, str], bodies: list[dict], rate: float, seconds: float
+) -> list[tuple[float, float, int]]:
+    """(send offset s, latency s, status) of each request sent at `rate` for `seconds`."""
+    results: list[tuple[float, float, int]] = []
+    began = time.perf_counter()
+
+    async def one(client: LeanClient, body: dict, scheduled: float) -> None:
+        try:
+            answer = await client.post("/v1/scores", json=body)
+            status = answer.status_code
+        except Exception:
+            status = 0
+        results.append((scheduled - began, time.perf_counter() - scheduled, status))
+
+    async with LeanClient(port, headers) as client:
+        tasks = []
+        for i in range(int(rate * seconds)):
+            scheduled = began + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)], scheduled)))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def _windows(results: list[tuple[float, float, int]]) -> list[dict[str, float]]:
+    """p50 and p99 (ms) of the requests sent in each one-second window, and failures."""
+    by_second: dict[int, list[float]] = {}
+    failed: dict[int, int] = {}
+    for sent, latency, status in results:
+        second = int(sent)
+        if status == 200:
+            by_second.setdefault(second, []).append(latency * 1e3)
+        else:
+            failed[second] = failed.get(second, 0) + 1
+    return [
+        {
+            "second": second,
+            "requests": len(by_second.get(second, [])),
+            "failed": failed.get(second, 0),
+            "p50_ms": round(float(np.percentile(by_second[second], 50)), 2)
+            if by_second.get(second)
+            else float("nan"),
+            "p99_ms": round(float(np.percentile(by_second[second], 99)), 2)
+            if by_second.get(second)
+            else float("nan"),
+        }
+        for second in sorted(set(by_second) | set(failed))
+    ]
+
+
+def _recovery(windows: list[dict[str, float]], swapped_at: float, before: float) -> dict:
+    """Baseline p50 before the alias moved, and when the p50 came back for good."""
+    baseline = float(np.median([w["p50_ms"] for w in windows if w["second"] < before]))
+    limit = 1.5 * baseline + 1.0
+    after = [w for w in windows if w["second"] >= int(swapped_at)]
+    recovered = None
+    for index, window in enumerate(after):
+        if all(w["p50_ms"] <= limit for w in after[index:]):
+            recovered = window["second"]
+            break
+    return {
+        "baseline_p50_ms": round(baseline, 2),
+        "limit_p50_ms": round(limit, 2),
+        "recovered_second": recovered,
+        "seconds_to_recover_after_swap": None
+        if recovered is None
+        else round(max(0.0, recovered - swapped_at), 1),
+        "worst_p50_ms_after_swap": max((w["p50_ms"] for w in after), default=float("nan")),
+    }
+
+
+def _copy_champions() -> dict[str, tuple[str, str]]:
+    """Register a copy of each champion (same source, same run) and move `champion` to it;
+    (old version, new version) by model name."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.registry import CHAMPION, MODEL_NAMES, alias_version, open_registry, set_alias
+
+    store = open_registry(create=False)
+    client = MlflowClient()
+    moved = {}
+    for name in MODEL_NAMES.values():
+        current = alias_version(name, CHAMPION)
+        copy = client.create_model_version(name, current.source, run_id=current.run_id)
+        moved[name] = (str(current.version), str(copy.version))
+    for name, (_, new) in moved.items():
+        set_alias(store, name, CHAMPION, new, "benchmark: hot swap under load")
+    return moved
+
+
+def _restore(moved: dict[str, tuple[str, str]]) -> None:
+    from pipelines.registry import CHAMPION, open_registry, set_alias
+
+    store = open_registry(create=False)
+    for name, (old, _) in moved.items():
+        set_alias(store, name, CHAMPION, old, "benchmark: hot swap finished, champion restored")
+
+
+def _wait_versions(service: Service, expected: dict[str, str], timeout: float = 120.0) -> float:
+    """Seconds until 12 answers in a row (fresh connections: any worker) show `expected`."""
+    import httpx
+
+    started, streak = time.monotonic(), 0
+    while streak < 12:
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"the service did not swap within {timeout:.0f} s")
+        answer = httpx.get(f"{service.url}/v1/models", headers=service.headers, timeout=5)
+        versions = {m["name"]: m["version"] for m in answer.json()["models"]}
+        streak = streak + 1 if all(versions.get(n) == v for n, v in expected.items()) else 0
+        if not streak:
+            time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
+    rng = np.random.default_rng(SEED)
+    bodies = [{"account_ids": [int(a)], "reasons": True} for a in rng.choice(ids, 5000)]
+    service = Service(args.portfolio, args.workers, watch_seconds=1.0)
+    record: dict[str, Any] = {}
+    moved: dict[str, tuple[str, str]] = {}
+    try:
+        record["ready_seconds"] = round(service.wait_ready(), 1)
+        record["reasons_precomputed_after_seconds"] = round(service.wait_precomputed(), 1)
+        seconds = args.before + args.after + args.materialize_seconds
+
+        async def run() -> tuple[list[tuple[float, float, int]], dict[str, Any]]:
+            events: dict[str, Any] = {}
+            load = asyncio.create_task(
+                _timed_load(service.port, service.headers, bodies, args.rate, seconds)
+            )
+            began = time.perf_counter()
+            await asyncio.sleep(args.before)
+            events["alias_moved_at"] = round(time.perf_counter() - began, 2)
+            moved.update(await asyncio.to_thread(_copy_champions))
+            expected = {name: new for name, (_, new) in moved.items()}
+            waited = await asyncio.to_thread(_wait_versions, service, expected)
+            events["swapped_at"] = round(events["alias_moved_at"] + waited, 2)
+            await asyncio.sleep(max(0.0, args.before + args.after - (time.perf_counter() - began)))
+            events["materialize_started_at"] = round(time.perf_counter() - began, 2)
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    str(Path(sys.executable).with_name("cobranza")),
+                    "features",
+                    "materialize",
+                    str(args.portfolio),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+            events["materialize_exit"] = done.returncode
+            events["materialize_finished_at"] = round(time.perf_counter() - began, 2)
+            return await load, events
+
+        results, events = asyncio.run(run())
+        record["events"] = events
+        windows = _windows(results)
+        record["windows"] = windows
+        record["requests"] = len(results)
+        record["failed_requests"] = sum(1 for _, _, status in results if status != 200)
+        record["model_swap"] = _recovery(windows, events["swapped_at"], args.before)
+        record["model_swap"]["seconds_from_alias_move_to_swap"] = round(
+            events["swapped_at"] - events["alias_moved_at"], 2
+        )
+        time.sleep(3)  # let the workers log the feature swap
+    finally:
+        record["stopped"] = service.stop()
+        log = service.tail(lines=10_000)
+        record["feature_reloads_logged"] = log.count("swapped features")
+        record["model_reloads_logged"] = log.count("swapped cobranza-propensity")
+        record["workers"] = args.workers
+        if moved:
+            _restore(moved)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--portfolio", type=Path, default=Path("data/demo"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--before", type=float, default=10.0, help="seconds before the swap")
+    parser.add_argument("--after", type=float, default=30.0, help="seconds after the swap")
+    parser.add_argument("--materialize-seconds", type=float, default=30.0)
+    parser.add_argument("--out", default="swap.json", help="file name under results/")
+    args = parser.parse_args()
+    folder = args.portfolio if args.portfolio.is_absolute() else ROOT / args.portfolio
+
+    import pandas as pd
+
+    from pipelines.feature_store import snapshot_times
+
+    stamp = snapshot_times(folder)[-1].strftime("%Y-%m-%dT%H_%M_%S")
+    ids = (
+        pd.read_parquet(folder / "features" / "account" / f"as_of={stamp}.parquet")["account_id"]
+        .astype(int)
+        .tolist()
+    )
+    record: dict[str, Any] = {
+        "benchmark": "swap",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m benchmarks.swap", *sys.argv[1:]]),
+        "portfolio": str(args.portfolio),
+        "accounts": len(ids),
+        "rate_per_second": args.rate,
+        "machine": machine(("fastapi", "uvicorn", "lightgbm", "mlflow", "feast")),
+        "load_start": load_average(),
+    }
+    record.update(measure(args, ids))
+    record["load_end"] = load_average()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / args.out
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    swap = record["model_swap"]
+    print(f"\nswap benchmark ({record['when']}) -> {out}")
+    print(f"  requests {record['requests']:,}, failed {record['failed_requests']}")
+    print(
+        f"  model swap: {swap['seconds_from_alias_move_to_swap']} s after the alias moved; "
+        f"p50 before {swap['baseline_p50_ms']} ms, worst after {swap['worst_p50_ms_after_swap']}"
+        f" ms, back within {swap['limit_p50_ms']} ms after "
+        f"{swap['seconds_to_recover_after_swap']} s"
+    )
+    print(
+        f"  reloads logged: models {record['model_reloads_logged']}, features "
+        f"{record['feature_reloads_logged']} ({record['workers']} workers)"
+    )
+
+
+if __name__ == "__main__":
+    main()
