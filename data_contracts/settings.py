@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,6 +41,8 @@ class TrainingSettings(BaseModel):
 class ServingSettings(BaseModel):
     """The scoring service: what it serves, who may call it, how much at once."""
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # an invalid key is never printed
+
     portfolio: str = "data/demo"
     """Portfolio folder whose Feast online store holds the latest features."""
     model_alias: str = "champion"
@@ -63,12 +65,38 @@ class ServingSettings(BaseModel):
     """Compute every stored account's reason codes in the background after each model or
     feature swap, so requests find them ready (until then they are computed on demand)."""
 
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_fit_a_header(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """Refuse keys no request could carry. Header values are ASCII (RFC 9110) and clients
+        encode other characters differently (Latin-1 or UTF-8), and HTTP strips spaces around a
+        value: such a key could never match, so the service refuses to start. The message
+        says which key (by position), never the key itself."""
+        for position, key in enumerate(keys, start=1):
+            text = key.get_secret_value()
+            if not text:
+                raise ValueError(f"API key {position} is empty")
+            if not all(" " <= char <= "~" for char in text):
+                raise ValueError(
+                    f"API key {position} has characters outside printable ASCII; an HTTP "
+                    "header cannot carry them reliably"
+                )
+            if text != text.strip():
+                raise ValueError(
+                    f"API key {position} starts or ends with a space, which HTTP strips"
+                )
+        return keys
+
 
 class Settings(BaseSettings):
     """All runtime settings."""
 
     model_config = SettingsConfigDict(
-        env_prefix="COBRANZA_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+        env_prefix="COBRANZA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,  # settings hold secrets: errors never print values
     )
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
     training: TrainingSettings = TrainingSettings()
