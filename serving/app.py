@@ -13,8 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 
 from data_contracts.settings import ServingSettings, get_settings
+from serving.errors import Redactor, validation_error_handler
 from serving.metrics import ServiceMetrics
 from serving.routes import api, public
 from serving.service import ScoringService, ServiceNotReady
@@ -106,8 +108,10 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
         summary="Propensity to pay, next best actions and reasons for collection front ends.",
         version="1",
         lifespan=lifespan,
+        exception_handlers={RequestValidationError: validation_error_handler},
     )
     app.state.api_keys = [key.get_secret_value() for key in settings.api_keys]
+    app.state.redactor = Redactor(app.state.api_keys)
     app.state.metrics = ServiceMetrics()
     app.add_middleware(_Measured, metrics=app.state.metrics)
     app.include_router(public)

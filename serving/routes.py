@@ -109,10 +109,10 @@ async def audit_report(
     version: Annotated[ModelVersionInPath, Path(examples=[3])],
 ) -> HTMLResponse:
     page = await run_in_threadpool(stored_audit, name, str(version), REPORT_FILE)
-    if page is None:
+    if page is None:  # the name is not echoed: it could be anything the caller typed
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            detail=f"no audit stored for {name} version {version} "
+            detail="no audit stored for this model version "
             f"(run `cobranza audit --model {version}`)",
         )
     return HTMLResponse(page)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -39,6 +41,15 @@ AccountIdInPath = Annotated[AccountId, Strict(False), WrapValidator(_as_written)
 ModelVersionInPath = Annotated[ModelVersion, Strict(False), WrapValidator(_as_written)]
 
 
+def _finite(value: float | int | str | None) -> float | int | str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a feature value must be a finite number (or null when unknown)")
+    return value
+
+
+FeatureValue = Annotated[float | int | str | None, AfterValidator(_finite)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,7 +59,7 @@ class AccountFeatures(_Strict):
     be asked about): the feature service's columns by name; missing ones count as unknown."""
 
     account_id: AccountId
-    features: dict[str, float | int | str | None] = Field(
+    features: dict[str, FeatureValue] = Field(
         description="Feature name -> value, as in the feature service `debtor_scoring_v1`."
     )
 

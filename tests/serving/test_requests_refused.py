@@ -4,11 +4,94 @@ types, bodies without a key or over the size limit, closed documentation. Every 
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+
 import pytest
 
-from tests.serving.conftest import Running, client
+from tests.serving.conftest import KEY, Running, client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
+DAY = '"2026-01-05"'
+
+
+def strict_json(text: str) -> object:
+    """Parse as JSON proper: NaN or Infinity in an answer fail the test."""
+
+    def refuse(constant: str) -> object:
+        raise AssertionError(f"the answer holds {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def server_log() -> Iterator[list[logging.LogRecord]]:
+    """What the in-process service logs (uvicorn's error log, where tracebacks go)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+# ---- 7: NaN, Infinity and 1e400 -----------------------------------------------------------
+
+NON_FINITE_BODIES = [
+    ("/v1/scores", '{"account_ids": [%s]}', ["body", "account_ids", 0]),
+    ("/v1/scores", '{"account_ids": [1], "reasons": %s}', ["body", "reasons"]),
+    (
+        "/v1/scores",
+        '{"accounts": [{"account_id": %s, "features": {"current_balance": 1.0}}]}',
+        ["body", "accounts", 0, "account_id"],
+    ),
+    (
+        "/v1/scores",
+        '{"accounts": [{"account_id": 1, "features": {"current_balance": %s}}]}',
+        ["body", "accounts", 0, "features", "current_balance"],
+    ),
+    (
+        "/v1/worklists",
+        '{"date": ' + DAY + ', "capacity": {"call": %s}}',
+        ["body", "capacity", "call"],
+    ),
+    ("/v1/worklists", '{"date": ' + DAY + ', "capacity": {}, "limit": %s}', ["body", "limit"]),
+    (
+        "/v1/worklists",
+        '{"date": ' + DAY + ', "capacity": {}, "account_ids": [%s]}',
+        ["body", "account_ids", 0],
+    ),
+    ("/v1/worklists", '{"date": %s, "capacity": {}}', ["body", "date"]),
+]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+@pytest.mark.parametrize(("path", "template", "loc"), NON_FINITE_BODIES)
+def test_non_finite_numbers_get_422_naming_the_field(
+    service: Running,
+    server_log: list[logging.LogRecord],
+    number: str,
+    path: str,
+    template: str,
+    loc: list[object],
+) -> None:
+    """The raw JSON text `NaN` (what Python's json writes), `Infinity`, and 1e400 (read as
+    infinity): 422 naming the field, a valid JSON answer, nothing logged."""
+    body = (template % number).encode()
+    response = client(service).post(
+        path, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    detail = strict_json(response.text)["detail"]  # type: ignore[index]
+    assert loc in [error["loc"] for error in detail], detail
+    assert not [r for r in server_log if r.levelno >= logging.WARNING], server_log
 
 
 # ---- 10: strict ids, versions, counts and flags -------------------------------------------
@@ -57,3 +140,26 @@ def test_ids_and_versions_in_paths_are_plain_digits(service: Running, written: s
     assert audit.status_code == 422, audit.text
     assert audit.json()["detail"][0]["loc"] == ["path", "version"]
     assert api.get("/v1/accounts/1/explanation").status_code in {200, 404}
+
+
+# ---- 8a: errors echo a short excerpt, never a key -----------------------------------------
+
+
+def test_errors_echo_a_short_excerpt_and_never_a_key(service: Running) -> None:
+    api = client(service)
+    text = api.post("/v1/scores", content=b"x" * 5_000_000, headers={"Content-Type": "text/plain"})
+    assert text.status_code == 422
+    assert len(text.content) < 2_000
+    assert all(len(str(error.get("input", ""))) <= 103 for error in text.json()["detail"])
+    long_list = api.post("/v1/scores", json={"account_ids": [1] * 1000, "accounts": []})
+    assert long_list.status_code == 422 and len(long_list.content) < 2_000
+    for body in (
+        {"account_ids": [KEY]},
+        {"account_ids": ["x" * 95 + KEY]},  # a key across the excerpt's end: no prefix shown
+        {"account_ids": [1], KEY: 1},  # a key as a field name
+        {"accounts": [{"account_id": 1, "features": {"current_balance": "a" * 30 + KEY}}]},
+        {"accounts": [{"account_id": 1, "features": {KEY: 1.0}}]},
+    ):
+        response = api.post("/v1/scores", json=body)
+        assert response.status_code == 422, response.text
+        assert KEY[:8] not in response.text, response.text
