@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,14 @@ class TrainingSettings(BaseModel):
     """The project's data folder, home of the embedded MLflow store."""
     threads: int = 2
     """LightGBM threads for training (the machine's cores)."""
+
+
+MAX_BODY_BYTES = 8 * 2**20
+"""The default body limit, 8 MiB: sized for the largest request, 1,000 full feature payloads
+(159 features each). Measured on a simulated portfolio with int64 ids: 5.1 MB as compact JSON,
+5.4 MB as Python's `json.dumps` writes it, 6.7 MB indented by two spaces, and 7.7 MB if every
+value were a 19-digit float. A worklist restricted to more than about 900,000 seven-digit
+account ids needs more."""
 
 
 class ServingSettings(BaseModel):
@@ -64,6 +72,8 @@ class ServingSettings(BaseModel):
     precompute_reasons: bool = True
     """Compute every stored account's reason codes in the background after each model or
     feature swap, so requests find them ready (until then they are computed on demand)."""
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
+    """Largest request body accepted; larger ones get 413 without being read."""
 
     @field_validator("api_keys")
     @classmethod

@@ -4,13 +4,19 @@ types, bodies without a key or over the size limit, closed documentation. Every 
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import socket
+import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.serving.conftest import KEY, Running, client
+from data_contracts.settings import ServingSettings
+from tests.serving.conftest import KEY, Api, Running, client
+from tests.serving.test_service_e2e import _payload, latest_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
@@ -163,3 +169,73 @@ def test_errors_echo_a_short_excerpt_and_never_a_key(service: Running) -> None:
         response = api.post("/v1/scores", json=body)
         assert response.status_code == 422, response.text
         assert KEY[:8] not in response.text, response.text
+
+
+# ---- 8: the key before the body, and a body limit -----------------------------------------
+
+
+def body_limit() -> int:
+    """The default body limit."""
+    return int(ServingSettings().max_body_bytes)
+
+
+def exchange(url: str, head: bytes, body: bytes = b"", timeout: float = 10) -> tuple[int, bytes]:
+    """Send `head` and `body` as they are on a new connection; the answer's status and body.
+    Fails (socket timeout) if the service does not answer within `timeout`."""
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        response = http.client.HTTPResponse(sock)
+        try:
+            response.begin()
+            return response.status, response.read()
+        finally:
+            response.close()
+
+
+def post_head(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: test", "Content-Type: application/json"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize(("key", "status"), [(None, 401), ("wrong-key", 403)])
+def test_the_key_is_checked_before_the_body_is_read(
+    service: Running, key: str | None, status: int
+) -> None:
+    """A 93 MB body announced without a key is answered at once, its first KB unread."""
+    headers = {"Content-Length": "93000000", **({"X-API-Key": key} if key else {})}
+    started = time.monotonic()
+    answer = exchange(service.url, post_head("/v1/scores", headers), b"[" * 1024, timeout=5)
+    assert answer[0] == status and time.monotonic() - started < 5
+    truncated = Api(service.url, key).post(
+        "/v1/scores", content=b'{"account_ids": [1,', headers={"Content-Type": "application/json"}
+    )
+    assert truncated.status_code == status, truncated.text
+
+
+def test_a_body_over_the_limit_gets_413_without_being_read(service: Running) -> None:
+    announced = post_head("/v1/scores", {"Content-Length": "93000000", "X-API-Key": KEY})
+    status, body = exchange(service.url, announced, b"[" * 1024, timeout=5)
+    assert status == 413 and b"limit" in body
+    # chunked: no length announced; refused once the bytes streamed pass the limit
+    chunked = post_head("/v1/scores", {"Transfer-Encoding": "chunked", "X-API-Key": KEY})
+    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+    chunks = chunk * (body_limit() // 65536 + 1)  # past the limit, never the last chunk
+    status, body = exchange(service.url, chunked, chunks, timeout=10)
+    assert status == 413
+
+
+def test_a_thousand_full_feature_payloads_fit_the_limit(service: Running) -> None:
+    """The default limit is sized for the largest request a client sends."""
+    owing = latest_accounts(service.portfolio)
+    account_id = int(owing["account_id"].iloc[0])
+    features = _payload(service, account_id)
+    accounts = [{"account_id": 2**63 - 1 - n, "features": features} for n in range(1000)]
+    body = json.dumps({"accounts": accounts, "reasons": False}, indent=2).encode()
+    assert len(body) < body_limit()
+    response = client(service).post(
+        "/v1/scores", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["items"]) == 1000
