@@ -72,6 +72,9 @@ class ServingSettings(BaseModel):
     precompute_reasons: bool = True
     """Compute every stored account's reason codes in the background after each model or
     feature swap, so requests find them ready (until then they are computed on demand)."""
+    open_docs: bool = False
+    """Serve `/docs`, `/redoc` and `/openapi.json` without a key (default: they need one, like
+    every endpoint but `/health`)."""
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
     """Largest request body accepted; larger ones get 413 without being read."""
 

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 
 from data_contracts.settings import ServingSettings, get_settings
 from serving.errors import Redactor, validation_error_handler
-from serving.guard import Guard
+from serving.guard import DOC_PATHS, OPEN_PATHS, Guard
 from serving.metrics import ServiceMetrics
 from serving.routes import api, public
 from serving.service import ScoringService, ServiceNotReady
@@ -115,7 +115,13 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
     app.state.api_keys = [key.encode("ascii") for key in keys]
     app.state.redactor = Redactor(keys)
     app.state.metrics = ServiceMetrics()
-    app.add_middleware(Guard, api_keys=app.state.api_keys, max_body_bytes=settings.max_body_bytes)
+    open_paths = OPEN_PATHS | DOC_PATHS if settings.open_docs else OPEN_PATHS
+    app.add_middleware(
+        Guard,
+        api_keys=app.state.api_keys,
+        max_body_bytes=settings.max_body_bytes,
+        open_paths=open_paths,
+    )
     app.add_middleware(_Measured, metrics=app.state.metrics)  # outside: counts refusals too
     app.include_router(public)
     app.include_router(api)

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.dependencies import API_KEY_HEADER, MISSING_KEY, WRONG_KEY, key_refusal
 
 OPEN_PATHS = frozenset({"/health"})
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _KEY_HEADER = API_KEY_HEADER.lower().encode()
 
 

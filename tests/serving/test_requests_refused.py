@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import SecretStr
 
 from data_contracts.settings import ServingSettings
-from tests.serving.conftest import KEY, Api, Running, client
+from tests.serving.conftest import KEY, REPO, Api, Running, client, serve
 from tests.serving.test_service_e2e import _payload, latest_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -239,3 +240,39 @@ def test_a_thousand_full_feature_payloads_fit_the_limit(service: Running) -> Non
     )
     assert response.status_code == 200, response.text[:300]
     assert len(response.json()["items"]) == 1000
+
+
+# ---- 11: documentation closed unless opened -----------------------------------------------
+
+DOCS = ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"]
+
+
+def test_documentation_needs_the_key_by_default(service: Running) -> None:
+    for path in DOCS:
+        assert client(service, None).get(path).status_code == 401, path
+        assert client(service, "wrong-key").get(path).status_code == 403, path
+        assert client(service).get(path).status_code == 200, path
+    assert client(service, None).get("/nowhere").status_code == 401  # no probing without a key
+
+
+def test_documentation_can_be_opened(service: Running) -> None:
+    from serving.app import create_app
+
+    settings = ServingSettings(
+        portfolio=str(service.portfolio),
+        api_keys=[SecretStr(KEY)],
+        contact_rules=str(REPO / "data_contracts" / "contact_rules.yaml"),
+        watch_seconds=0,
+        precompute_reasons=False,
+        open_docs=True,
+    )
+    url, server, thread = serve(create_app(settings, tracking_uri=service.tracking_uri))
+    try:
+        anyone = Api(url, None)
+        for path in DOCS:
+            assert anyone.get(path).status_code == 200, path
+        assert anyone.get("/v1/models").status_code == 401
+        assert anyone.get("/ready").status_code == 401
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=10)
