@@ -77,6 +77,11 @@ class ServingSettings(BaseModel):
     every endpoint but `/health`)."""
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
     """Largest request body accepted; larger ones get 413 without being read."""
+    idle_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a connection may stay open without sending a request (before its first one or
+    between keep-alive requests) before the worker closes it."""
+    max_connections: int = Field(default=1000, ge=1)
+    """Open connections per worker; past it the longest-idle one is closed (and logged)."""
 
     @field_validator("api_keys")
     @classmethod

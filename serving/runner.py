@@ -3,17 +3,35 @@
 With several workers each process binds its own listening socket with SO_REUSEPORT, so the
 kernel spreads new connections evenly over them. (uvicorn's own `workers=` shares one socket,
 and measured here a closed-loop client's keep-alive connections all landed on one worker,
-leaving the other core idle.)
+leaving the other core idle.) Every worker applies the connection limits of
+serving/connections.py.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import socket
 from types import FrameType
+from typing import Any
+
+from data_contracts.settings import ServingSettings, get_settings
+from serving.connections import uvicorn_options
 
 APP = "serving.app:create_app"
+
+
+def configure_logging() -> None:
+    """cobranza's warnings on stderr with time, level, logger and pid."""
+    package = logging.getLogger("cobranza")
+    if not package.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+        )
+        package.addHandler(handler)
+        package.setLevel(logging.WARNING)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -25,11 +43,19 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _config(host: str, port: int, log_level: str, settings: ServingSettings) -> Any:
+    import uvicorn
+
+    limits = uvicorn_options(settings.idle_timeout, settings.max_connections)
+    return uvicorn.Config(APP, factory=True, host=host, port=port, log_level=log_level, **limits)
+
+
 def _worker(host: str, port: int, log_level: str) -> None:
     import uvicorn
 
+    configure_logging()
+    config = _config(host, port, log_level, get_settings().serving)
     sock = _listening_socket(host, port)
-    config = uvicorn.Config(APP, factory=True, log_level=log_level)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -37,9 +63,13 @@ def run(host: str, port: int, workers: int = 1, log_level: str = "warning") -> N
     """Serve until interrupted (SIGINT or SIGTERM stop every worker)."""
     import uvicorn
 
-    if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
-        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+    configure_logging()
+    settings = get_settings().serving
+    if workers <= 1:
+        uvicorn.Server(_config(host, port, log_level, settings)).run()
         return
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise RuntimeError("several workers need SO_REUSEPORT, which this system lacks")
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker, args=(host, port, log_level), daemon=True)
