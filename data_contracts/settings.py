@@ -82,6 +82,11 @@ class ServingSettings(BaseModel):
     between keep-alive requests) before the worker closes it."""
     max_connections: int = Field(default=1000, ge=1)
     """Open connections per worker; past it the longest-idle one is closed (and logged)."""
+    worker_restarts: int = Field(default=5, ge=0)
+    """Dead workers replaced within `worker_restart_window` seconds before the service gives
+    up and exits with a non-zero status (with `--workers` 2 or more)."""
+    worker_restart_window: float = Field(default=60.0, gt=0)
+    """Seconds over which replaced workers are counted against `worker_restarts`."""
 
     @field_validator("api_keys")
     @classmethod

@@ -50,7 +50,9 @@ def serve(
     get_settings.cache_clear()
     from serving.runner import run
 
-    run(host, port, workers)
+    status = run(host, port, workers)
+    if status:
+        raise typer.Exit(status)
 
 
 def worklist(

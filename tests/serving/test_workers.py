@@ -1,5 +1,6 @@
-"""`cobranza serve` as an operator runs it, in a subprocess on a loopback port: idle
-connections neither exhaust a worker's file descriptors nor stay open."""
+"""`cobranza serve` as an operator runs it, in a subprocess on a loopback port: dead workers
+are logged and replaced (and the service gives up with a non-zero status when it cannot keep
+them alive); idle connections neither exhaust a worker's file descriptors nor stay open."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -122,6 +124,15 @@ def cobranza_serve(
                 process.wait()
 
 
+def gone(pid: int) -> bool:
+    """The process has exited and been reaped (a zombie still counts as there)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def closed_by_peer(sock: socket.socket) -> bool:
     """The other end closed the connection: at end of stream (or reset), without waiting."""
     sock.setblocking(False)
@@ -135,6 +146,53 @@ def closed_by_peer(sock: socket.socket) -> bool:
 
 def score(url: str) -> int:
     return Api(url).post("/v1/scores", json={"account_ids": [1, 2]}).status_code
+
+
+# ---- 6: supervised workers -------------------------------------------------------------------
+
+
+def test_a_killed_worker_is_logged_and_replaced_and_too_many_deaths_stop_the_service(
+    service: Running, alias: str, tmp_path: Path
+) -> None:
+    with cobranza_serve(
+        service, tmp_path, "--workers", "2", env={"COBRANZA_SERVING__WORKER_RESTARTS": "1"}
+    ) as started:
+        serving = started.wait_for(r"worker (\d+) serving", seconds=180, count=2)
+        victim, survivor = (int(match.group(1)) for match in serving)
+        started.wait_ready()
+        assert [score(started.url) for _ in range(10)] == [200] * 10
+        os.kill(victim, signal.SIGKILL)
+        started.wait_for(rf"worker {victim} died: killed by signal SIGKILL", seconds=20)
+        assert gone(victim)  # reaped, not a zombie
+        [replaced] = started.wait_for(rf"worker (\d+) replaces worker {victim}", seconds=20)
+        new = int(replaced.group(1))
+        statuses = []  # requests keep being answered while the replacement starts
+        while not re.search(rf"worker {new} serving", started.text()):
+            statuses.append(score(started.url))
+            if len(statuses) > 2000:
+                raise AssertionError(f"the replacement never served:\n{started.text()[-3000:]}")
+        statuses += [score(started.url) for _ in range(20)]
+        assert set(statuses) == {200}
+        # one replacement is the budget here: the next death within the window ends it
+        os.kill(new, signal.SIGKILL)
+        assert started.process.wait(timeout=60) == 1
+        log = started.text()
+        assert f"worker {new} died: killed by signal SIGKILL" in log and "giving up" in log
+        assert gone(survivor)  # stopped with the service, not left serving alone
+
+
+def test_workers_that_cannot_start_make_the_service_exit_non_zero(
+    service: Running, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:  # the port is held by a socket without SO_REUSEPORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with cobranza_serve(service, tmp_path, "--workers", "2", port=port) as started:
+            assert started.process.wait(timeout=120) == 1
+            log = started.text()
+    assert re.search(r"worker \d+ died: exited with status 1", log), log[-3000:]
+    assert "giving up" in log
 
 
 # ---- 9: idle connections ---------------------------------------------------------------------
