@@ -13,8 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 
 from data_contracts.settings import ServingSettings, get_settings
+from serving.errors import Redactor, validation_error_handler
+from serving.guard import DOC_PATHS, OPEN_PATHS, Guard
 from serving.metrics import ServiceMetrics
 from serving.routes import api, public
 from serving.service import ScoringService, ServiceNotReady
@@ -106,10 +109,20 @@ def create_app(settings: ServingSettings | None = None, tracking_uri: str | None
         summary="Propensity to pay, next best actions and reasons for collection front ends.",
         version="1",
         lifespan=lifespan,
+        exception_handlers={RequestValidationError: validation_error_handler},
     )
-    app.state.api_keys = [key.get_secret_value() for key in settings.api_keys]
+    keys = [key.get_secret_value() for key in settings.api_keys]  # printable ASCII: checked
+    app.state.api_keys = [key.encode("ascii") for key in keys]
+    app.state.redactor = Redactor(keys)
     app.state.metrics = ServiceMetrics()
-    app.add_middleware(_Measured, metrics=app.state.metrics)
+    open_paths = OPEN_PATHS | DOC_PATHS if settings.open_docs else OPEN_PATHS
+    app.add_middleware(
+        Guard,
+        api_keys=app.state.api_keys,
+        max_body_bytes=settings.max_body_bytes,
+        open_paths=open_paths,
+    )
+    app.add_middleware(_Measured, metrics=app.state.metrics)  # outside: counts refusals too
     app.include_router(public)
     app.include_router(api)
     return app

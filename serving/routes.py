@@ -13,10 +13,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pipelines.registry import REPORT_FILE, stored_audit
 from serving.dependencies import Authorized, Service
 from serving.schemas import (
+    AccountIdInPath,
     Excluded,
     Health,
     ModelInfo,
     ModelsResponse,
+    ModelVersionInPath,
     ScoreItem,
     ScoreRequest,
     ScoreResponse,
@@ -104,13 +106,13 @@ async def audit_report(
         str,
         Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", examples=["cobranza-propensity"]),
     ],
-    version: Annotated[int, Path(ge=1, le=2**31 - 1, examples=[3])],
+    version: Annotated[ModelVersionInPath, Path(examples=[3])],
 ) -> HTMLResponse:
     page = await run_in_threadpool(stored_audit, name, str(version), REPORT_FILE)
-    if page is None:
+    if page is None:  # the name is not echoed: it could be anything the caller typed
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            detail=f"no audit stored for {name} version {version} "
+            detail="no audit stored for this model version "
             f"(run `cobranza audit --model {version}`)",
         )
     return HTMLResponse(page)
@@ -161,7 +163,7 @@ async def scores(request: ScoreRequest, service: Service, http: Request) -> Scor
     responses={404: {"description": "Unknown account"}},
 )
 async def explanation(
-    account_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="The account id.")],
+    account_id: Annotated[AccountIdInPath, Path(description="The account id.")],
     service: Service,
 ) -> ScoreItem:
     try:

@@ -3,11 +3,51 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
-AccountId = Annotated[int, Field(ge=1, le=2**63 - 1, description="An account id (int64).")]
+AccountId = Annotated[
+    int, Strict(), Field(ge=1, le=2**63 - 1, description="An account id (int64).")
+]
+"""The one definition of an account id, in bodies and paths. Strict: JSON `true`, `"1"` and
+`1.0` are refused, not read as account 1."""
+ModelVersion = Annotated[int, Strict(), Field(ge=1, le=2**31 - 1, description="A model version.")]
+Count = Annotated[int, Strict(), Field(ge=0)]
+Flag = Annotated[bool, Strict()]
+
+
+def _as_written(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A value read from a path segment must be written as it reads back: `1`, never `1.0`,
+    `+1`, `01`, ` 1` or `1_0`."""
+    result = handler(value)
+    if isinstance(value, str) and str(result) != value:
+        raise ValueError("not written in its plain form (digits only for a number)")
+    return result
+
+
+AccountIdInPath = Annotated[AccountId, Strict(False), WrapValidator(_as_written)]
+"""An account id in a path (always text): read from the text, which must read back the same."""
+ModelVersionInPath = Annotated[ModelVersion, Strict(False), WrapValidator(_as_written)]
+
+
+def _finite(value: float | int | str | None) -> float | int | str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a feature value must be a finite number (or null when unknown)")
+    return value
+
+
+FeatureValue = Annotated[float | int | str | None, AfterValidator(_finite)]
 
 
 class _Strict(BaseModel):
@@ -19,7 +59,7 @@ class AccountFeatures(_Strict):
     be asked about): the feature service's columns by name; missing ones count as unknown."""
 
     account_id: AccountId
-    features: dict[str, float | int | str | None] = Field(
+    features: dict[str, FeatureValue] = Field(
         description="Feature name -> value, as in the feature service `debtor_scoring_v1`."
     )
 
@@ -33,7 +73,7 @@ class ScoreRequest(_Strict):
     accounts: list[AccountFeatures] | None = Field(
         default=None, description="Accounts with their features (at most 1,000)."
     )
-    reasons: bool = Field(default=True, description="Include reason codes for each score.")
+    reasons: Flag = Field(default=True, description="Include reason codes for each score.")
 
     @model_validator(mode="after")
     def _one_source(self) -> ScoreRequest:
@@ -183,10 +223,10 @@ class Health(BaseModel):
 class Capacity(_Strict):
     """Contacts the operation can make that day, per channel."""
 
-    call: int = Field(default=0, ge=0, description="Call attempts the agents can make.")
-    sms: int = Field(default=0, ge=0)
-    email: int = Field(default=0, ge=0)
-    letter: int = Field(default=0, ge=0)
+    call: Count = Field(default=0, description="Call attempts the agents can make.")
+    sms: Count = 0
+    email: Count = 0
+    letter: Count = 0
 
 
 class WorklistRequest(_Strict):
@@ -201,7 +241,9 @@ class WorklistRequest(_Strict):
         max_length=1_000_000,
         description="Accounts to consider [default: every account in the store].",
     )
-    limit: int = Field(default=1000, ge=1, le=100_000, description="Most items returned.")
+    limit: Annotated[int, Strict()] = Field(
+        default=1000, ge=1, le=100_000, description="Most items returned."
+    )
 
     model_config = ConfigDict(
         extra="forbid",

@@ -76,8 +76,9 @@ def payload_problems(
                 problems.append(
                     {
                         "loc": [*where, name],
-                        "msg": f"expected a number, got text {value[:40]!r}",
+                        "msg": "expected a number, got text",
                         "type": "number_expected",
+                        "input": value,  # cut short and cleared of keys in the answer
                     }
                 )
             elif name in categorical and value is not None and not isinstance(value, str):

@@ -30,9 +30,17 @@ def serve(
 
     API keys come from COBRANZA_SERVING__API_KEYS (a JSON list), never from the command line.
     """
+    from pydantic import ValidationError
+
     from data_contracts.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # the messages name fields, never their values
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise fail(f"invalid settings: {problems}") from None
     if portfolio is not None:
         os.environ["COBRANZA_SERVING__PORTFOLIO"] = str(portfolio)
     if tracking_uri is not None:
@@ -42,7 +50,9 @@ def serve(
     get_settings.cache_clear()
     from serving.runner import run
 
-    run(host, port, workers)
+    status = run(host, port, workers)
+    if status:
+        raise typer.Exit(status)
 
 
 def worklist(
