@@ -146,8 +146,11 @@ def _wait_versions(service: Service, expected: dict[str, str], timeout: float = 
     while streak < 12:
         if time.monotonic() - started > timeout:
             raise SystemExit(f"the service did not swap within {timeout:.0f} s")
-        answer = httpx.get(f"{service.url}/v1/models", headers=service.headers, timeout=5)
-        versions = {m["name"]: m["version"] for m in answer.json()["models"]}
+        try:
+            answer = httpx.get(f"{service.url}/v1/models", headers=service.headers, timeout=30)
+            versions = {m["name"]: m["version"] for m in answer.json()["models"]}
+        except (httpx.HTTPError, ValueError, KeyError):  # busy or swapping: ask again
+            versions = {}
         streak = streak + 1 if all(versions.get(n) == v for n, v in expected.items()) else 0
         if not streak:
             time.sleep(0.2)
