@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.measure import load_average, machine
-from benchmarks.serving import ROOT, LeanClient, Service
+from benchmarks.serving import MAX_IN_FLIGHT, ROOT, LeanClient, Service
 
 RESULTS = Path(__file__).parent / "results"
 SEED = 0
@@ -40,16 +40,21 @@ SEED = 0
 async def _timed_load(
     port: int, headers: dict[str, str], bodies: list[dict], rate: float, seconds: float
 ) -> list[tuple[float, float, int]]:
-    """(send offset s, latency s, status) of each request sent at `rate` for `seconds`."""
+    """(send offset s, latency s, status) of each request sent at `rate` for `seconds`; at
+    most MAX_IN_FLIGHT outstanding (a send beyond that is dropped: status -1, latency nan)."""
     results: list[tuple[float, float, int]] = []
     began = time.perf_counter()
+    in_flight = 0
 
     async def one(client: LeanClient, body: dict, scheduled: float) -> None:
+        nonlocal in_flight
         try:
             answer = await client.post("/v1/scores", json=body)
             status = answer.status_code
         except Exception:
             status = 0
+        finally:
+            in_flight -= 1
         results.append((scheduled - began, time.perf_counter() - scheduled, status))
 
     async with LeanClient(port, headers) as client:
@@ -59,6 +64,10 @@ async def _timed_load(
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if in_flight >= MAX_IN_FLIGHT:
+                results.append((scheduled - began, float("nan"), -1))
+                continue
+            in_flight += 1
             tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)], scheduled)))
         await asyncio.gather(*tasks)
     return results
@@ -204,6 +213,11 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
         record["windows"] = windows
         record["requests"] = len(results)
         record["failed_requests"] = sum(1 for _, _, status in results if status != 200)
+        statuses: dict[str, int] = {}
+        for _, _, status in results:
+            label = {0: "connection error", -1: "dropped over in-flight cap"}.get(status, status)
+            statuses[str(label)] = statuses.get(str(label), 0) + 1
+        record["statuses"] = statuses
         record["model_swap"] = _recovery(windows, events["swapped_at"], args.before)
         record["model_swap"]["seconds_from_alias_move_to_swap"] = round(
             events["swapped_at"] - events["alias_moved_at"], 2

@@ -7,6 +7,7 @@ never imports the training code itself.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,9 @@ DEFAULT_FEATURE_SERVICE = "debtor_scoring_v1"
 PRECOMPUTE_BATCH = 128
 """Accounts per background reason step: under training.model.SMALL_BATCH, so TreeSHAP runs
 on one thread and leaves the other core to requests."""
+WARM_PAUSE = 1.0
+"""While a swap is prepared, the watch thread rests this many times as long as each batch of
+reasons took, so the requests still served by the old copy keep most of the cores."""
 
 
 @dataclass
@@ -550,6 +554,45 @@ class ScoringService:
             )
         return pd.concat(parts, ignore_index=True)
 
+    def warm_reasons(
+        self, propensity: LoadedScorer, portfolio: PortfolioFeatures
+    ) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+        """Every stored account's reason codes for a model version and feature copy that are
+        about to serve, computed before the swap (in the watch's thread, paced to leave the
+        cores to requests), so no request after the swap waits for TreeSHAP."""
+        if not (self.settings.precompute_reasons and self.settings.reason_cache > 0):
+            return {}
+        top = self.settings.reasons
+        rows = np.flatnonzero(portfolio.has_features)[: self.settings.reason_cache]
+        matrix = portfolio.encoded(
+            ("propensity", propensity.version), propensity.model.encoder_.to_array
+        )
+        ids = portfolio.frame.index.to_numpy(np.int64)
+        warmed: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for start in range(0, len(rows), PRECOMPUTE_BATCH):
+            chunk = rows[start : start + PRECOMPUTE_BATCH]
+            began = time.perf_counter()
+            computed = propensity.model.reasons_encoded(
+                matrix[chunk], portfolio.frame.iloc[chunk], top
+            )
+            for account, reasons in zip(ids[chunk], computed, strict=True):
+                warmed[(propensity.version, portfolio.stamp, top, int(account))] = reasons
+            time.sleep((time.perf_counter() - began) * WARM_PAUSE)
+        return warmed
+
+    def _swap_reasons(
+        self,
+        warmed: dict[tuple[Any, ...], list[dict[str, Any]]],
+        propensity: LoadedScorer,
+        portfolio: PortfolioFeatures,
+    ) -> None:
+        """Install reasons warmed for the copy about to serve (before the copy itself)."""
+        if warmed:
+            self.reason_cache = warmed
+            key = (propensity.version, portfolio.stamp)
+            done = int(min(portfolio.has_features.sum(), self.settings.reason_cache))
+            self.precomputed = (key, done, done)
+
     def smoke_test(self, attribute: str, candidate: LoadedModel[Any]) -> PortfolioFeatures:
         """Raise unless the candidate gives sane answers on real accounts through the serving
         path; return the feature copy it will serve from (re-read when it needs features the
@@ -632,6 +675,9 @@ class ScoringService:
                 self.refused.setdefault(name, set()).add(version)
                 messages.append(f"refused {name} v{version}: {type(error).__name__}: {error}")
                 continue
+            scorer = candidate if attribute == "propensity" else self.propensity
+            if scorer is not None and (scorer is candidate or portfolio is not self.portfolio):
+                self._swap_reasons(self.warm_reasons(scorer, portfolio), scorer, portfolio)
             self.portfolio = portfolio
             setattr(self, attribute, candidate)
             previous = "none" if current is None else f"v{current.version}"
