@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from data_contracts.settings import FeatureStoreSettings, get_settings
 from features.catalog import ALL_FEATURES
 from features.snapshot import micros
+from pipelines import crash_point
 
 SNAPSHOT_FOLDER = "features"
 STORE_FOLDER = "feature_store"
@@ -164,6 +165,7 @@ def materialize_latest(
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress
                 store.write_to_online_store(view, frame)
             done += len(frame)
+            crash_point("after_first_commit")
             if progress is not None:
                 progress(done, total)
     return latest

@@ -17,6 +17,7 @@ import pandas as pd
 
 from data_contracts.schemas import CONTRACTS, OPTIONAL_TABLES, empty_table
 from data_contracts.validation import ContractError, ValidationResult, validate_tables
+from pipelines import crash_point
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
@@ -157,6 +158,7 @@ def staged_output(folder: Path, overwrite: bool, keep: Sequence[Path] = ()) -> I
     if folder.exists():
         retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
         folder.rename(retired / folder.name)
+        crash_point("mid_swap")
         staging.rename(folder)
         shutil.rmtree(retired, ignore_errors=True)
     else:
@@ -227,6 +229,7 @@ def validate_portfolio(
     def write_quarantined(table: str, rows: pd.DataFrame) -> None:
         if len(rows):
             write_in_chunks(rows, table_path(quarantine, table))
+            crash_point("quarantine_table_written")
 
     result = validate_tables(
         portfolio, data_end=_data_end(folder), progress=progress, on_quarantined=write_quarantined
