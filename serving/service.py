@@ -183,10 +183,26 @@ class ScoringService:
                 setattr(service, attribute, load_registered(name, settings.model_alias))
             except Exception as error:  # the registry raises its own types
                 service.errors.append(f"{name}@{settings.model_alias}: {type(error).__name__}")
-        folder = Path(settings.portfolio)
+        service.load_portfolio()
         try:
-            service.portfolio = service.read_features()
-            service.history = {
+            service.rules = load_rules(settings.contact_rules)
+        except RulesError as error:  # names the file and the problem
+            service.errors.append(str(error))
+        except Exception as error:
+            service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
+        return service
+
+    def _store_problem(self) -> str:
+        return f"online store of {Path(self.settings.portfolio)}"
+
+    def load_portfolio(self) -> bool:
+        """Read the features and the contact history; on failure record why (a later call,
+        from the watch, retries: the store may not be published yet). Returns success."""
+        folder = Path(self.settings.portfolio)
+        problem = self._store_problem()
+        try:
+            portfolio = self.read_features()
+            history = {
                 "contacts": pd.read_parquet(
                     folder / "contacts.parquet",
                     columns=["account_id", "channel", "direction", "attempted_at", "outcome"],
@@ -198,14 +214,13 @@ class ScoringService:
                 "offers": pd.read_parquet(folder / "offers.parquet", columns=["offer_id", "kind"]),
             }
         except Exception as error:
-            service.errors.append(f"online store of {folder}: {type(error).__name__}")
-        try:
-            service.rules = load_rules(settings.contact_rules)
-        except RulesError as error:  # names the file and the problem
-            service.errors.append(str(error))
-        except Exception as error:
-            service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
-        return service
+            if not any(e.startswith(problem) for e in self.errors):
+                self.errors.append(f"{problem}: {type(error).__name__}")
+            return False
+        self.history = history
+        self.portfolio = portfolio
+        self.errors = [e for e in self.errors if not e.startswith(problem)]
+        return True
 
     def feature_services(self, *models: LoadedModel[Any] | None) -> list[str]:
         """The feature services the given models (default: those serving) read."""
@@ -554,10 +569,13 @@ class ScoringService:
         return portfolio
 
     def refresh_features(self) -> list[str]:
-        """Re-read the features when the online store changed (a new materialization)."""
+        """Re-read the features when a new online store generation was published (a new
+        materialization), or read them for the first time if that failed so far."""
         portfolio = self.portfolio
         if portfolio is None:
-            return []
+            if not self.load_portfolio() or self.portfolio is None:
+                return []
+            return [f"swapped features: {int(self.portfolio.has_features.sum())} accounts"]
         try:
             if portfolio.current_stamp() == portfolio.stamp:
                 return []
@@ -576,7 +594,7 @@ class ScoringService:
         Requests in flight keep the model object they started with."""
         from mlflow.tracking import MlflowClient
 
-        messages = []
+        messages = self.refresh_features()  # first: a smoke test needs the features
         alias = self.settings.model_alias
         models = (("propensity", PROPENSITY_MODEL), ("actions", NEXT_BEST_ACTION_MODEL))
         for attribute, name in models:
@@ -595,6 +613,9 @@ class ScoringService:
                 if candidate.version != version:
                     continue  # the alias moved again while loading: next round
                 portfolio = self.smoke_test(attribute, candidate)
+            except ServiceNotReady as error:  # no features to test it on yet: not its fault
+                messages.append(f"waiting {name} v{version}: {error}")
+                continue
             except Exception as error:
                 self.refused.setdefault(name, set()).add(version)
                 messages.append(f"refused {name} v{version}: {type(error).__name__}: {error}")
@@ -603,4 +624,4 @@ class ScoringService:
             setattr(self, attribute, candidate)
             previous = "none" if current is None else f"v{current.version}"
             messages.append(f"swapped {name} {previous} -> v{version}")
-        return messages + self.refresh_features()
+        return messages
