@@ -6,7 +6,10 @@ A portfolio folder holds one `<table>.parquet` per contract table and a `manifes
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,7 +20,7 @@ import pandas as pd
 
 from data_contracts.schemas import CONTRACTS, OPTIONAL_TABLES, empty_table
 from data_contracts.validation import ContractError, ValidationResult, validate_tables
-from pipelines import crash_point
+from pipelines import crash_point, folder_lock
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
@@ -140,29 +143,100 @@ def check_output(folder: Path, overwrite: bool, keep: Sequence[Path] = ()) -> No
 
 
 @contextmanager
-def staged_output(folder: Path, overwrite: bool, keep: Sequence[Path] = ()) -> Iterator[Path]:
+def staged_output(
+    folder: Path,
+    overwrite: bool,
+    keep: Sequence[Path] = (),
+    notify: Callable[[str], None] | None = None,
+) -> Iterator[Path]:
     """Write into a temporary sibling folder, then swap it in; on failure nothing changes.
 
-    The existing folder is only replaced once the new one is complete, so a crash or a bad
-    input never leaves a half-written portfolio or destroys the previous one.
+    The existing folder is only replaced once the new one is complete, and in one step (an
+    atomic exchange of the two folders), so a crash or a bad input never leaves a half-written
+    portfolio or no portfolio at all. What a killed run left beside the folder is cleaned up
+    first (`recover_output`); `notify` is told what was.
     """
     folder = Path(folder)
-    check_output(folder, overwrite, keep)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if folder.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+    recover_output(folder, notify)
+    check_output(folder, overwrite, keep)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{STAGING}-", dir=folder.parent))
+    with folder_lock(staging):  # while held, no other run takes it for a leftover
+        try:
+            yield staging
+            check_output(folder, overwrite, keep)  # another run may have written it meanwhile
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        replace_folder(staging, folder)
+
+
+STAGING, RETIRED = "partial", "old"
+"""Kinds of temporary siblings `.<name>.<kind>-<random>` of an output folder."""
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put the complete folder `new` at `folder`, replacing what is there in one step.
+
+    Where the filesystem can exchange two folders atomically (Linux), readers find the old
+    folder or the new one at every instant, and the old one is deleted afterwards from the
+    staging name. Elsewhere it takes two renames, and a crash between them leaves the old
+    folder in `.<name>.old-*/<name>`, which `recover_output` puts back.
+    """
+    if not folder.exists():
+        new.rename(folder)
+        return
+    if _exchange(new, folder):
+        crash_point("mid_swap")
+        shutil.rmtree(new, ignore_errors=True)  # now the old one
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{RETIRED}-", dir=folder.parent))
+    with folder_lock(retired):
         folder.rename(retired / folder.name)
         crash_point("mid_swap")
-        staging.rename(folder)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(folder)
+        new.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux `renameat2` with RENAME_EXCHANGE); False where the
+    system or filesystem cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    at_cwd, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def recover_output(folder: Path, notify: Callable[[str], None] | None = None) -> None:
+    """Clean up what killed runs left beside `folder`: a folder a swap had moved aside is put
+    back if nothing took its place, and staging folders and retired copies are deleted.
+    Folders a running process holds (locked) are left alone."""
+    folder = Path(folder)
+    say = notify or (lambda _: None)
+    if not folder.parent.is_dir():
+        return
+    prefixes = tuple(f".{folder.name}.{kind}-" for kind in (STAGING, RETIRED))
+    for leftover in sorted(folder.parent.iterdir()):
+        if not leftover.name.startswith(prefixes) or not leftover.is_dir():
+            continue
+        with folder_lock(leftover, wait=False) as unused:
+            if not unused:
+                continue  # a running process's
+            aside = leftover / folder.name
+            if leftover.name.startswith(prefixes[1]) and aside.is_dir() and not folder.exists():
+                aside.rename(folder)
+                say(f"restored {folder}, which an interrupted run had moved to {leftover}")
+            shutil.rmtree(leftover, ignore_errors=True)
+            say(f"removed {leftover}, left by an interrupted run")
 
 
 def _data_end(folder: Path) -> pd.Timestamp | None:
