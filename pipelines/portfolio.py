@@ -17,13 +17,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from data_contracts.schemas import CONTRACTS, OPTIONAL_TABLES, empty_table
-from data_contracts.validation import ContractError, ValidationResult, validate_tables
+from data_contracts.validation import (
+    REASONS_COLUMN,
+    ROW_COLUMN,
+    RULES_COLUMN,
+    ContractError,
+    ValidationResult,
+    validate_tables,
+)
 from pipelines import crash_point, folder_lock
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
+QUARANTINE_COLUMNS = {ROW_COLUMN, RULES_COLUMN, REASONS_COLUMN}
 
 
 def table_path(folder: Path, table: str) -> Path:
@@ -101,7 +110,6 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
 def write_in_chunks(frame: pd.DataFrame, path: Path, rows_per_chunk: int = 2_000_000) -> None:
     """Write a large frame as parquet a chunk at a time (Arrow copies one chunk, not all)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     first = pa.Table.from_pandas(frame.iloc[:rows_per_chunk], preserve_index=False)
     with pq.ParquetWriter(path, first.schema) as writer:
@@ -244,35 +252,72 @@ def _data_end(folder: Path) -> pd.Timestamp | None:
     return pd.Timestamp(str(end)) if end else None
 
 
-def _prepare_quarantine(folder: Path, quarantine: Path) -> None:
-    """Make the quarantine folder ready, deleting only what an earlier validation wrote.
-
-    Refuses the portfolio folder itself, a folder that contains it, a file, and a non-empty
-    folder that is not a quarantine folder (no report.json), so no input is ever deleted.
-    """
+def _check_quarantine(folder: Path, quarantine: Path) -> None:
+    """Refuse a quarantine folder that is the portfolio folder or contains it, a file, or a
+    folder holding anything validation does not write, so no input is ever deleted."""
     target, source = quarantine.resolve(), folder.resolve()
     if source.is_relative_to(target):
         raise ContractError(
-            f"--quarantine {quarantine}: must not be the portfolio folder or contain it"
+            f"quarantine folder {quarantine}: must not be the portfolio folder or contain it "
+            "(choose another with --quarantine)"
         )
     if quarantine.exists() and not quarantine.is_dir():
-        raise ContractError(f"--quarantine {quarantine}: is a file, not a folder")
-    if quarantine.is_dir() and any(quarantine.iterdir()) and not (quarantine / REPORT).is_file():
+        raise ContractError(f"quarantine folder {quarantine}: is a file, not a folder")
+    if quarantine.is_dir() and not is_quarantine(quarantine):
         raise ContractError(
-            f"--quarantine {quarantine}: holds other files; choose an empty or new folder"
+            f"quarantine folder {quarantine}: holds files validation did not write; "
+            "empty it or choose an empty or new folder with --quarantine"
         )
+
+
+def is_quarantine(folder: Path) -> bool:
+    """Whether a folder holds only what validation writes: `report.json` (the report's keys)
+    and `<table>.parquet` files with the quarantine's own columns, which no contract table
+    may have (they are reserved). So a quarantine left half-written by an interrupted run
+    is recognised, and a folder of anyone else's files is not."""
+    for entry in folder.iterdir():
+        if not entry.is_file():
+            return False
+        if entry.name == REPORT:
+            try:
+                report = json.loads(entry.read_text())
+            except (OSError, ValueError):
+                return False
+            if not (isinstance(report, dict) and {"reconciles", "tables"} <= report.keys()):
+                return False
+            continue
+        if entry.suffix != ".parquet" or entry.stem not in CONTRACTS:
+            return False
+        try:
+            columns = set(pq.read_schema(entry).names)
+        except Exception:  # pyarrow raises several unrelated types for a bad file
+            return False
+        if not columns.issuperset(QUARANTINE_COLUMNS):
+            return False
+    return True
+
+
+def _quarantine_staging(quarantine: Path) -> Path:
+    """A new temporary folder beside the quarantine folder, to write the next one into."""
     try:
-        quarantine.mkdir(parents=True, exist_ok=True)
-        (quarantine / REPORT).unlink(missing_ok=True)
-        for table in CONTRACTS:
-            table_path(quarantine, table).unlink(missing_ok=True)
-        probe = quarantine / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        quarantine.parent.mkdir(parents=True, exist_ok=True)
+        return Path(
+            tempfile.mkdtemp(prefix=f".{quarantine.name}.{STAGING}-", dir=quarantine.parent)
+        )
     except OSError as error:
         raise ContractError(
-            f"--quarantine {quarantine}: cannot write there ({error.strerror})"
+            f"quarantine folder {quarantine}: cannot write there ({error.strerror})"
         ) from None
+
+
+def _retire(folder: Path) -> None:
+    """Delete a folder by first renaming it aside (atomic), so it is never seen half-deleted;
+    what a kill leaves aside, `recover_output` deletes."""
+    if not folder.exists():
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{RETIRED}-", dir=folder.parent))
+    folder.rename(retired)  # onto the empty folder just made
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def validate_portfolio(
@@ -285,7 +330,9 @@ def validate_portfolio(
     Quarantined rows go to `<quarantine>/<table>.parquet` (raw values, `source_row`,
     `quarantine_rules`, `quarantine_reasons`) as each table is checked, and the counts to
     `<quarantine>/report.json`; the returned result holds the valid rows and the counts.
-    The quarantine folder defaults to `<folder>/quarantine` and is rewritten on every run.
+    The quarantine folder defaults to `<folder>/quarantine` and is replaced on every run: the
+    new one is written beside it and renamed into place when complete, so it is never seen
+    half-written, and a run that stops leaves none rather than a stale one.
 
     Events dated after the manifest's `data_end` are quarantined (`after_data_end`).
 
@@ -297,16 +344,28 @@ def validate_portfolio(
     quarantine = Path(quarantine) if quarantine is not None else folder / "quarantine"
     if not folder.is_dir():
         raise ContractError(f"{folder}: portfolio folder not found")
-    _prepare_quarantine(folder, quarantine)  # first, so no stale report outlives a failed run
-    portfolio = PortfolioFolder(folder)
+    _check_quarantine(folder, quarantine)
+    recover_output(quarantine)  # what killed validations left
+    staging = _quarantine_staging(quarantine)
 
     def write_quarantined(table: str, rows: pd.DataFrame) -> None:
         if len(rows):
-            write_in_chunks(rows, table_path(quarantine, table))
+            write_in_chunks(rows, table_path(staging, table))
             crash_point("quarantine_table_written")
 
-    result = validate_tables(
-        portfolio, data_end=_data_end(folder), progress=progress, on_quarantined=write_quarantined
-    )
-    write_json(quarantine / REPORT, result.summary())
+    with folder_lock(staging):  # while held, no other run takes it for a leftover
+        try:
+            _retire(quarantine)  # first, so no stale report outlives a failed run
+            portfolio = PortfolioFolder(folder)
+            result = validate_tables(
+                portfolio,
+                data_end=_data_end(folder),
+                progress=progress,
+                on_quarantined=write_quarantined,
+            )
+            write_json(staging / REPORT, result.summary())
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        replace_folder(staging, quarantine)
     return result

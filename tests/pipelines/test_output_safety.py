@@ -231,3 +231,47 @@ def test_a_portfolio_moved_aside_by_an_interrupted_swap_is_restored(tmp_path: Pa
     assert "restored" in done.stderr
     assert (folder / "manifest.json").read_text() == before
     assert _leftovers(folder) == []
+
+
+def _with_a_bad_debtor(folder: Path) -> Path:
+    simulate_to_folder(SMALL, folder)
+    debtors = pd.read_parquet(folder / "debtors.parquet")
+    debtors["region"] = debtors["region"].astype(object)
+    debtors.loc[0, "region"] = None
+    debtors.to_parquet(folder / "debtors.parquet")
+    return folder
+
+
+def test_a_stopped_validation_does_not_block_the_next(tmp_path: Path) -> None:
+    folder = _with_a_bad_debtor(tmp_path / "p")
+    killed = subprocess.run(
+        [COBRANZA, "validate", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COBRANZA_TEST_CRASH_AT": "quarantine_table_written"},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    done = run("validate", str(folder))
+    assert done.returncode == 1, done.stderr
+    report = json.loads((folder / "quarantine" / "report.json").read_text())
+    assert report["tables"]["debtors"]["rows_per_rule"] == {"region:missing_value": 1}
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".quarantine.")]
+
+
+def test_a_quarantine_is_recognised_by_its_files_and_a_folder_of_other_files_refused(
+    tmp_path: Path,
+) -> None:
+    folder = _with_a_bad_debtor(tmp_path / "p")
+    quarantine = tmp_path / "q"
+    assert run("validate", str(folder), "--quarantine", str(quarantine)).returncode == 1
+    (quarantine / "report.json").unlink()  # as an interrupted earlier version left it
+    again = run("validate", str(folder), "--quarantine", str(quarantine))
+    assert again.returncode == 1, again.stderr
+    assert (quarantine / "report.json").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "debtors.parquet").write_bytes((folder / "debtors.parquet").read_bytes())
+    refused = run("validate", str(folder), "--quarantine", str(other))
+    assert refused.returncode == 2 and "--quarantine" in refused.stderr
+    assert (other / "debtors.parquet").read_bytes() == (folder / "debtors.parquet").read_bytes()
