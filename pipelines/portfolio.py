@@ -88,10 +88,54 @@ def read_portfolio(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def read_manifest(folder: Path) -> dict[str, object]:
+    """The portfolio's `manifest.json` as an object; a missing or unreadable file is a
+    `ContractError` naming the file and the problem."""
     path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())
+    if path.is_dir():
+        raise ContractError(f"{path}: is a folder, not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ContractError(
+            f"{path}: file not found (every portfolio needs {MANIFEST}: its source, the moment "
+            "the data ends as data_end, and its row counts)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise ContractError(f"{path}: cannot be read ({reason})") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ContractError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise ContractError(
+            f"{path}: must be a JSON object (source, data_end, rows), not {_json_kind(manifest)}"
+        )
+    return manifest
+
+
+def data_end(folder: Path) -> pd.Timestamp:
+    """The moment the portfolio's data ends (the manifest's `data_end`, in UTC; a timestamp
+    without a zone is read as UTC). Events after it are not accepted, so it is required."""
+    path = Path(folder) / MANIFEST
+    value = read_manifest(folder).get("data_end")
+    example = "an ISO 8601 timestamp such as 2025-07-25T10:00:00+00:00"
+    if value is None or value == "":
+        raise ContractError(f"{path}: no data_end (the moment the data ends, {example})")
+    try:
+        end = pd.Timestamp(value) if isinstance(value, str) else pd.NaT
+    except (ValueError, OverflowError):
+        end = pd.NaT
+    if end is pd.NaT:  # the value itself is not repeated: messages never quote data
+        raise ContractError(f"{path}: data_end is not a date (expected {example})")
+    return end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -247,11 +291,6 @@ def recover_output(folder: Path, notify: Callable[[str], None] | None = None) ->
             say(f"removed {leftover}, left by an interrupted run")
 
 
-def _data_end(folder: Path) -> pd.Timestamp | None:
-    end = read_manifest(folder).get("data_end")
-    return pd.Timestamp(str(end)) if end else None
-
-
 def _check_quarantine(folder: Path, quarantine: Path) -> None:
     """Refuse a quarantine folder that is the portfolio folder or contains it, a file, or a
     folder holding anything validation does not write, so no input is ever deleted."""
@@ -334,11 +373,13 @@ def validate_portfolio(
     new one is written beside it and renamed into place when complete, so it is never seen
     half-written, and a run that stops leaves none rather than a stale one.
 
-    Events dated after the manifest's `data_end` are quarantined (`after_data_end`).
+    Events dated after the manifest's `data_end` are quarantined (`after_data_end`); the
+    manifest and its `data_end` are required.
 
     Raises:
-        ContractError: a file or column is missing, a file cannot be read, or the quarantine
-            folder cannot be used.
+        ContractError: a file or column is missing, a file cannot be read, the manifest is
+            missing or unreadable or has no valid `data_end`, or the quarantine folder cannot
+            be used.
     """
     folder = Path(folder)
     quarantine = Path(quarantine) if quarantine is not None else folder / "quarantine"
@@ -356,10 +397,11 @@ def validate_portfolio(
     with folder_lock(staging):  # while held, no other run takes it for a leftover
         try:
             _retire(quarantine)  # first, so no stale report outlives a failed run
+            end = data_end(folder)
             portfolio = PortfolioFolder(folder)
             result = validate_tables(
                 portfolio,
-                data_end=_data_end(folder),
+                data_end=end,
                 progress=progress,
                 on_quarantined=write_quarantined,
             )

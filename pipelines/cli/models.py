@@ -157,6 +157,7 @@ def evaluate(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Evaluate registered models on the recent test window of a portfolio."""
+    from data_contracts.validation import ContractError
     from pipelines.evaluate import EvaluationError, evaluate_registered
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
@@ -164,7 +165,9 @@ def evaluate(
 
     config, _ = experiment_option(experiment)
     with (
-        user_errors("evaluating", EvaluationError, RegistryError, TrainingError, SplitError),
+        user_errors(
+            "evaluating", EvaluationError, RegistryError, TrainingError, SplitError, ContractError
+        ),
         console(stderr=True).status("evaluating"),
     ):
         results = evaluate_registered(data, config, model, which, tracking_uri)
@@ -204,6 +207,7 @@ def promote(
     """
     from data_contracts.contact_rules import RulesError, rules_file
     from data_contracts.settings import get_settings
+    from data_contracts.validation import ContractError
     from pipelines.audit import AuditError
     from pipelines.evaluate import EvaluationError, promote_challengers
     from pipelines.registry import RegistryError
@@ -224,6 +228,7 @@ def promote(
             SplitError,
             AuditError,
             RulesError,
+            ContractError,
         ),
         console(stderr=True).status("auditing and comparing challenger and champion"),
     ):
