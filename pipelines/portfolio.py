@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+from pyarrow.fs import LocalFileSystem
 
 from data_contracts.schemas import CONTRACTS, OPTIONAL_TABLES, empty_table
 from data_contracts.validation import (
@@ -47,7 +48,10 @@ def read_table(folder: Path, table: str) -> pd.DataFrame:
     if not path.is_file():
         raise ContractError(f"{path}: file not found (every portfolio needs {table}.parquet)")
     try:
-        return pd.read_parquet(path)
+        # Arrow's own filesystem, not a Python file object: with one, Arrow's I/O threads take
+        # the GIL to release it, and one doing so as the interpreter exits aborts the process
+        # ("terminate called without an active exception", exit 134)
+        return pd.read_parquet(path.resolve(), filesystem=LocalFileSystem())
     except Exception as error:  # pyarrow raises several unrelated types for a bad file
         raise ContractError(
             f"{path}: cannot be read as parquet ({type(error).__name__})"

@@ -275,3 +275,27 @@ def test_a_quarantine_is_recognised_by_its_files_and_a_folder_of_other_files_ref
     refused = run("validate", str(folder), "--quarantine", str(other))
     assert refused.returncode == 2 and "--quarantine" in refused.stderr
     assert (other / "debtors.parquet").read_bytes() == (folder / "debtors.parquet").read_bytes()
+
+
+def test_tables_are_read_without_handing_arrow_a_python_file(tmp_path: Path) -> None:
+    """pandas opens a local path itself and hands Arrow the Python file object; Arrow's I/O
+    threads then need the GIL to let go of it, and one still doing so when the interpreter
+    shuts down is killed inside a C++ destructor: `terminate called without an active
+    exception`, exit 134, seen after `validate` printed a missing column. Tables are read
+    through Arrow's own filesystem instead, so Python never opens a parquet file."""
+    folder = tmp_path / "p"
+    simulate_to_folder(SMALL, folder)
+    code = (
+        "import sys\n"
+        "opened = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'open' and str(args[0]).endswith('.parquet'):\n"
+        "        opened.append(str(args[0]))\n"
+        "sys.addaudithook(hook)\n"
+        "from pipelines.portfolio import PortfolioFolder\n"
+        f"tables = dict(PortfolioFolder({str(folder)!r}))\n"
+        "print(len(tables), opened)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=1) == ["7", "[]\n"]
