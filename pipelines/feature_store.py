@@ -42,6 +42,7 @@ from pipelines import crash_point, folder_lock
 
 SNAPSHOT_FOLDER = "features"
 STORE_FOLDER = "feature_store"
+REGISTRY = "registry.db"
 PROJECT = "cobranza"
 ROW_ID = "__row"
 
@@ -162,7 +163,7 @@ def _apply(folder: Path, online_path: Path | None) -> None:
     try:
         store = FeatureStore(config=config)
         store.apply(feature_repository(snapshot_root(folder).resolve()))
-        del store  # closes its connection to the online store file
+        del store  # and with it, its connection to the online store file
         _fsync(scratch)
         os.replace(scratch, registry)
         _fsync(store_dir)
@@ -198,7 +199,6 @@ def snapshot_times(folder: Path, entity: str = "account") -> list[pd.Timestamp]:
 # name a key prefix written in full before the marker key is set (not implemented).
 ONLINE_FOLDER = "online"
 PUBLISHED = "published.json"
-REGISTRY = "registry.db"
 LEGACY_ONLINE = "online.db"
 """The single online store file of earlier versions (written in place; removed on publish)."""
 
@@ -258,9 +258,12 @@ def open_published(folder: Path, attempts: int = 3) -> tuple[OnlineGeneration, s
             )
         try:
             return generation, _connect_published(generation.path)
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as error:
             if published_generation(folder) == generation:
-                raise
+                raise FeatureStoreError(
+                    f"{generation.path}: the published online store cannot be opened "
+                    f"({error}); rerun `cobranza features materialize`"
+                ) from None
     raise FeatureStoreError(f"{online_folder(folder)}: the online store kept changing; try again")
 
 

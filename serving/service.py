@@ -21,6 +21,7 @@ from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
 from features.compliance import contact_histories
 from features.history import HOUR_BANDS
+from pipelines.feature_store import FeatureStoreError
 from pipelines.registry import NEXT_BEST_ACTION_MODEL, PROPENSITY_MODEL, load_model, open_registry
 from serving.portfolio import PortfolioFeatures, flags, read_portfolio
 from serving.worklist import build_worklist, promise_follow_ups
@@ -213,9 +214,10 @@ class ScoringService:
                 ),
                 "offers": pd.read_parquet(folder / "offers.parquet", columns=["offer_id", "kind"]),
             }
-        except Exception as error:
-            if not any(e.startswith(problem) for e in self.errors):
-                self.errors.append(f"{problem}: {type(error).__name__}")
+        except Exception as error:  # our store errors say what to do; others, their type only
+            why = str(error) if isinstance(error, FeatureStoreError) else type(error).__name__
+            others = [e for e in self.errors if not e.startswith(problem)]
+            self.errors = [*others, f"{problem}: {why}"]
             return False
         self.history = history
         self.portfolio = portfolio

@@ -113,7 +113,8 @@ def test_a_service_without_a_store_serves_once_one_is_published(
     with started(portfolio, service) as (api, app):
         waiting = api.get("/ready")
         assert waiting.status_code == 503
-        assert any("online store of" in m for m in waiting.json()["detail"]["missing"])
+        missing = " ".join(waiting.json()["detail"]["missing"])
+        assert "online store of" in missing and "cobranza features materialize" in missing
         done = materialize(portfolio)
         _, err = done.communicate(timeout=300)
         assert done.returncode == 0, err
