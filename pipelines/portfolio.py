@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -129,11 +130,9 @@ def data_end(folder: Path) -> pd.Timestamp:
     if value is None or value == "":
         raise ContractError(f"{path}: no data_end (the moment the data ends, {example})")
     try:
-        end = pd.Timestamp(value) if isinstance(value, str) else pd.NaT
-    except (ValueError, OverflowError):
-        end = pd.NaT
-    if end is pd.NaT:  # the value itself is not repeated: messages never quote data
-        raise ContractError(f"{path}: data_end is not a date (expected {example})")
+        end = pd.Timestamp(datetime.fromisoformat(str(value)))
+    except (ValueError, OverflowError):  # the value is not repeated: messages never quote data
+        raise ContractError(f"{path}: data_end is not a date (expected {example})") from None
     return end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
 
 
@@ -291,8 +290,9 @@ def recover_output(folder: Path, notify: Callable[[str], None] | None = None) ->
             if leftover.name.startswith(prefixes[1]) and aside.is_dir() and not folder.exists():
                 aside.rename(folder)
                 say(f"restored {folder}, which an interrupted run had moved to {leftover}")
+            else:
+                say(f"removed {leftover}, left by an interrupted run")
             shutil.rmtree(leftover, ignore_errors=True)
-            say(f"removed {leftover}, left by an interrupted run")
 
 
 def _check_quarantine(folder: Path, quarantine: Path) -> None:
