@@ -135,9 +135,11 @@ def apply_repository(folder: Path) -> Any:
     """Register entities, sources, views and services (idempotent); returns the store.
 
     Writers of a store take turns (a lock on `DIR/feature_store/`), and the registry is
-    replaced atomically, so a run killed meanwhile leaves the previous registry whole.
+    replaced atomically, so a run killed meanwhile leaves the previous registry whole; online
+    store files that killed materializations left are deleted.
     """
     with _store_lock(folder):
+        _remove_unpublished(folder)  # what killed runs left
         _apply(folder, None)
         write_store_yaml(folder)
     return open_store(folder)
