@@ -176,7 +176,7 @@ def _feast_file_store(folder: Path, entity_rows):
 def stage_online(folder: Path, requests: int, materialize: bool = True) -> dict:
     import pandas as pd
 
-    from pipelines.feature_store import OnlineFeatures, materialize_latest
+    from pipelines.feature_store import OnlineFeatures, materialize_latest, published_generation
 
     started = time.perf_counter()
     if materialize:
@@ -186,6 +186,9 @@ def stage_online(folder: Path, requests: int, materialize: bool = True) -> dict:
     rng = np.random.default_rng(1)
     picked = accounts.iloc[rng.integers(0, len(accounts), requests)]
     reader = OnlineFeatures(folder)
+    generation = published_generation(folder)
+    assert generation is not None  # OnlineFeatures opened it
+    online_file = generation.path
     rows = [{"account_id": int(a), "debtor_id": int(d)} for a, d in picked.itertuples(index=False)]
     for row in rows[:50]:
         reader.get([row])  # warm up
@@ -210,7 +213,7 @@ def stage_online(folder: Path, requests: int, materialize: bool = True) -> dict:
     raw_ms = np.array(raw) * 1e3
     return {
         "materialize_seconds": round(materialize_seconds, 1) if materialize_seconds else None,
-        "online_db_gib": round((folder / "feature_store" / "online.db").stat().st_size / 2**30, 1),
+        "online_db_gib": round(online_file.stat().st_size / 2**30, 1),
         "service_one_account_p50_ms": round(float(np.percentile(ms, 50)), 3),
         "service_one_account_p99_ms": round(float(np.percentile(ms, 99)), 3),
         "raw_two_features_p50_ms": round(float(np.percentile(raw_ms, 50)), 3),

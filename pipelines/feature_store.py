@@ -2,7 +2,13 @@
 
 Layout under a portfolio folder DIR:
 - `DIR/features/account/as_of=....parquet`, `DIR/features/debtor/...`: snapshots (offline data);
-- `DIR/feature_store/`: `feature_store.yaml`, the registry and the SQLite online store.
+- `DIR/feature_store/`: `feature_store.yaml`, the registry, and under `online/` the SQLite
+  online store: generations (one file per materialization) and `published.json`, which names
+  the complete one readers use.
+
+Writers (apply, materialize) take turns and publish atomically, so a process killed at any
+instant leaves readers the last complete registry and online store, and the next run deletes
+what it left.
 
 The offline store is Feast's DuckDB store (Feast's default file store silently drops entity
 rows; DuckDB keeps every row). Training sets default to a direct as-of join over the same
@@ -13,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import shutil
 import sqlite3
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +38,11 @@ import pyarrow.parquet as pq
 from data_contracts.settings import FeatureStoreSettings, get_settings
 from features.catalog import ALL_FEATURES
 from features.snapshot import micros
+from pipelines import crash_point, folder_lock
 
 SNAPSHOT_FOLDER = "features"
 STORE_FOLDER = "feature_store"
+REGISTRY = "registry.db"
 PROJECT = "cobranza"
 ROW_ID = "__row"
 
@@ -53,8 +65,18 @@ def _quiet_feast() -> None:
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*")
 
 
-def repo_config(folder: Path, settings: FeatureStoreSettings | None = None) -> Any:
-    """Feast `RepoConfig` for a portfolio folder (embedded SQLite online store by default)."""
+def repo_config(
+    folder: Path,
+    settings: FeatureStoreSettings | None = None,
+    online_path: Path | None = None,
+    registry: Path | None = None,
+) -> Any:
+    """Feast `RepoConfig` for a portfolio folder (embedded SQLite online store by default).
+
+    The SQLite online store is the published generation (see `published_generation`) unless
+    `online_path` names another file, such as a generation being written; `registry` likewise
+    defaults to the portfolio's `registry.db`.
+    """
     _quiet_feast()
     from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
@@ -73,10 +95,10 @@ def repo_config(folder: Path, settings: FeatureStoreSettings | None = None) -> A
             connection_string=settings.redis_connection_string.get_secret_value()
         )
     else:
-        online = SqliteOnlineStoreConfig(path=str(store_dir / "online.db"))
+        online = SqliteOnlineStoreConfig(path=str(online_path or _reader_path(folder)))
     return RepoConfig(
         project=PROJECT,
-        registry=str(store_dir / "registry.db"),
+        registry=str(registry or store_dir / REGISTRY),
         provider="local",
         offline_store=DuckDBOfflineStoreConfig(),
         online_store=online,
@@ -86,40 +108,76 @@ def repo_config(folder: Path, settings: FeatureStoreSettings | None = None) -> A
 
 
 def write_store_yaml(folder: Path) -> Path:
-    """A `feature_store.yaml` so the Feast CLI can inspect the store (`feast -c DIR ...`)."""
+    """A `feature_store.yaml` so the Feast CLI can inspect the store (`feast -c DIR ...`),
+    naming the published online store generation; replaced atomically."""
     store_dir = Path(folder).resolve() / STORE_FOLDER
     path = store_dir / "feature_store.yaml"
-    path.write_text(
+    _write_atomically(
+        path,
         f"project: {PROJECT}\n"
-        f"registry: {store_dir / 'registry.db'}\n"
+        f"registry: {store_dir / REGISTRY}\n"
         "provider: local\n"
         "offline_store:\n  type: duckdb\n"
-        f"online_store:\n  type: sqlite\n  path: {store_dir / 'online.db'}\n"
-        "entity_key_serialization_version: 3\n"
+        f"online_store:\n  type: sqlite\n  path: {_reader_path(folder)}\n"
+        "entity_key_serialization_version: 3\n",
     )
     return path
 
 
-def open_store(folder: Path) -> Any:
-    """The portfolio's `feast.FeatureStore`."""
+def open_store(folder: Path, online_path: Path | None = None) -> Any:
+    """The portfolio's `feast.FeatureStore` (reading the published online store generation)."""
     from feast import FeatureStore
 
-    return FeatureStore(config=repo_config(folder))
+    return FeatureStore(config=repo_config(folder, online_path=online_path))
 
 
 def apply_repository(folder: Path) -> Any:
-    """Register entities, sources, views and services (idempotent); returns the store."""
+    """Register entities, sources, views and services (idempotent); returns the store.
+
+    Writers of a store take turns (a lock on `DIR/feature_store/`), and the registry is
+    replaced atomically, so a run killed meanwhile leaves the previous registry whole; online
+    store files that killed materializations left are deleted.
+    """
+    with _store_lock(folder):
+        _remove_unpublished(folder)  # what killed runs left
+        _apply(folder, None)
+        write_store_yaml(folder)
+    return open_store(folder)
+
+
+def _apply(folder: Path, online_path: Path | None) -> None:
+    """Apply the repository to a copy of the registry, then rename it over the registry (Feast
+    rewrites its registry file in place). Tables go to `online_path` (a generation being
+    written), else to a scratch file, never to a published generation. Hold the store lock."""
+    from feast import FeatureStore
+
     from features.repo.definitions import feature_repository
 
-    store = open_store(folder)
-    store.apply(feature_repository(snapshot_root(folder).resolve()))
-    write_store_yaml(folder)
-    return store
+    store_dir = Path(folder).resolve() / STORE_FOLDER
+    registry, scratch = store_dir / REGISTRY, store_dir / f".{REGISTRY}.partial"
+    if registry.is_file():
+        shutil.copyfile(registry, scratch)
+    online = online_path
+    if online is None:
+        online = online_folder(folder) / ".apply.db"
+        online.parent.mkdir(parents=True, exist_ok=True)
+    config = repo_config(folder, online_path=online, registry=scratch)
+    try:
+        store = FeatureStore(config=config)
+        store.apply(feature_repository(snapshot_root(folder).resolve()))
+        del store  # and with it, its connection to the online store file
+        _fsync(scratch)
+        os.replace(scratch, registry)
+        _fsync(store_dir)
+    finally:
+        scratch.unlink(missing_ok=True)
+        if online_path is None:
+            _remove_database(online)
 
 
 def _registered_store(folder: Path) -> Any:
     """The store, applying the repository only if the registry does not exist yet."""
-    if (Path(folder) / STORE_FOLDER / "registry.db").is_file():
+    if (Path(folder) / STORE_FOLDER / REGISTRY).is_file():
         return open_store(folder)
     return apply_repository(folder)
 
@@ -134,6 +192,90 @@ def snapshot_times(folder: Path, entity: str = "account") -> list[pd.Timestamp]:
     return sorted(times)
 
 
+# ----- online store generations -----------------------------------------------------------
+# A materialization writes a new SQLite file (a generation) under DIR/feature_store/online/,
+# and publishes it when complete by atomically replacing `published.json`, which names it.
+# Readers open only the published generation, so they never see a store being written (a
+# hot journal, or one view of the new snapshot beside the other of the old one); a killed
+# run leaves an unpublished file that the next run deletes. With Redis the same marker would
+# name a key prefix written in full before the marker key is set (not implemented).
+ONLINE_FOLDER = "online"
+PUBLISHED = "published.json"
+LEGACY_ONLINE = "online.db"
+"""The single online store file of earlier versions (written in place; removed on publish)."""
+
+
+@dataclass(frozen=True)
+class OnlineGeneration:
+    """One complete copy of the SQLite online store, as a materialization published it."""
+
+    name: str
+    """File name, unique per materialization (time written and process id)."""
+    path: Path
+    as_of: str
+    """As-of time of the snapshot it holds (ISO 8601)."""
+
+
+def online_folder(folder: Path) -> Path:
+    return Path(folder).resolve() / STORE_FOLDER / ONLINE_FOLDER
+
+
+def published_generation(folder: Path) -> OnlineGeneration | None:
+    """The online store generation readers use (None before the first materialization)."""
+    marker = online_folder(folder) / PUBLISHED
+    try:
+        record = json.loads(marker.read_text())
+        name, as_of = str(record["generation"]), str(record["as_of"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FeatureStoreError(
+            f"{marker}: unreadable ({type(error).__name__}); "
+            "rerun `cobranza features materialize` to publish the online store again"
+        ) from None
+    if Path(name).name != name:
+        raise FeatureStoreError(f"{marker}: generation {name!r} is not a file name")
+    return OnlineGeneration(name, marker.parent / name, as_of)
+
+
+def _reader_path(folder: Path) -> Path:
+    """The published generation's file, or a name no writer uses before there is one."""
+    try:
+        generation = published_generation(folder)
+    except FeatureStoreError:
+        generation = None
+    return generation.path if generation else online_folder(folder) / "unpublished.db"
+
+
+def open_published(folder: Path, attempts: int = 3) -> tuple[OnlineGeneration, sqlite3.Connection]:
+    """A read-only connection to the published generation, opened at once, so a newer
+    publication deleting this file meanwhile does not disturb the reads (the open file stays
+    readable); retried when a publication replaces it between finding and opening it."""
+    for _ in range(attempts):
+        generation = published_generation(folder)
+        if generation is None:
+            raise FeatureStoreError(
+                f"{online_folder(folder)}: no online store published yet "
+                "(run `cobranza features materialize`)"
+            )
+        try:
+            return generation, _connect_published(generation.path)
+        except sqlite3.OperationalError as error:
+            if published_generation(folder) == generation:
+                raise FeatureStoreError(
+                    f"{generation.path}: the published online store cannot be opened "
+                    f"({error}); rerun `cobranza features materialize`"
+                ) from None
+    raise FeatureStoreError(f"{online_folder(folder)}: the online store kept changing; try again")
+
+
+def _connect_published(path: Path) -> sqlite3.Connection:
+    """Read-only; `immutable`, since a published generation is never written again (no locks,
+    no journal to look for)."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
 MATERIALIZE_CHUNK_ROWS = 20_000
 
 
@@ -142,9 +284,11 @@ def materialize_latest(
 ) -> pd.Timestamp:
     """Load the newest snapshot of every view into the online store; returns its as-of time.
 
-    Rows go through Feast's `write_to_online_store` a chunk at a time: Feast's `materialize`
-    builds every row of the time range in memory at once, which does not fit for a million
-    accounts, while chunks keep memory flat whatever the portfolio size.
+    With SQLite, a new generation file is written in full and then published atomically;
+    unpublished files of killed runs and superseded generations are deleted. Rows go through
+    Feast's `write_to_online_store` a chunk at a time: Feast's `materialize` builds every row
+    of the time range in memory at once, which does not fit for a million accounts, while
+    chunks keep memory flat whatever the portfolio size.
     """
     times = snapshot_times(folder)
     if not times:
@@ -152,21 +296,107 @@ def materialize_latest(
             f"{snapshot_root(folder)}: no snapshots (run `cobranza features build`)"
         )
     latest = times[-1]
-    store = apply_repository(folder)
+    sqlite_store = get_settings().feature_store.online_store == "sqlite"
+    with _store_lock(folder):
+        online = online_folder(folder)
+        online.mkdir(parents=True, exist_ok=True)
+        _remove_unpublished(folder)  # what killed runs left
+        path = None
+        if sqlite_store:
+            path = online / f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}.db"
+        _apply(folder, path)
+        rows = _write_latest(open_store(folder, online_path=path), folder, latest, progress)
+        if path is not None:
+            _publish(folder, path, latest, rows)
+            _remove_unpublished(folder)  # the generation it replaces
+        write_store_yaml(folder)
+    return latest
+
+
+def _write_latest(
+    store: Any, folder: Path, latest: pd.Timestamp, progress: Callable[[int, int], None] | None
+) -> dict[str, int]:
+    """Write the snapshot of `latest` of every view through `store`; rows per view."""
     name = "as_of=" + latest.strftime("%Y-%m-%dT%H_%M_%S") + ".parquet"
     views = [("account", "account_features"), ("debtor", "debtor_features")]
     files = [(snapshot_root(folder) / entity / name, view) for entity, view in views]
     total = sum(pq.ParquetFile(path).metadata.num_rows for path, _ in files)
-    done = 0
+    done, rows = 0, {}
     for path, view in files:
+        rows[view] = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=MATERIALIZE_CHUNK_ROWS):
             frame = batch.to_pandas()
             with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress
                 store.write_to_online_store(view, frame)
             done += len(frame)
+            rows[view] += len(frame)
+            crash_point("after_first_commit")
             if progress is not None:
                 progress(done, total)
-    return latest
+    return rows
+
+
+def _publish(folder: Path, path: Path, as_of: pd.Timestamp, rows: dict[str, int]) -> None:
+    """Make a complete generation the one readers open: flush it to disk, then replace the
+    marker atomically (a reader sees the old marker or the new one, never a partial one)."""
+    _fsync(path)
+    record = {
+        "generation": path.name,
+        "as_of": as_of.isoformat(),
+        "rows": rows,
+        "published_at": datetime.now(UTC).isoformat(),
+    }
+    _write_atomically(online_folder(folder) / PUBLISHED, json.dumps(record, indent=2) + "\n")
+
+
+def _remove_unpublished(folder: Path) -> None:
+    """Delete every online store file but the published generation: unpublished generations
+    of killed runs, superseded ones, scratch files, and the legacy `online.db` once a
+    generation is published. Only under the store lock (no writer is using them)."""
+    online = online_folder(folder)
+    try:
+        published = published_generation(folder)
+    except FeatureStoreError:  # a damaged marker: everything goes, a new generation follows
+        published = None
+    keep = {PUBLISHED, published.name if published else ""}
+    for path in online.iterdir() if online.is_dir() else ():
+        if path.name not in keep and path.is_file():
+            path.unlink(missing_ok=True)
+    if published is not None:
+        _remove_database(online.parent / LEGACY_ONLINE)
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _store_lock(folder: Path) -> Iterator[None]:
+    """Writers of a portfolio's feature store (apply, materialize) take turns."""
+    store_dir = Path(folder).resolve() / STORE_FOLDER
+    store_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(store_dir):
+        yield
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's (its entries') data to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _service(store: Any, name: str) -> Any:
@@ -307,21 +537,22 @@ class OnlineFeatures:
     read-only connection and decoded from Feast's value protos: this skips Feast's per-request
     response building, which costs more than the read itself for a hundred features (p99 above
     2 ms at a million accounts). Other online stores go through `get_online_features`. A test
-    checks both paths return the same values.
+    checks both paths return the same values. A reader keeps the generation published when it
+    was made; make a new one to read a later materialization.
     """
 
     def __init__(self, folder: Path, service: str = "debtor_scoring_v1") -> None:
-        self.store = open_store(folder)
+        self._connection: sqlite3.Connection | None = None
+        path = None
+        if get_settings().feature_store.online_store == "sqlite":
+            generation, self._connection = open_published(folder)
+            path = generation.path
+        self.store = open_store(folder, online_path=path)
         self.service = _service(self.store, service)
         self._views = [
             (view, view.entity_columns[0].name, names)
             for view, names in _views_of(self.store, self.service)
         ]
-        self._connection: sqlite3.Connection | None = None
-        online = self.store.config.online_store
-        if getattr(online, "type", "") == "sqlite" and Path(online.path).is_file():
-            uri = f"file:{Path(online.path).resolve()}?mode=ro"
-            self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
 
     def get(self, entity_rows: Sequence[dict[str, int]]) -> dict[str, list[Any]]:
         """Column name -> values, one per entity row (None where unknown)."""
@@ -449,21 +680,49 @@ def decode_value_column(blobs: Sequence[bytes | None]) -> np.ndarray:
 class OnlineSnapshot:
     """Every entity's latest values in a portfolio's SQLite online store, read in bulk: what
     the scoring service keeps in memory to score and rank a whole portfolio without one read
-    per account. `stamp` changes whenever the online store file is written (a new
-    materialization), so a reader can tell when to read again."""
+    per account.
 
-    def __init__(self, folder: Path, service: str = "debtor_scoring_v1") -> None:
-        self.store = open_store(folder)
-        self.service = _service(self.store, service)
-        online = self.store.config.online_store
-        if getattr(online, "type", "") != "sqlite":
+    It reads one published generation, opened when it is made (`generation`, default: the
+    one published now; give another snapshot's to read several services from the same one).
+    `stamp()` names that generation; `published_generation(folder)` naming another means a
+    newer materialization, so a reader can tell when to read again. Close it when done: an
+    open generation keeps its disk space after a newer one replaces it.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        service: str = "debtor_scoring_v1",
+        generation: OnlineGeneration | None = None,
+    ) -> None:
+        if get_settings().feature_store.online_store != "sqlite":
             raise FeatureStoreError("bulk online reads need the embedded SQLite online store")
-        self.path = Path(online.path)
+        if generation is None:
+            self.generation, self._connection = open_published(folder)
+        else:
+            self.generation = generation
+            try:
+                self._connection = _connect_published(generation.path)
+            except sqlite3.OperationalError:
+                raise FeatureStoreError(
+                    f"{generation.path}: replaced by a newer materialization; read again"
+                ) from None
+        self.path = self.generation.path
+        self.store = open_store(folder, online_path=self.path)
+        self.service = _service(self.store, service)
 
-    def stamp(self) -> tuple[int, int]:
-        """(modification time in ns, size) of the online store file."""
-        status = self.path.stat()
-        return status.st_mtime_ns, status.st_size
+    def stamp(self) -> str:
+        """The generation read (its file name, unique per materialization)."""
+        return self.generation.name
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> OnlineSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def read(self, entity_ids: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
         """For each entity key (`account_id`, `debtor_id`) with the ids wanted: a frame of the
@@ -473,36 +732,33 @@ class OnlineSnapshot:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
-        uri = f"file:{self.path.resolve()}?mode=ro"
         frames: dict[str, list[pd.DataFrame]] = {}
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
-            for view, names in _views_of(self.store, self.service):
-                key = view.entity_columns[0].name
-                ids = np.asarray(entity_ids.get(key, []), dtype=np.int64)
-                id_of = {
-                    serialize_entity_key(
-                        EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(i))]),
-                        entity_key_serialization_version=3,
-                    ): int(i)
-                    for i in ids
-                }
-                table = compute_table_id(self.store.config.project, view)
-                rows = pd.DataFrame(
-                    connection.execute(
-                        f'SELECT entity_key, feature_name, value FROM "{table}"'
-                    ).fetchall(),
-                    columns=["entity_key", "feature", "value"],
-                )
-                rows["id"] = rows["entity_key"].map(id_of)
-                rows = rows[rows["id"].notna() & rows["feature"].isin(names)]
-                index = pd.Index(sorted(rows["id"].astype(np.int64).unique()), name=key)
-                columns = {}
-                for name, group in rows.groupby("feature", sort=False):
-                    decoded = decode_value_column(group["value"].tolist())
-                    column = pd.Series(decoded, index=group["id"].astype(np.int64).to_numpy())
-                    columns[str(name)] = column.reindex(index)
-                frame = pd.DataFrame(
-                    {n: columns.get(n, pd.Series(np.nan, index=index)) for n in names}
-                )
-                frames.setdefault(key, []).append(frame)
+        connection = self._connection
+        for view, names in _views_of(self.store, self.service):
+            key = view.entity_columns[0].name
+            ids = np.asarray(entity_ids.get(key, []), dtype=np.int64)
+            id_of = {
+                serialize_entity_key(
+                    EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(i))]),
+                    entity_key_serialization_version=3,
+                ): int(i)
+                for i in ids
+            }
+            table = compute_table_id(self.store.config.project, view)
+            rows = pd.DataFrame(
+                connection.execute(
+                    f'SELECT entity_key, feature_name, value FROM "{table}"'
+                ).fetchall(),
+                columns=["entity_key", "feature", "value"],
+            )
+            rows["id"] = rows["entity_key"].map(id_of)
+            rows = rows[rows["id"].notna() & rows["feature"].isin(names)]
+            index = pd.Index(sorted(rows["id"].astype(np.int64).unique()), name=key)
+            columns = {}
+            for name, group in rows.groupby("feature", sort=False):
+                decoded = decode_value_column(group["value"].tolist())
+                column = pd.Series(decoded, index=group["id"].astype(np.int64).to_numpy())
+                columns[str(name)] = column.reindex(index)
+            frame = pd.DataFrame({n: columns.get(n, pd.Series(np.nan, index=index)) for n in names})
+            frames.setdefault(key, []).append(frame)
         return {key: pd.concat(parts, axis=1) for key, parts in frames.items()}

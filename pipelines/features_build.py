@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.snapshot import feature_inputs, feature_snapshots
 from pipelines.feature_store import apply_repository, snapshot_root
-from pipelines.portfolio import read_manifest, validate_portfolio, write_tables
+from pipelines.portfolio import data_end, validate_portfolio, write_tables
 
 
 class FeatureBuildError(RuntimeError):
@@ -55,24 +55,10 @@ def as_of_times(start: pd.Timestamp, end: pd.Timestamp, every: str) -> list[pd.T
 
 
 def data_window(
-    tables: dict[str, pd.DataFrame], manifest: dict[str, object]
+    tables: dict[str, pd.DataFrame], end: pd.Timestamp
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First placement and end of the data (the manifest's data_end, else the last event)."""
-    first = tables["accounts"]["placed_at"].min()
-    if manifest.get("data_end"):
-        end = pd.Timestamp(str(manifest["data_end"]))
-    else:
-        candidates = [
-            tables[name][column].max()
-            for name, column in (
-                ("payments", "paid_at"),
-                ("contacts", "attempted_at"),
-                ("accounts", "placed_at"),
-            )
-            if len(tables[name])
-        ]
-        end = max(candidates)
-    return first, end
+    """First placement and end of the data (the manifest's data_end)."""
+    return tables["accounts"]["placed_at"].min(), end
 
 
 def build_snapshots(
@@ -106,7 +92,7 @@ def build_snapshots(
     del result  # the other columns are not needed: free them before computing
     if not len(tables["accounts"]):
         raise FeatureBuildError(f"{folder}: no valid accounts")
-    first, last = data_window(tables, read_manifest(folder))
+    first, last = data_window(tables, data_end(folder))
     if start is None:  # a step after the first placement, or the end if the data is shorter
         start = min((first + step).normalize(), last)
     if end is None:

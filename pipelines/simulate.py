@@ -17,13 +17,15 @@ def simulate_to_folder(
     folder: Path,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> dict[str, object]:
     """Simulate a portfolio and write it table by table; returns the manifest.
 
     The hidden truth goes to `<folder>/truth/` (debtor traits, per-contact true probabilities,
-    `params.json`); only benchmarks may read it.
+    `params.json`); only benchmarks may read it. `notify` hears what an interrupted earlier run
+    left and was cleaned up.
     """
-    with staged_output(Path(folder), overwrite) as staging:
+    with staged_output(Path(folder), overwrite, notify=notify) as staging:
         output = run_simulation(config, progress)
         rows: dict[str, int] = {}
         for kind, name, frame in iter_tables(output):

@@ -25,13 +25,21 @@ current); `opened_at` is not in the data and is set to 2005-04-01, the first mon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data_contracts.schemas import empty_table
-from pipelines.portfolio import MANIFEST, check_output, staged_output, write_json, write_tables
+from pipelines.portfolio import (
+    MANIFEST,
+    check_output,
+    recover_output,
+    staged_output,
+    write_json,
+    write_tables,
+)
 
 TIMEZONE = "Asia/Taipei"
 CURRENCY = "TWD"
@@ -278,8 +286,12 @@ def read_taiwan_csv(path: Path) -> pd.DataFrame:
     return numbers.astype(np.int64)
 
 
-def import_taiwan_to_folder(csv: Path, out: Path, overwrite: bool = False) -> dict[str, object]:
-    """Read the CSV, map it, and write the portfolio folder (tables, labels, manifest)."""
+def import_taiwan_to_folder(
+    csv: Path, out: Path, overwrite: bool = False, notify: Callable[[str], None] | None = None
+) -> dict[str, object]:
+    """Read the CSV, map it, and write the portfolio folder (tables, labels, manifest);
+    `notify` hears what an interrupted earlier run left and was cleaned up."""
+    recover_output(Path(out), notify)
     check_output(Path(out), overwrite, keep=[Path(csv)])
     raw = read_taiwan_csv(csv)
     tables, labels = taiwan_to_tables(raw)
@@ -295,7 +307,7 @@ def import_taiwan_to_folder(csv: Path, out: Path, overwrite: bool = False) -> di
         },
         "rows": {name: len(frame) for name, frame in tables.items()},
     }
-    with staged_output(Path(out), overwrite, keep=[Path(csv)]) as folder:
+    with staged_output(Path(out), overwrite, keep=[Path(csv)], notify=notify) as folder:
         write_tables(folder, tables)
         write_tables(folder / "labels", {"default_next_month": labels})
         write_json(folder / MANIFEST, manifest)

@@ -30,7 +30,8 @@ from pipelines.feature_store import (
     training_set,
 )
 from pipelines.feature_store import snapshot_times as feature_snapshot_times
-from pipelines.portfolio import read_manifest, validate_portfolio
+from pipelines.portfolio import data_end as manifest_data_end
+from pipelines.portfolio import validate_portfolio
 from pipelines.registry import (
     NEXT_BEST_ACTION_MODEL,
     PROPENSITY_MODEL,
@@ -83,13 +84,6 @@ def data_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-def _data_end(folder: Path, tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    manifest = read_manifest(folder)
-    if manifest.get("data_end"):
-        return pd.Timestamp(str(manifest["data_end"])).tz_convert("UTC")
-    return pd.Timestamp(tables["payments"]["paid_at"].max())
-
-
 def read_valid_tables(folder: Path) -> dict[str, pd.DataFrame]:
     """The portfolio's valid rows (validation writes its quarantine report as usual)."""
     return dict(validate_portfolio(folder).valid)
@@ -126,7 +120,7 @@ def prepare_data(
         )
     say("validating the portfolio")
     tables = read_valid_tables(folder)
-    data_end = _data_end(folder, tables)
+    data_end = manifest_data_end(folder)
     features, categorical = service_inputs(folder, config.feature_service)
     if (folder / TAIWAN_LABELS).is_file():
         return _prepare_external_labels(folder, tables, config, features, categorical, data_end)

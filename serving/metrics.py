@@ -54,8 +54,9 @@ class ServiceMetrics:
 
         self.swaps = Counter(
             "cobranza_model_swaps",
-            "Registry checks: a new champion swapped in, refused (failed to load or to answer a "
-            "smoke prediction), or the registry unreachable.",
+            "Registry and store checks: a new champion or feature copy swapped in, refused "
+            "(failed to load or to answer a smoke prediction), waiting (no features to test it "
+            "on yet), or the registry or online store unreachable.",
             ["outcome"],
             registry=self.registry,
         )

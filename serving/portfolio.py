@@ -2,13 +2,15 @@
 read in bulk from the Feast online store, and the models' encoded matrices over them.
 
 Scoring one account is then a row lookup and LightGBM on a numpy row, and a worklist over the
-whole portfolio needs no per-account store reads. The copy is re-read when the online store
-file changes (a new materialization); requests in flight keep the copy they started with.
+whole portfolio needs no per-account store reads. The copy is re-read when a new online store
+generation is published (a new materialization); requests in flight keep the copy they
+started with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
-from pipelines.feature_store import OnlineSnapshot
+from pipelines.feature_store import OnlineSnapshot, published_generation
 
 
 def flags(values: pd.Series) -> np.ndarray:
@@ -30,10 +32,10 @@ class PortfolioFeatures:
     """Raw feature values of every account (index: account id) and lookups over them."""
 
     frame: pd.DataFrame
-    store_path: Path
-    """The online store file the values were read from."""
-    stamp: tuple[int, int]
-    """Its (modification time in ns, size) when read."""
+    folder: Path
+    """The portfolio folder whose online store the values were read from."""
+    stamp: str
+    """The online store generation read (unique per materialization)."""
     services: tuple[str, ...]
     timezone: np.ndarray
     """Each row's debtor time zone (None when unknown)."""
@@ -54,11 +56,11 @@ class PortfolioFeatures:
         self._sorted_rows = np.argsort(ids, kind="stable")
         self._sorted_ids = ids[self._sorted_rows]
 
-    def current_stamp(self) -> tuple[int, int]:
-        """The online store file's stamp now: different from `stamp` after a new
+    def current_stamp(self) -> str | None:
+        """The generation published now: different from `stamp` after a new
         materialization."""
-        status = self.store_path.stat()
-        return status.st_mtime_ns, status.st_size
+        generation = published_generation(self.folder)
+        return generation.name if generation is not None else None
 
     def positions(self, account_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Row of each account id (-1 when the store does not know it)."""
@@ -98,14 +100,19 @@ def read_portfolio(
         "account_id": accounts["account_id"].to_numpy(np.int64),
         "debtor_id": accounts["debtor_id"].unique(),
     }
-    snapshots = [OnlineSnapshot(folder, service) for service in dict.fromkeys(services)]
-    if not snapshots:
+    wanted = list(dict.fromkeys(services))
+    if not wanted:
         raise ValueError("no feature service to read")
-    stamp = snapshots[0].stamp()  # before reading: a write meanwhile shows as a change later
     parts: dict[str, list[pd.DataFrame]] = {}
-    for snapshot in snapshots:
-        for key, frame in snapshot.read(ids).items():
-            parts.setdefault(key, []).append(frame)
+    with ExitStack() as opened:  # every service from one generation, closed after reading
+        first = opened.enter_context(OnlineSnapshot(folder, wanted[0]))
+        snapshots = [first] + [
+            opened.enter_context(OnlineSnapshot(folder, service, first.generation))
+            for service in wanted[1:]
+        ]
+        for snapshot in snapshots:
+            for key, frame in snapshot.read(ids).items():
+                parts.setdefault(key, []).append(frame)
     merged = {}
     for key, frames in parts.items():
         joined = pd.concat(frames, axis=1)
@@ -134,8 +141,8 @@ def read_portfolio(
     }
     return PortfolioFeatures(
         frame=frame,
-        store_path=snapshots[0].path,
-        stamp=stamp,
+        folder=Path(folder),
+        stamp=first.stamp(),
         services=tuple(services),
         timezone=zone.to_numpy(object),
         region=region.to_numpy(object),

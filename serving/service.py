@@ -22,6 +22,7 @@ from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
 from features.compliance import contact_histories
 from features.history import HOUR_BANDS
+from pipelines.feature_store import FeatureStoreError
 from pipelines.registry import (
     NEXT_BEST_ACTION_MODEL,
     PROPENSITY_MODEL,
@@ -190,10 +191,26 @@ class ScoringService:
         service can start, answer /health and report what is missing on /ready."""
         service = cls(settings)
         service.load_champions(tracking_uri)
-        folder = Path(settings.portfolio)
+        service.load_portfolio()
         try:
-            service.portfolio = service.read_features()
-            service.history = {
+            service.rules = load_rules(settings.contact_rules)
+        except RulesError as error:  # names the file and the problem
+            service.errors.append(str(error))
+        except Exception as error:
+            service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
+        return service
+
+    def _store_problem(self) -> str:
+        return f"online store of {Path(self.settings.portfolio)}"
+
+    def load_portfolio(self) -> bool:
+        """Read the features and the contact history; on failure record why (a later call,
+        from the watch, retries: the store may not be published yet). Returns success."""
+        folder = Path(self.settings.portfolio)
+        problem = self._store_problem()
+        try:
+            portfolio = self.read_features()
+            history = {
                 "contacts": pd.read_parquet(
                     folder / "contacts.parquet",
                     columns=["account_id", "channel", "direction", "attempted_at", "outcome"],
@@ -204,15 +221,15 @@ class ScoringService:
                 ),
                 "offers": pd.read_parquet(folder / "offers.parquet", columns=["offer_id", "kind"]),
             }
-        except Exception as error:
-            service.errors.append(f"online store of {folder}: {type(error).__name__}")
-        try:
-            service.rules = load_rules(settings.contact_rules)
-        except RulesError as error:  # names the file and the problem
-            service.errors.append(str(error))
-        except Exception as error:
-            service.errors.append(f"contact rules {settings.contact_rules}: {type(error).__name__}")
-        return service
+        except Exception as error:  # our store errors say what to do; others, their type only
+            why = str(error) if isinstance(error, FeatureStoreError) else type(error).__name__
+            others = [e for e in self.errors if not e.startswith(problem)]
+            self.errors = [*others, f"{problem}: {why}"]
+            return False
+        self.history = history
+        self.portfolio = portfolio
+        self.errors = [e for e in self.errors if not e.startswith(problem)]
+        return True
 
     def load_champions(self, tracking_uri: str | None) -> None:
         """Load the models holding the serving alias; each failure is recorded in one line
@@ -624,20 +641,29 @@ class ScoringService:
         return portfolio
 
     def refresh_features(self) -> list[str]:
-        """Re-read the features when the online store changed (a new materialization)."""
+        """Re-read the features when a new online store generation was published (a new
+        materialization), or read them for the first time if that failed so far."""
         portfolio = self.portfolio
         if portfolio is None:
-            return []
+            if not self.load_portfolio() or self.portfolio is None:
+                return []
+            return [f"swapped features: {int(self.portfolio.has_features.sum())} accounts"]
         try:
             if portfolio.current_stamp() == portfolio.stamp:
                 return []
             fresh = self.read_features()
-            if self.propensity is not None:
-                self._encoded_portfolio(fresh, self.propensity, self.actions)
+            propensity = self.propensity
+            warmed = {}
+            if propensity is not None:
+                self._encoded_portfolio(fresh, propensity, self.actions)
+                warmed = self.warm_reasons(propensity, fresh)
         except Exception as error:
             return [f"unreachable online store ({type(error).__name__})"]
+        if propensity is not None and warmed:
+            self._swap_reasons(warmed, propensity, fresh)
+        else:
+            self.reason_cache.clear()
         self.portfolio = fresh
-        self.reason_cache.clear()
         return [f"swapped features: {int(fresh.has_features.sum())} accounts"]
 
     def refresh(self) -> list[str]:
@@ -646,13 +672,13 @@ class ScoringService:
         Requests in flight keep the model object they started with."""
         from mlflow.tracking import MlflowClient
 
+        messages = self.refresh_features()  # first: a smoke test needs the features
         if not self.registry_open:  # it did not exist at start: look again
             try:
                 open_registry(self.tracking_uri, create=False)
                 self.registry_open = True
             except RegistryError as error:
-                return [f"unreachable registry: {error}", *self.refresh_features()]
-        messages = []
+                return [*messages, f"unreachable registry: {error}"]
         alias = self.settings.model_alias
         models = (("propensity", PROPENSITY_MODEL), ("actions", NEXT_BEST_ACTION_MODEL))
         for attribute, name in models:
@@ -671,6 +697,9 @@ class ScoringService:
                 if candidate.version != version:
                     continue  # the alias moved again while loading: next round
                 portfolio = self.smoke_test(attribute, candidate)
+            except ServiceNotReady as error:  # no features to test it on yet: not its fault
+                messages.append(f"waiting {name} v{version}: {error}")
+                continue
             except Exception as error:
                 self.refused.setdefault(name, set()).add(version)
                 messages.append(f"refused {name} v{version}: {type(error).__name__}: {error}")
@@ -682,4 +711,4 @@ class ScoringService:
             setattr(self, attribute, candidate)
             previous = "none" if current is None else f"v{current.version}"
             messages.append(f"swapped {name} {previous} -> v{version}")
-        return messages + self.refresh_features()
+        return messages

@@ -158,6 +158,7 @@ def evaluate(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Evaluate registered models on the recent test window of a portfolio."""
+    from data_contracts.validation import ContractError
     from pipelines.evaluate import EvaluationError, evaluate_registered
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
@@ -165,7 +166,9 @@ def evaluate(
 
     config, _ = experiment_option(experiment)
     with (
-        user_errors("evaluating", EvaluationError, RegistryError, TrainingError, SplitError),
+        user_errors(
+            "evaluating", EvaluationError, RegistryError, TrainingError, SplitError, ContractError
+        ),
         console(stderr=True).status("evaluating"),
     ):
         results = evaluate_registered(data, config, model, which, tracking_uri)
@@ -205,6 +208,7 @@ def promote(
     """
     from data_contracts.contact_rules import RulesError, rules_file
     from data_contracts.settings import get_settings
+    from data_contracts.validation import ContractError
     from pipelines.audit import AuditError
     from pipelines.evaluate import EvaluationError, promote_challengers
     from pipelines.registry import RegistryError
@@ -225,6 +229,7 @@ def promote(
             SplitError,
             AuditError,
             RulesError,
+            ContractError,
         ),
         console(stderr=True).status("auditing and comparing challenger and champion"),
     ):

@@ -11,6 +11,7 @@ from pipelines.cli.shell import (
     EXIT_QUARANTINED,
     EXIT_VALID,
     console,
+    note,
     progress_bar,
     user_errors,
 )
@@ -91,6 +92,7 @@ def simulate(
             out,
             overwrite=overwrite,
             progress=lambda day: progress.update(task, completed=day + 1),
+            notify=note,
         )
     rows = manifest["rows"]
     assert isinstance(rows, dict)
@@ -149,7 +151,7 @@ def import_taiwan(
         user_errors("importing", TaiwanFormatError, OutputFolderError, FileNotFoundError),
         console(stderr=True).status("importing the Taiwan dataset"),
     ):
-        manifest = import_taiwan_to_folder(csv, out, overwrite=overwrite)
+        manifest = import_taiwan_to_folder(csv, out, overwrite=overwrite, notify=note)
     rows = manifest["rows"]
     assert isinstance(rows, dict)
     summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())

@@ -52,6 +52,7 @@ def audit(
     """
     from data_contracts.contact_rules import RulesError, rules_file
     from data_contracts.settings import get_settings
+    from data_contracts.validation import ContractError
     from pipelines.audit import AuditError, audit_and_store
     from pipelines.registry import RegistryError
     from pipelines.train import TrainingError
@@ -61,7 +62,15 @@ def audit(
     check_output_folder(out)
     rules = rules or rules_file(get_settings().serving.contact_rules)
     with (
-        user_errors("auditing", AuditError, RegistryError, TrainingError, SplitError, RulesError),
+        user_errors(
+            "auditing",
+            AuditError,
+            RegistryError,
+            TrainingError,
+            SplitError,
+            RulesError,
+            ContractError,
+        ),
         console(stderr=True).status("auditing") as status,
     ):
         result, (report, summary) = audit_and_store(

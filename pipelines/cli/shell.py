@@ -53,6 +53,14 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_UNUSABLE)
 
 
+def note(message: str) -> None:
+    """A remark on stderr, on one line: what an interrupted earlier run left and was cleaned
+    up, for instance."""
+    from rich.markup import escape
+
+    console(stderr=True).print(f"note: {escape(message)}", soft_wrap=True)
+
+
 @contextmanager
 def user_errors(action: str, *expected: type[BaseException]) -> Iterator[None]:
     """Turn errors into one-line messages and exit status 2, never a traceback.

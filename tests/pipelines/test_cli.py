@@ -65,7 +65,7 @@ def test_validate_a_clean_portfolio_exits_0(portfolio: Path, tmp_path: Path) -> 
 def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
-    for file in portfolio.glob("*.parquet"):
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
         (bad / file.name).write_bytes(file.read_bytes())
     payments = pd.read_parquet(bad / "payments.parquet")
     payments.loc[[0, 5], "amount"] = -10.0
@@ -90,7 +90,7 @@ def test_unusable_input_exits_2_with_a_clear_message(
 ) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
-    for file in portfolio.glob("*.parquet"):
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
         (bad / file.name).write_bytes(file.read_bytes())
     expected = {
         "missing_file": "contacts.parquet: file not found",
@@ -182,3 +182,45 @@ def test_a_missing_registry_is_named_and_not_created(portfolio: Path, tmp_path: 
     assert done.returncode == 2
     assert "registry: no MLflow store at" in done.stderr, done.stderr
     assert not (elsewhere / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("missing", "file not found"),
+        ("not_json", "not valid JSON (Expecting value at line 1, column 14)"),
+        ("a_list", "must be a JSON object"),
+        ("no_data_end", "no data_end"),
+        ("bad_date", "data_end is not a date"),
+    ],
+)
+def test_a_missing_or_unreadable_manifest_is_unusable_input(
+    portfolio: Path, tmp_path: Path, damage: str, problem: str
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
+        (bad / file.name).write_bytes(file.read_bytes())
+    payments = pd.read_parquet(bad / "payments.parquet")
+    payments.loc[0, "paid_at"] = pd.Timestamp("2031-01-01", tz="UTC")  # only the end stops it
+    payments.to_parquet(bad / "payments.parquet")
+    manifest = bad / "manifest.json"
+    content = json.loads(manifest.read_text())
+    if damage == "missing":
+        manifest.unlink()
+    elif damage == "not_json":
+        manifest.write_text('{"data_end": }')
+    elif damage == "a_list":
+        manifest.write_text(json.dumps([content]))
+    elif damage == "no_data_end":
+        manifest.write_text(json.dumps({k: v for k, v in content.items() if k != "data_end"}))
+    else:
+        manifest.write_text(json.dumps({**content, "data_end": "the end of 2025"}))
+    for args in (["validate", str(bad)], ["features", "build", str(bad), "--every", "30d"]):
+        done = run(*args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
+        assert f"{manifest}: {problem}" in lines[0]
+        assert "unexpected" not in lines[0]
+    assert not (bad / "features").exists()

@@ -160,7 +160,7 @@ def test_dates_outside_the_data_are_refused(built: Path) -> None:
 def test_an_invalid_portfolio_stops_the_build(built: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()
-    for file in built.glob("*.parquet"):
+    for file in [*built.glob("*.parquet"), built / "manifest.json"]:
         (bad / file.name).write_bytes(file.read_bytes())
     payments = pd.read_parquet(bad / "payments.parquet")
     payments.loc[0, "amount"] = -1.0
