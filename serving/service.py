@@ -144,6 +144,7 @@ DEFAULT_FEATURE_SERVICE = "debtor_scoring_v1"
 PRECOMPUTE_BATCH = 128
 """Accounts per background reason step: under training.model.SMALL_BATCH, so TreeSHAP runs
 on one thread and leaves the other core to requests."""
+MODEL_NAMES_SERVED = (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL)
 WARM_PAUSE = 1.0
 """While a swap is prepared, the watch thread rests this many times as long as each batch of
 reasons took, so the requests still served by the old copy keep most of the cores."""
@@ -238,14 +239,11 @@ class ScoringService:
         self.tracking_uri = tracking_uri
         try:
             open_registry(tracking_uri, create=False)
-        except RegistryError as error:
-            self.errors.append(f"registry: {error}")
+        except RegistryError as error:  # each model says why it is missing
+            self.errors += [f"{name}@{alias}: {error}" for name in MODEL_NAMES_SERVED]
             return
         self.registry_open = True
-        for attribute, name in (
-            ("propensity", PROPENSITY_MODEL),
-            ("actions", NEXT_BEST_ACTION_MODEL),
-        ):
+        for attribute, name in zip(("propensity", "actions"), MODEL_NAMES_SERVED, strict=True):
             try:
                 setattr(self, attribute, load_registered(name, alias))
             except RegistryError as error:

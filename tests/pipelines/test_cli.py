@@ -180,7 +180,7 @@ def test_a_missing_registry_is_named_and_not_created(portfolio: Path, tmp_path: 
         env=env,
     )
     assert done.returncode == 2
-    assert "registry: no MLflow store at" in done.stderr, done.stderr
+    assert "cobranza-propensity@champion: no MLflow store at" in done.stderr, done.stderr
     assert not (elsewhere / "data").exists()
 
 

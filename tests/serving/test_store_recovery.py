@@ -25,6 +25,9 @@ from tests.serving.conftest import KEY, REPO, Api, Running, serve
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+ALIAS = "store-recovery-test"
+
+
 @pytest.fixture
 def portfolio(service: Running, tmp_path: Path) -> Path:
     """A copy of the served portfolio, for a store of its own."""
@@ -36,10 +39,22 @@ def portfolio(service: Running, tmp_path: Path) -> Path:
 @contextmanager
 def started(portfolio: Path, running: Running) -> Iterator[tuple[Api, Any]]:
     """A service on `portfolio` with the models of the running one; (client, app)."""
+    from pipelines.registry import (
+        NEXT_BEST_ACTION_MODEL,
+        PROPENSITY_MODEL,
+        open_registry,
+        set_alias,
+    )
     from serving.app import create_app
 
+    # the first pair, under an alias of its own: other modules move `champion` (to a broken
+    # model, on purpose) under the shared service
+    store = open_registry(running.tracking_uri)
+    for name in (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL):
+        set_alias(store, name, ALIAS, "1", "store recovery tests")
     settings = ServingSettings(
         portfolio=str(portfolio),
+        model_alias=ALIAS,
         api_keys=[SecretStr(KEY)],
         contact_rules=str(REPO / "data_contracts" / "contact_rules.yaml"),
         watch_seconds=0.3,
