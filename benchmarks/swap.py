@@ -11,8 +11,9 @@ scheduled send time) and, `--before` seconds in:
    service reports the new versions (swap time);
 2. after `--after` seconds, runs `cobranza features materialize` while the load goes on, and
    counts the "swapped features" lines the workers log (one per worker is one reload per change).
-Per one-second window of send times: p50 and p99. Recovery: the first second after the swap
-from which every window's p50 stays within 1.5x the p50 before the swap (plus 1 ms). The
+The load runs until `--materialize-seconds` after the materialization ends. Per one-second
+window of send times: p50 and p99. Recovery: the first second after the swap from which every
+window's p50 stays within 1.5x the p50 before the alias moved (plus 1 ms). The
 champion aliases are moved back at the end. Writes benchmarks/results/swap.json.
 """
 
@@ -38,9 +39,9 @@ SEED = 0
 
 
 async def _timed_load(
-    port: int, headers: dict[str, str], bodies: list[dict], rate: float, seconds: float
+    port: int, headers: dict[str, str], bodies: list[dict], rate: float, stop: asyncio.Event
 ) -> list[tuple[float, float, int]]:
-    """(send offset s, latency s, status) of each request sent at `rate` for `seconds`; at
+    """(send offset s, latency s, status) of each request sent at `rate` until `stop`; at
     most MAX_IN_FLIGHT outstanding (a send beyond that is dropped: status -1, latency nan)."""
     results: list[tuple[float, float, int]] = []
     began = time.perf_counter()
@@ -59,16 +60,18 @@ async def _timed_load(
 
     async with LeanClient(port, headers) as client:
         tasks = []
-        for i in range(int(rate * seconds)):
+        i = 0
+        while not stop.is_set():
             scheduled = began + i / rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             if in_flight >= MAX_IN_FLIGHT:
                 results.append((scheduled - began, float("nan"), -1))
-                continue
-            in_flight += 1
-            tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)], scheduled)))
+            else:
+                in_flight += 1
+                tasks.append(asyncio.create_task(one(client, bodies[i % len(bodies)], scheduled)))
+            i += 1
         await asyncio.gather(*tasks)
     return results
 
@@ -99,11 +102,15 @@ def _windows(results: list[tuple[float, float, int]]) -> list[dict[str, float]]:
     ]
 
 
-def _recovery(windows: list[dict[str, float]], swapped_at: float, before: float) -> dict:
-    """Baseline p50 before the alias moved, and when the p50 came back for good."""
+def _recovery(
+    windows: list[dict[str, float]], moved: float, swapped: float, until: float, before: float
+) -> dict:
+    """Baseline p50 before the alias moved; the worst p50 while the swap was prepared (alias
+    moved, old copy serving) and after it; when the p50 came back for good (before `until`)."""
     baseline = float(np.median([w["p50_ms"] for w in windows if w["second"] < before]))
     limit = 1.5 * baseline + 1.0
-    after = [w for w in windows if w["second"] >= int(swapped_at)]
+    preparing = [w for w in windows if int(moved) <= w["second"] < int(swapped)]
+    after = [w for w in windows if int(swapped) <= w["second"] < int(until)]
     recovered = None
     for index, window in enumerate(after):
         if all(w["p50_ms"] <= limit for w in after[index:]):
@@ -112,11 +119,15 @@ def _recovery(windows: list[dict[str, float]], swapped_at: float, before: float)
     return {
         "baseline_p50_ms": round(baseline, 2),
         "limit_p50_ms": round(limit, 2),
+        "worst_p50_ms_while_preparing": max((w["p50_ms"] for w in preparing), default=None),
+        "median_p50_ms_while_preparing": float(np.median([w["p50_ms"] for w in preparing]))
+        if preparing
+        else None,
+        "worst_p50_ms_after_swap": max((w["p50_ms"] for w in after), default=None),
         "recovered_second": recovered,
         "seconds_to_recover_after_swap": None
         if recovered is None
-        else round(max(0.0, recovered - swapped_at), 1),
-        "worst_p50_ms_after_swap": max((w["p50_ms"] for w in after), default=float("nan")),
+        else round(max(0.0, recovered - swapped), 1),
     }
 
 
@@ -175,21 +186,21 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
     try:
         record["ready_seconds"] = round(service.wait_ready(), 1)
         record["reasons_precomputed_after_seconds"] = round(service.wait_precomputed(), 1)
-        seconds = args.before + args.after + args.materialize_seconds
 
         async def run() -> tuple[list[tuple[float, float, int]], dict[str, Any]]:
             events: dict[str, Any] = {}
+            stop = asyncio.Event()
             load = asyncio.create_task(
-                _timed_load(service.port, service.headers, bodies, args.rate, seconds)
+                _timed_load(service.port, service.headers, bodies, args.rate, stop)
             )
             began = time.perf_counter()
             await asyncio.sleep(args.before)
             events["alias_moved_at"] = round(time.perf_counter() - began, 2)
             moved.update(await asyncio.to_thread(_copy_champions))
             expected = {name: new for name, (_, new) in moved.items()}
-            waited = await asyncio.to_thread(_wait_versions, service, expected)
+            waited = await asyncio.to_thread(_wait_versions, service, expected, 300.0)
             events["swapped_at"] = round(events["alias_moved_at"] + waited, 2)
-            await asyncio.sleep(max(0.0, args.before + args.after - (time.perf_counter() - began)))
+            await asyncio.sleep(args.after)
             events["materialize_started_at"] = round(time.perf_counter() - began, 2)
             done = await asyncio.to_thread(
                 subprocess.run,
@@ -205,6 +216,8 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
             )
             events["materialize_exit"] = done.returncode
             events["materialize_finished_at"] = round(time.perf_counter() - began, 2)
+            await asyncio.sleep(args.materialize_seconds)
+            stop.set()
             return await load, events
 
         results, events = asyncio.run(run())
@@ -218,7 +231,20 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
             label = {0: "connection error", -1: "dropped over in-flight cap"}.get(status, status)
             statuses[str(label)] = statuses.get(str(label), 0) + 1
         record["statuses"] = statuses
-        record["model_swap"] = _recovery(windows, events["swapped_at"], args.before)
+        record["model_swap"] = _recovery(
+            windows,
+            events["alias_moved_at"],
+            events["swapped_at"],
+            events["materialize_started_at"],
+            args.before,
+        )
+        record["feature_swap"] = _recovery(
+            windows,
+            events["materialize_started_at"],
+            events["materialize_finished_at"],
+            10**9,
+            args.before,
+        )
         record["model_swap"]["seconds_from_alias_move_to_swap"] = round(
             events["swapped_at"] - events["alias_moved_at"], 2
         )
@@ -273,14 +299,20 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / args.out
     out.write_text(json.dumps(record, indent=2) + "\n")
-    swap = record["model_swap"]
     print(f"\nswap benchmark ({record['when']}) -> {out}")
-    print(f"  requests {record['requests']:,}, failed {record['failed_requests']}")
+    print(f"  requests {record['requests']:,}, statuses {record['statuses']}")
+    for name in ("model_swap", "feature_swap"):
+        swap = record[name]
+        print(
+            f"  {name}: p50 before {swap['baseline_p50_ms']} ms; while preparing median "
+            f"{swap['median_p50_ms_while_preparing']} worst {swap['worst_p50_ms_while_preparing']}"
+            f" ms; after the swap worst {swap['worst_p50_ms_after_swap']} ms, back within "
+            f"{swap['limit_p50_ms']} ms {swap['seconds_to_recover_after_swap']} s after it"
+        )
     print(
-        f"  model swap: {swap['seconds_from_alias_move_to_swap']} s after the alias moved; "
-        f"p50 before {swap['baseline_p50_ms']} ms, worst after {swap['worst_p50_ms_after_swap']}"
-        f" ms, back within {swap['limit_p50_ms']} ms after "
-        f"{swap['seconds_to_recover_after_swap']} s"
+        "  model swapped in",
+        record["model_swap"]["seconds_from_alias_move_to_swap"],
+        "s after the alias moved",
     )
     print(
         f"  reloads logged: models {record['model_reloads_logged']}, features "

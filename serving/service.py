@@ -145,6 +145,9 @@ PRECOMPUTE_BATCH = 128
 """Accounts per background reason step: under training.model.SMALL_BATCH, so TreeSHAP runs
 on one thread and leaves the other core to requests."""
 MODEL_NAMES_SERVED = (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL)
+WARM_BATCH = 16
+"""Accounts per step while a swap is prepared: short steps hold the interpreter lock (reason
+sentences are Python) for a few milliseconds at a time, so requests are not held up."""
 WARM_PAUSE = 1.0
 """While a swap is prepared, the watch thread rests this many times as long as each batch of
 reasons took, so the requests still served by the old copy keep most of the cores."""
@@ -584,8 +587,8 @@ class ScoringService:
         )
         ids = portfolio.frame.index.to_numpy(np.int64)
         warmed: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        for start in range(0, len(rows), PRECOMPUTE_BATCH):
-            chunk = rows[start : start + PRECOMPUTE_BATCH]
+        for start in range(0, len(rows), WARM_BATCH):
+            chunk = rows[start : start + WARM_BATCH]
             began = time.perf_counter()
             computed = propensity.model.reasons_encoded(
                 matrix[chunk], portfolio.frame.iloc[chunk], top
