@@ -736,6 +736,17 @@ def _ratios(record: dict) -> dict[str, float]:
     return ratios
 
 
+def latest_account_ids(folder: Path) -> list[int]:
+    """The accounts of the portfolio's latest feature snapshot."""
+    import pandas as pd
+
+    from pipelines.feature_store import snapshot_times
+
+    stamp = snapshot_times(folder)[-1].strftime("%Y-%m-%dT%H_%M_%S")
+    snapshot = folder / "features" / "account" / f"as_of={stamp}.parquet"
+    return pd.read_parquet(snapshot, columns=["account_id"])["account_id"].astype(int).tolist()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -763,16 +774,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.portfolio if args.portfolio.is_absolute() else ROOT / args.portfolio
 
-    import pandas as pd
-
-    from pipelines.feature_store import snapshot_times
-
-    stamp = snapshot_times(folder)[-1].strftime("%Y-%m-%dT%H_%M_%S")
-    ids = (
-        pd.read_parquet(folder / "features" / "account" / f"as_of={stamp}.parquet")["account_id"]
-        .astype(int)
-        .tolist()
-    )
+    ids = latest_account_ids(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     day = str(manifest["data_end"])[:10]
 

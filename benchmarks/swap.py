@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.measure import load_average, machine
-from benchmarks.serving import MAX_IN_FLIGHT, ROOT, LeanClient, Service
+from benchmarks.serving import MAX_IN_FLIGHT, ROOT, LeanClient, Service, latest_account_ids
 
 RESULTS = Path(__file__).parent / "results"
 SEED = 0
@@ -274,16 +274,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.portfolio if args.portfolio.is_absolute() else ROOT / args.portfolio
 
-    import pandas as pd
-
-    from pipelines.feature_store import snapshot_times
-
-    stamp = snapshot_times(folder)[-1].strftime("%Y-%m-%dT%H_%M_%S")
-    ids = (
-        pd.read_parquet(folder / "features" / "account" / f"as_of={stamp}.parquet")["account_id"]
-        .astype(int)
-        .tolist()
-    )
+    ids = latest_account_ids(folder)
     record: dict[str, Any] = {
         "benchmark": "swap",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -73,7 +73,21 @@ def save_fitted(model: object, folder: Path) -> Path:
     return path
 
 
-class RegisteredModel(mlflow.pyfunc.PythonModel):
+class _FittedModelPyfunc(mlflow.pyfunc.PythonModel):
+    """Holds a fitted model (`model`) and answers with its kind's prediction frame."""
+
+    model: Any
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        return model_output(self.model, model_input)
+
+
+class RegisteredModel(_FittedModelPyfunc):
     """Any registered cobranza model. Input: rows of the feature service's columns (plus an
     action for the next-best-action model). Output: the kind's prediction frame."""
 
@@ -81,42 +95,18 @@ class RegisteredModel(mlflow.pyfunc.PythonModel):
         with Path(context.artifacts[FITTED_ARTIFACT]).open("rb") as handle:
             self.model = pickle.load(handle)
 
-    def predict(
-        self,
-        context: PythonModelContext,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        return model_output(self.model, model_input)
 
-
-class PropensityPyfunc(mlflow.pyfunc.PythonModel):
+class PropensityPyfunc(_FittedModelPyfunc):
     """A propensity model registered before models were logged from code (pickled whole).
     Output: `p_payment_30d`, `expected_amount_30d`."""
 
     def __init__(self, model: PropensityModel) -> None:
         self.model = model
 
-    def predict(
-        self,
-        context: PythonModelContext,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        return model_output(self.model, model_input)
 
-
-class NextBestActionPyfunc(mlflow.pyfunc.PythonModel):
+class NextBestActionPyfunc(_FittedModelPyfunc):
     """A next-best-action model registered before models were logged from code. Output:
     `p_contact`, `value_if_reached`, `value_if_missed`, `expected_net`, `uplift`."""
 
     def __init__(self, model: NextBestActionModel) -> None:
         self.model = model
-
-    def predict(
-        self,
-        context: PythonModelContext,
-        model_input: pd.DataFrame,
-        params: dict[str, Any] | None = None,
-    ) -> pd.DataFrame:
-        return model_output(self.model, model_input)

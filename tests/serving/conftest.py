@@ -98,3 +98,19 @@ class Api:
 
 def client(running: Running, key: str | None = KEY) -> Api:
     return Api(running.url, key)
+
+
+def pin_first_pair(running: Running, alias: str, why: str) -> str:
+    """Give the first trained pair (version 1 of both models) an alias of its own, for tests
+    that must not follow `champion` (other tests move it, to a broken model on purpose)."""
+    from pipelines.registry import (
+        NEXT_BEST_ACTION_MODEL,
+        PROPENSITY_MODEL,
+        open_registry,
+        set_alias,
+    )
+
+    store = open_registry(running.tracking_uri)
+    for name in (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL):
+        set_alias(store, name, alias, "1", why)
+    return alias

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from data_contracts.settings import ServingSettings
 from pipelines.feature_store import apply_repository, materialize_latest, snapshot_times
 from tests.crashes import kill_on_hot_journal, materialize
-from tests.serving.conftest import KEY, REPO, Api, Running, serve
+from tests.serving.conftest import KEY, REPO, Api, Running, pin_first_pair, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,19 +39,9 @@ def portfolio(service: Running, tmp_path: Path) -> Path:
 @contextmanager
 def started(portfolio: Path, running: Running) -> Iterator[tuple[Api, Any]]:
     """A service on `portfolio` with the models of the running one; (client, app)."""
-    from pipelines.registry import (
-        NEXT_BEST_ACTION_MODEL,
-        PROPENSITY_MODEL,
-        open_registry,
-        set_alias,
-    )
     from serving.app import create_app
 
-    # the first pair, under an alias of its own: other modules move `champion` (to a broken
-    # model, on purpose) under the shared service
-    store = open_registry(running.tracking_uri)
-    for name in (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL):
-        set_alias(store, name, ALIAS, "1", "store recovery tests")
+    pin_first_pair(running, ALIAS, "store recovery tests")  # not the moving `champion`
     settings = ServingSettings(
         portfolio=str(portfolio),
         model_alias=ALIAS,

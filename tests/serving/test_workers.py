@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving.conftest import KEY, Api, Running
+from tests.serving.conftest import KEY, Api, Running, pin_first_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COBRANZA = str(Path(sys.executable).with_name("cobranza"))
@@ -73,17 +73,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def alias(service: Running) -> str:
-    from pipelines.registry import (
-        NEXT_BEST_ACTION_MODEL,
-        PROPENSITY_MODEL,
-        open_registry,
-        set_alias,
-    )
-
-    store = open_registry(service.tracking_uri)
-    for name in (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL):
-        set_alias(store, name, ALIAS, "1", "worker tests")
-    return ALIAS
+    return pin_first_pair(service, ALIAS, "worker tests")
 
 
 @contextmanager
