@@ -67,11 +67,14 @@ class ServingSettings(BaseModel):
     """Contact limits the worklist enforces: defaults and stricter ones per jurisdiction
     (default: the rules packaged with cobranza, `data_contracts/contact_rules.yaml`)."""
     reason_cache: int = 200_000
-    """Accounts whose reason codes are kept for reuse (per model version and feature copy;
-    0: compute every time). Exact TreeSHAP costs about 2 ms per account."""
+    """Accounts whose reason codes computed on demand are kept for reuse (per model version
+    and feature copy; 0: compute every time). Exact TreeSHAP costs about 2 ms per account.
+    Prepared reason codes do not count: they are kept for every account."""
     precompute_reasons: bool = True
-    """Compute every stored account's reason codes in the background after each model or
-    feature swap, so requests find them ready (until then they are computed on demand)."""
+    """Prepare every stored account's reason codes once per model version and feature
+    generation, in one low-priority process shared by the workers (`serving.prepared`); a new
+    champion or generation is swapped in when they are ready. Off: swaps happen at once and
+    reason codes are computed on demand."""
     open_docs: bool = False
     """Serve `/docs`, `/redoc` and `/openapi.json` without a key (default: they need one, like
     every endpoint but `/health`)."""

@@ -56,7 +56,8 @@ class ServiceMetrics:
             "cobranza_model_swaps",
             "Registry and store checks: a new champion or feature copy swapped in, refused "
             "(failed to load or to answer a smoke prediction), waiting (no features to test it "
-            "on yet), or the registry or online store unreachable.",
+            "on yet), or the registry or online store unreachable; and the preparations of "
+            "reason codes (preparing, preparation failed).",
             ["outcome"],
             registry=self.registry,
         )

@@ -13,13 +13,16 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
-from pipelines.feature_store import OnlineSnapshot, published_generation
+from pipelines.feature_store import OnlineGeneration, OnlineSnapshot, published_generation
+
+if TYPE_CHECKING:
+    from serving.prepared import ReasonTable
 
 
 def flags(values: pd.Series) -> np.ndarray:
@@ -47,6 +50,8 @@ class PortfolioFeatures:
     """Whether the row's current balance is positive (settled accounts are not worked)."""
     opted_out: dict[str, np.ndarray]
     """Channel -> rows whose debtor opted out of it (as the features record it)."""
+    reasons: dict[tuple[str, int], ReasonTable] = field(default_factory=dict)
+    """(Model version, reasons per direction) -> the reason codes at hand for this copy."""
     _encoded: dict[Any, Any] = field(default_factory=dict)
     _sorted_ids: np.ndarray = field(init=False, repr=False)
     _sorted_rows: np.ndarray = field(init=False, repr=False)
@@ -88,14 +93,13 @@ class PortfolioFeatures:
         return weekdays
 
 
-def read_portfolio(
-    folder: Path, services: Sequence[str], model_features: Sequence[str]
-) -> PortfolioFeatures:
-    """Every account's latest values of the feature services from the online store."""
+def read_feature_frame(
+    folder: Path, services: Sequence[str], generation: OnlineGeneration | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Every account's latest values of the feature services from one online store generation
+    (default: the one published now), indexed by account id, with the debtor's values joined;
+    and the generation's name."""
     accounts = pd.read_parquet(folder / "accounts.parquet", columns=["account_id", "debtor_id"])
-    debtors = pd.read_parquet(
-        folder / "debtors.parquet", columns=["debtor_id", "timezone", "region"]
-    )
     ids = {
         "account_id": accounts["account_id"].to_numpy(np.int64),
         "debtor_id": accounts["debtor_id"].unique(),
@@ -105,7 +109,7 @@ def read_portfolio(
         raise ValueError("no feature service to read")
     parts: dict[str, list[pd.DataFrame]] = {}
     with ExitStack() as opened:  # every service from one generation, closed after reading
-        first = opened.enter_context(OnlineSnapshot(folder, wanted[0]))
+        first = opened.enter_context(OnlineSnapshot(folder, wanted[0], generation))
         snapshots = [first] + [
             opened.enter_context(OnlineSnapshot(folder, service, first.generation))
             for service in wanted[1:]
@@ -124,6 +128,20 @@ def read_portfolio(
     by_debtor = merged.get("debtor_id")
     if by_debtor is not None:
         frame = frame.join(by_debtor, on="debtor_id", how="left", rsuffix="_debtor")
+    return frame, first.stamp()
+
+
+def portfolio_from_frame(
+    folder: Path,
+    frame: pd.DataFrame,
+    stamp: str,
+    services: Sequence[str],
+    model_features: Sequence[str],
+) -> PortfolioFeatures:
+    """The in-memory copy over a frame of `read_feature_frame` (read now, or prepared)."""
+    debtors = pd.read_parquet(
+        folder / "debtors.parquet", columns=["debtor_id", "timezone", "region"]
+    )
     names = [name for name in model_features if name in frame.columns]
     has_features = frame[names].notna().any(axis=1).to_numpy() if names else np.zeros(len(frame))
     balance = (
@@ -142,7 +160,7 @@ def read_portfolio(
     return PortfolioFeatures(
         frame=frame,
         folder=Path(folder),
-        stamp=first.stamp(),
+        stamp=stamp,
         services=tuple(services),
         timezone=zone.to_numpy(object),
         region=region.to_numpy(object),
@@ -150,3 +168,11 @@ def read_portfolio(
         owing=balance > 0,
         opted_out=opted_out,
     )
+
+
+def read_portfolio(
+    folder: Path, services: Sequence[str], model_features: Sequence[str]
+) -> PortfolioFeatures:
+    """Every account's latest values of the feature services from the online store."""
+    frame, stamp = read_feature_frame(folder, services)
+    return portfolio_from_frame(folder, frame, stamp, services, model_features)

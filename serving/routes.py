@@ -52,7 +52,7 @@ async def health() -> Health:
 )
 async def ready(service: Service) -> Health | JSONResponse:
     if service.ready:
-        _, done, total = service.precomputed
+        done, total = service.reasons_held()
         detail = {"models": service.versions(), "reasons_precomputed": f"{done}/{total}"}
         return Health(status="ready", detail=detail)
     return JSONResponse(

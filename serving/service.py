@@ -7,6 +7,8 @@ never imports the training code itself.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,17 @@ from pipelines.registry import (
     open_registry,
     registry_name,
 )
-from serving.portfolio import PortfolioFeatures, flags, read_portfolio
+from serving.portfolio import PortfolioFeatures, flags, portfolio_from_frame, read_portfolio
+from serving.prepared import (
+    EXIT_SUPERSEDED,
+    Preparation,
+    ReasonTable,
+    features_path,
+    launch,
+    read_reasons,
+    reasons_path,
+)
+from serving.prepared import read_features as read_prepared_features
 from serving.worklist import build_worklist, promise_follow_ups
 
 if TYPE_CHECKING:
@@ -141,16 +153,10 @@ def _whole(value: Any) -> int | None:
 
 
 DEFAULT_FEATURE_SERVICE = "debtor_scoring_v1"
-PRECOMPUTE_BATCH = 128
-"""Accounts per background reason step: under training.model.SMALL_BATCH, so TreeSHAP runs
-on one thread and leaves the other core to requests."""
 MODEL_NAMES_SERVED = (PROPENSITY_MODEL, NEXT_BEST_ACTION_MODEL)
-WARM_BATCH = 16
-"""Accounts per step while a swap is prepared: short steps hold the interpreter lock (reason
-sentences are Python) for a few milliseconds at a time, so requests are not held up."""
-WARM_PAUSE = 1.0
-"""While a swap is prepared, the watch thread rests this many times as long as each batch of
-reasons took, so the requests still served by the old copy keep most of the cores."""
+PREPARE_ATTEMPTS = 3
+"""Preparation processes started for the same files before the service goes on without them
+(swapping anyway, with reason codes computed on demand)."""
 
 
 @dataclass
@@ -184,10 +190,15 @@ class ScoringService:
     tracking_uri: str | None = None
     registry_open: bool = False
     """Whether MLflow points at the registry (a missing embedded store is looked for again)."""
-    reason_cache: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
-    precomputed: tuple[Any, int, int] = (None, 0, 0)
-    """(model version and feature copy, accounts done, accounts to do) of the reason codes
-    computed ahead of requests."""
+    preparations: dict[Path, Preparation] = field(default_factory=dict)
+    """Reasons file -> the preparation process started for it (see serving.prepared)."""
+    pending: dict[str, tuple[LoadedModel[Any], PortfolioFeatures]] = field(default_factory=dict)
+    """Model versions loaded and smoke-tested (with the copy they will serve from), waiting
+    for their reason codes to be prepared."""
+    notes: list[str] = field(default_factory=list)
+    """What the preparations did since the watch last reported."""
+    looking: bool = False
+    """Whether the last refresh found a preparation at work (its own or another worker's)."""
 
     @classmethod
     def load(cls, settings: ServingSettings, tracking_uri: str | None = None) -> ScoringService:
@@ -265,11 +276,10 @@ class ScoringService:
     def read_features(self, *models: LoadedModel[Any] | None) -> PortfolioFeatures:
         """Every account's latest features from the online store, for the given models."""
         chosen = [m for m in (models or (self.propensity, self.actions)) if m is not None]
-        names = [n for m in chosen for n in getattr(m.model, "feature_names_", m.model.features)]
         return read_portfolio(
             Path(self.settings.portfolio),
             self.feature_services(*chosen),
-            list(dict.fromkeys(names)),
+            self._model_features(chosen),
         )
 
     @property
@@ -314,16 +324,15 @@ class ScoringService:
         opted_out: dict[str, np.ndarray],
         with_reasons: bool,
         state: tuple[LoadedScorer, LoadedActions | None, PortfolioFeatures | None],
-        cache_reasons: bool,
+        rows: np.ndarray | None,
     ) -> list[dict[str, Any]]:
-        """Score encoded rows: probability, amount, best action, reasons."""
+        """Score encoded rows (`rows`: their places in the stored copy, None for payloads):
+        probability, amount, best action, reasons."""
         propensity, actions, portfolio = state
         model = propensity.model
         probability, amount = model.predict_encoded(encoded.propensity)
         reasons = (
-            self._reasons(
-                account_ids, encoded.propensity, raw, propensity, portfolio, cache_reasons
-            )
+            self._reasons(encoded.propensity, raw, propensity, portfolio, rows)
             if with_reasons
             else None
         )
@@ -363,56 +372,51 @@ class ScoringService:
 
     def _reasons(
         self,
-        account_ids: np.ndarray,
         encoded: np.ndarray,
         raw: Callable[[np.ndarray], pd.DataFrame],
         propensity: LoadedScorer,
         portfolio: PortfolioFeatures | None,
-        use_cache: bool,
+        rows: np.ndarray | None,
     ) -> list[list[dict[str, Any]]]:
-        """Reason codes per row; rows of the stored portfolio are kept for reuse (keyed by
-        model version and feature copy), since exact TreeSHAP dominates a score's cost."""
-        top = self.settings.reasons
-        use_cache = use_cache and portfolio is not None and self.settings.reason_cache > 0
-        stamp = portfolio.stamp if portfolio is not None else None
-        keys = [(propensity.version, stamp, top, int(a)) for a in account_ids]
-        found: list[list[dict[str, Any]] | None] = [
-            self.reason_cache.get(key) if use_cache else None for key in keys
-        ]
+        """Reason codes per row: prepared ones of the stored copy when at hand, else computed
+        now (exact TreeSHAP dominates a score's cost) and, for stored rows, kept for reuse up
+        to `reason_cache` per model version and copy."""
+        table = None
+        if portfolio is not None and rows is not None:
+            table = self._reason_table(portfolio, propensity)
+        found: list[list[dict[str, Any]] | None] = [None] * len(encoded)
+        if table is not None and rows is not None:
+            for position, row in enumerate(rows):
+                text = table.get(int(row))
+                if text is not None:
+                    found[position] = json.loads(text)
         missing = np.array([i for i, value in enumerate(found) if value is None], dtype=int)
         if len(missing):
-            computed = propensity.model.reasons_encoded(encoded[missing], raw(missing), top)
-            if use_cache and len(self.reason_cache) + len(missing) > self.settings.reason_cache:
-                self.reason_cache.clear()  # bounded: start again rather than grow
+            computed = propensity.model.reasons_encoded(
+                encoded[missing], raw(missing), self.settings.reasons
+            )
             for position, reasons in zip(missing, computed, strict=True):
                 found[position] = reasons
-                if use_cache:
-                    self.reason_cache[keys[position]] = reasons
+                keep = table is not None and len(table.computed) < self.settings.reason_cache
+                if keep and table is not None and rows is not None:
+                    table.computed[int(rows[position])] = json.dumps(reasons)
         return [value or [] for value in found]
 
-    def precompute_reasons(self, batch: int = PRECOMPUTE_BATCH) -> tuple[int, int]:
-        """Compute the next `batch` stored accounts' reason codes into the cache (for the
-        current model version and feature copy; starts over after a swap). Returns (done,
-        total); total is capped by the cache's size."""
-        propensity, actions, portfolio = self._ready_state()
-        key = (propensity.version, portfolio.stamp)
-        rows = np.flatnonzero(portfolio.has_features)[: self.settings.reason_cache]
-        previous, done, _ = self.precomputed
-        if previous != key:
-            done = 0
-        chunk = rows[done : done + batch]
-        if len(chunk):
-            matrix = self._encoded_portfolio(portfolio, propensity, actions).propensity
-            self._reasons(
-                portfolio.frame.index.to_numpy(np.int64)[chunk],
-                matrix[chunk],
-                lambda subset: portfolio.frame.iloc[chunk[subset]],
-                propensity,
-                portfolio,
-                use_cache=True,
-            )
-        self.precomputed = (key, done + len(chunk), len(rows))
-        return done + len(chunk), len(rows)
+    def _reason_table(self, portfolio: PortfolioFeatures, scorer: LoadedScorer) -> ReasonTable:
+        key = (scorer.version, self.settings.reasons)
+        if key not in portfolio.reasons:
+            portfolio.reasons[key] = ReasonTable.empty(len(portfolio.frame))
+        return portfolio.reasons[key]
+
+    def reasons_held(self) -> tuple[int, int]:
+        """(Accounts whose reason codes are at hand, accounts with features) for the models
+        and features serving now."""
+        propensity, portfolio = self.propensity, self.portfolio
+        if propensity is None or portfolio is None:
+            return 0, 0
+        total = int(portfolio.has_features.sum())
+        table = portfolio.reasons.get((propensity.version, self.settings.reasons))
+        return (min(table.held(), total) if table is not None else 0), total
 
     def score_ids(self, account_ids: Sequence[int], with_reasons: bool) -> list[dict[str, Any]]:
         """Score accounts by id; unknown ones are reported per item."""
@@ -429,7 +433,7 @@ class ScoringService:
             {channel: flags[rows] for channel, flags in portfolio.opted_out.items()},
             with_reasons,
             state,
-            cache_reasons=True,
+            rows,
         )
         results, it = [], iter(scored)
         for account_id, is_known in zip(account_ids, known, strict=True):
@@ -491,7 +495,7 @@ class ScoringService:
             opted_out,
             with_reasons,
             (propensity, actions, None),
-            cache_reasons=False,
+            None,
         )
 
     def worklist(
@@ -572,45 +576,6 @@ class ScoringService:
             )
         return pd.concat(parts, ignore_index=True)
 
-    def warm_reasons(
-        self, propensity: LoadedScorer, portfolio: PortfolioFeatures
-    ) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
-        """Every stored account's reason codes for a model version and feature copy that are
-        about to serve, computed before the swap (in the watch's thread, paced to leave the
-        cores to requests), so no request after the swap waits for TreeSHAP."""
-        if not (self.settings.precompute_reasons and self.settings.reason_cache > 0):
-            return {}
-        top = self.settings.reasons
-        rows = np.flatnonzero(portfolio.has_features)[: self.settings.reason_cache]
-        matrix = portfolio.encoded(
-            ("propensity", propensity.version), propensity.model.encoder_.to_array
-        )
-        ids = portfolio.frame.index.to_numpy(np.int64)
-        warmed: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        for start in range(0, len(rows), WARM_BATCH):
-            chunk = rows[start : start + WARM_BATCH]
-            began = time.perf_counter()
-            computed = propensity.model.reasons_encoded(
-                matrix[chunk], portfolio.frame.iloc[chunk], top
-            )
-            for account, reasons in zip(ids[chunk], computed, strict=True):
-                warmed[(propensity.version, portfolio.stamp, top, int(account))] = reasons
-            time.sleep((time.perf_counter() - began) * WARM_PAUSE)
-        return warmed
-
-    def _swap_reasons(
-        self,
-        warmed: dict[tuple[Any, ...], list[dict[str, Any]]],
-        propensity: LoadedScorer,
-        portfolio: PortfolioFeatures,
-    ) -> None:
-        """Install reasons warmed for the copy about to serve (before the copy itself)."""
-        if warmed:
-            self.reason_cache = warmed
-            key = (propensity.version, portfolio.stamp)
-            done = int(min(portfolio.has_features.sum(), self.settings.reason_cache))
-            self.precomputed = (key, done, done)
-
     def smoke_test(self, attribute: str, candidate: LoadedModel[Any]) -> PortfolioFeatures:
         """Raise unless the candidate gives sane answers on real accounts through the serving
         path; return the feature copy it will serve from (re-read when it needs features the
@@ -641,46 +606,216 @@ class ScoringService:
                 raise ValueError("smoke prediction: no finite action values")
         return portfolio
 
-    def refresh_features(self) -> list[str]:
-        """Re-read the features when a new online store generation was published (a new
-        materialization), or read them for the first time if that failed so far."""
+    def _model_features(self, models: Sequence[LoadedModel[Any]]) -> list[str]:
+        names = [n for m in models for n in getattr(m.model, "feature_names_", m.model.features)]
+        return list(dict.fromkeys(names))
+
+    def prepare(self, generation: str, services: list[str], scorer: LoadedScorer) -> str:
+        """Where the prepared files of a generation, its feature services and a model version
+        stand: `ready`, `preparing` (a process is at work; started now if none was),
+        `superseded` (the generation is no longer published) or `without` (preparation is
+        off, or failed PREPARE_ATTEMPTS times: go on without it)."""
+        if not self.settings.precompute_reasons:
+            return "without"
+        folder = Path(self.settings.portfolio)
+        top = self.settings.reasons
+        reasons = reasons_path(folder, generation, scorer.name, scorer.version, top)
+        features = features_path(folder, generation, services)
+        if reasons.exists() and features.exists():
+            return "ready"
+        state = self.preparations.get(reasons)
+        if state is not None and state.process is not None and state.process.poll() is None:
+            return self._preparing()
+        what = f"{scorer.name} v{scorer.version} on {generation}"
+        if state is not None and state.process is not None:
+            status = state.process.returncode
+            if status == EXIT_SUPERSEDED:
+                return "superseded"
+            state.failures += 1
+            state.process = None
+            if state.failures >= PREPARE_ATTEMPTS:
+                self.notes.append(
+                    f"preparation failed {state.failures} times: {what} (exit {status}); "
+                    "going on without it"
+                )
+            else:
+                self.notes.append(f"preparation failed: {what} (exit {status}); starting again")
+        state = self.preparations.setdefault(reasons, Preparation(None))
+        if state.failures >= PREPARE_ATTEMPTS:
+            return "without"
+        try:
+            process = launch(
+                folder, generation, services, scorer.name, scorer.version, top, self.tracking_uri
+            )
+        except OSError as error:  # e.g. a read-only portfolio folder: counted as a failure
+            state.failures += 1
+            self.notes.append(f"preparation not started: {what} ({type(error).__name__})")
+            return "preparing" if state.failures < PREPARE_ATTEMPTS else "without"
+        if process is None:  # another worker's preparation is at work: wait for it
+            return self._preparing()
+        state.process, state.started = process, time.monotonic()
+        self.notes.append(f"preparing reasons of {what}")
+        return self._preparing()
+
+    def close(self, seconds: float = 10.0) -> None:
+        """Stop the preparations still at work (they would finish for nobody), and reap them."""
+        processes = [s.process for s in self.preparations.values() if s.process is not None]
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _preparing(self) -> str:
+        self.looking = True
+        return "preparing"
+
+    def with_reasons(self, portfolio: PortfolioFeatures, scorer: LoadedScorer) -> bool:
+        """Whether a copy can serve a model version: its prepared reason codes are attached
+        (read now if their file just appeared), or the service goes on without them; False
+        while they are being prepared."""
+        key = (scorer.version, self.settings.reasons)
+        table = portfolio.reasons.get(key)
+        if table is not None and table.prepared is not None:
+            return True
+        state = self.prepare(portfolio.stamp, list(portfolio.services), scorer)
+        if state == "ready":
+            path = reasons_path(
+                Path(self.settings.portfolio),
+                portfolio.stamp,
+                scorer.name,
+                scorer.version,
+                self.settings.reasons,
+            )
+            portfolio.reasons[key] = read_reasons(path, portfolio.frame.index.to_numpy(np.int64))
+            return True
+        return state == "without"
+
+    def waiting(self) -> bool:
+        """Whether a preparation was under way at the last look (the watch then looks more
+        often). Reaps the preparation processes that ended."""
+        running = [
+            state.process.poll() is None
+            for state in self.preparations.values()
+            if state.process is not None
+        ]
+        return self.looking or bool(self.pending) or any(running)
+
+    def _next_copy(
+        self, generation: str, propensity: LoadedScorer | None, actions: LoadedActions | None
+    ) -> PortfolioFeatures | None:
+        """The feature copy of a newly published generation for these models, encoded for
+        them: from the prepared files (None while they are prepared), or read from the
+        online store when the service goes on without them."""
+        models = [m for m in (propensity, actions) if m is not None]
+        services = self.feature_services(*models)
+        state = self.prepare(generation, services, propensity) if propensity else "without"
+        if state in ("preparing", "superseded"):
+            return None
+        if state == "ready":
+            folder = Path(self.settings.portfolio)
+            frame = read_prepared_features(features_path(folder, generation, services))
+            fresh = portfolio_from_frame(
+                folder, frame, generation, services, self._model_features(models)
+            )
+            assert propensity is not None
+            self.with_reasons(fresh, propensity)
+        else:
+            fresh = self.read_features(*models)
+        if propensity is not None:
+            self._encoded_portfolio(fresh, propensity, actions)
+        return fresh
+
+    def refresh_features(self) -> tuple[list[str], bool]:
+        """Swap in a newly published online store generation (a new materialization) once
+        it is prepared, or read the features for the first time if that failed so far.
+        Returns the messages and whether a new generation waits to be swapped in."""
         portfolio = self.portfolio
         if portfolio is None:
             if not self.load_portfolio() or self.portfolio is None:
-                return []
-            return [f"swapped features: {int(self.portfolio.has_features.sum())} accounts"]
+                return [], False
+            return [f"swapped features: {int(self.portfolio.has_features.sum())} accounts"], False
         try:
-            if portfolio.current_stamp() == portfolio.stamp:
-                return []
-            fresh = self.read_features()
-            propensity = self.propensity
-            warmed = {}
-            if propensity is not None:
-                self._encoded_portfolio(fresh, propensity, self.actions)
-                warmed = self.warm_reasons(propensity, fresh)
+            generation = portfolio.current_stamp()
+            if generation is None or generation == portfolio.stamp:
+                return [], False
+            fresh = self._next_copy(generation, self.propensity, self.actions)
         except Exception as error:
-            return [f"unreachable online store ({type(error).__name__})"]
-        if propensity is not None and warmed:
-            self._swap_reasons(warmed, propensity, fresh)
-        else:
-            self.reason_cache.clear()
+            return [f"unreachable online store ({type(error).__name__})"], False
+        if fresh is None:
+            return [], True
         self.portfolio = fresh
-        return [f"swapped features: {int(fresh.has_features.sum())} accounts"]
+        return [f"swapped features: {int(fresh.has_features.sum())} accounts"], False
 
-    def refresh(self) -> list[str]:
-        """Load any new version holding the alias, smoke-test it, then swap it in; a version
-        that fails is refused (and not retried) while the current one keeps serving.
-        Requests in flight keep the model object they started with."""
-        from mlflow.tracking import MlflowClient
+    def refresh(self, swap: bool = True) -> list[str]:
+        """Attach the prepared reason codes of what serves once they are ready; with `swap`,
+        also load any new version holding the alias, smoke-test it, wait for its reason codes
+        to be prepared, then swap it in. A version that fails is refused (and not retried)
+        while the current one keeps serving. Requests in flight keep the model and features
+        they started with."""
+        messages: list[str] = []
+        waiting_features = self.looking = False
+        if swap:
+            messages, waiting_features = self.refresh_features()  # first: tests need features
+        if self.propensity is not None and self.portfolio is not None:
+            self.with_reasons(self.portfolio, self.propensity)
+        if swap and not waiting_features:  # a model swap waits for the new features
+            messages += self._refresh_models()
+        messages += self.notes
+        self.notes = []
+        return messages
 
-        messages = self.refresh_features()  # first: a smoke test needs the features
+    def _refresh_models(self) -> list[str]:
+        """Swap in the new versions holding the alias together (a pair from one run never
+        serves split), once the reason codes of the propensity model that will serve are
+        prepared for the copy they will serve from."""
         if not self.registry_open:  # it did not exist at start: look again
             try:
                 open_registry(self.tracking_uri, create=False)
                 self.registry_open = True
             except RegistryError as error:
-                return [*messages, f"unreachable registry: {error}"]
+                return [f"unreachable registry: {error}"]
+        messages: list[str] = []
+        candidates = self._candidates(messages)
+        if not candidates:
+            return messages
+        propensity = candidates.get("propensity", (self.propensity, None))[0]
+        actions = candidates.get("actions", (self.actions, None))[0]
+        copies = [copy for _, copy in candidates.values() if copy is not self.portfolio]
+        portfolio = self.portfolio
+        if len(copies) == 1 and len(candidates) == 1:
+            portfolio = copies[0]
+        elif copies:  # both new, and they need other features: one copy for both
+            portfolio = self.read_features(propensity, actions)
+            if propensity is not None:
+                self._encoded_portfolio(portfolio, propensity, actions)
+        if portfolio is None:
+            return messages
+        if propensity is not None and not self.with_reasons(portfolio, propensity):
+            self.pending = dict(candidates)  # swapped once the reasons are ready
+            return messages
+        self.pending = {}
+        self.portfolio = portfolio
+        for attribute, (candidate, _) in candidates.items():
+            current = getattr(self, attribute)
+            setattr(self, attribute, candidate)
+            previous = "none" if current is None else f"v{current.version}"
+            messages.append(f"swapped {candidate.name} {previous} -> v{candidate.version}")
+        return messages
+
+    def _candidates(
+        self, messages: list[str]
+    ) -> dict[str, tuple[LoadedModel[Any], PortfolioFeatures]]:
+        """The new versions holding the alias, loaded and smoke-tested (or kept from an
+        earlier round while they wait), each with the feature copy it was tested on."""
+        from mlflow.tracking import MlflowClient
+
         alias = self.settings.model_alias
+        found = {}
         models = (("propensity", PROPENSITY_MODEL), ("actions", NEXT_BEST_ACTION_MODEL))
         for attribute, name in models:
             current = getattr(self, attribute)
@@ -693,11 +828,16 @@ class ScoringService:
                 continue
             if version in self.refused.get(name, set()):
                 continue
+            candidate, portfolio = self.pending.get(attribute, (None, None))
+            kept = candidate is not None and candidate.version == version
+            if kept and portfolio is not None and self.portfolio is not None:
+                kept = portfolio.stamp == self.portfolio.stamp
             try:
-                candidate = load_registered(name, alias)
-                if candidate.version != version:
-                    continue  # the alias moved again while loading: next round
-                portfolio = self.smoke_test(attribute, candidate)
+                if not kept:
+                    candidate = load_registered(name, alias)
+                    if candidate.version != version:
+                        continue  # the alias moved again while loading: next round
+                    portfolio = self.smoke_test(attribute, candidate)
             except ServiceNotReady as error:  # no features to test it on yet: not its fault
                 messages.append(f"waiting {name} v{version}: {error}")
                 continue
@@ -705,11 +845,6 @@ class ScoringService:
                 self.refused.setdefault(name, set()).add(version)
                 messages.append(f"refused {name} v{version}: {type(error).__name__}: {error}")
                 continue
-            scorer = candidate if attribute == "propensity" else self.propensity
-            if scorer is not None and (scorer is candidate or portfolio is not self.portfolio):
-                self._swap_reasons(self.warm_reasons(scorer, portfolio), scorer, portfolio)
-            self.portfolio = portfolio
-            setattr(self, attribute, candidate)
-            previous = "none" if current is None else f"v{current.version}"
-            messages.append(f"swapped {name} {previous} -> v{version}")
-        return messages
+            assert candidate is not None and portfolio is not None
+            found[attribute] = (candidate, portfolio)
+        return found
