@@ -7,14 +7,18 @@ waits until it is ready and every account's reason codes are precomputed, then s
 account per request with reasons at `--rate` requests/s (open loop: latency counts from the
 scheduled send time) and, `--before` seconds in:
 1. registers a copy of each champion (same run and artifacts, so a pair) and moves `champion`
-   to the copies, as `cobranza promote` would; polls /v1/models on fresh connections until the
-   service reports the new versions (swap time);
-2. after `--after` seconds, runs `cobranza features materialize` while the load goes on, and
-   counts the "swapped features" lines the workers log (one per worker is one reload per change).
-The load runs until `--materialize-seconds` after the materialization ends. Per one-second
-window of send times: p50 and p99. Recovery: the first second after the swap from which every
-window's p50 stays within 1.5x the p50 before the alias moved (plus 1 ms). The
-champion aliases are moved back at the end. Writes benchmarks/results/swap.json.
+   to the copies, in a process of its own as `cobranza promote` would; polls /v1/models on
+   fresh connections until every worker reports the new versions (swap time);
+2. after `--after` seconds, runs `cobranza features materialize` while the load goes on, polls
+   /ready until every worker serves the generation it published (feature swap time), and
+   counts the "swapped features" lines the workers log (one per worker is one reload per
+   change).
+The load runs until `--materialize-seconds` after the feature swap. Per one-second window of
+send times: p50 and p99. Recovery: the first second after the swap from which every window's
+p50 stays within 1.5x the p50 before the alias moved (plus 1 ms); the p50 while the swap is
+prepared (old copy serving) is reported apart, and so is the p50 while the materialization
+itself runs on the same cores. The champion aliases are moved back at the end. Writes
+benchmarks/results/swap.json.
 """
 
 from __future__ import annotations
@@ -192,6 +196,30 @@ def _wait_versions(service: Service, expected: dict[str, str], timeout: float = 
     return time.monotonic() - started
 
 
+def _wait_features(service: Service, portfolio: Path, timeout: float = 300.0) -> float:
+    """Seconds until 12 answers in a row (fresh connections: any worker) serve the online
+    store generation published now."""
+    import httpx
+
+    from pipelines.feature_store import published_generation
+
+    generation = published_generation(portfolio if portfolio.is_absolute() else ROOT / portfolio)
+    assert generation is not None
+    started, streak = time.monotonic(), 0
+    while streak < 12:
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"the service did not swap features within {timeout:.0f} s")
+        try:
+            answer = httpx.get(f"{service.url}/ready", headers=service.headers, timeout=30)
+            serving = answer.json()["detail"]["features"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            serving = None
+        streak = streak + 1 if serving == generation.name else 0
+        if not streak:
+            time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     bodies = [{"account_ids": [int(a)], "reasons": True} for a in rng.choice(ids, 5000)]
@@ -232,6 +260,8 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
             )
             events["materialize_exit"] = done.returncode
             events["materialize_finished_at"] = round(time.perf_counter() - began, 2)
+            waited = await asyncio.to_thread(_wait_features, service, args.portfolio, 300.0)
+            events["features_swapped_at"] = round(events["materialize_finished_at"] + waited, 2)
             await asyncio.sleep(args.materialize_seconds)
             stop.set()
             return await load, events
@@ -256,10 +286,22 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
         )
         record["feature_swap"] = _recovery(
             windows,
-            events["materialize_started_at"],
             events["materialize_finished_at"],
+            events["features_swapped_at"],
             10**9,
             args.before,
+        )
+        materializing = [
+            w["p50_ms"]
+            for w in windows
+            if events["materialize_started_at"] <= w["second"] < events["materialize_finished_at"]
+        ]
+        record["while_materializing"] = {
+            "median_p50_ms": float(np.median(materializing)) if materializing else None,
+            "worst_p50_ms": max(materializing, default=None),
+        }
+        record["feature_swap"]["seconds_from_publication_to_swap"] = round(
+            events["features_swapped_at"] - events["materialize_finished_at"], 2
         )
         record["model_swap"]["seconds_from_alias_move_to_swap"] = round(
             events["swapped_at"] - events["alias_moved_at"], 2
@@ -319,8 +361,11 @@ def main() -> None:
     print(
         "  model swapped in",
         record["model_swap"]["seconds_from_alias_move_to_swap"],
-        "s after the alias moved",
+        "s after the alias moved; features swapped in",
+        record["feature_swap"]["seconds_from_publication_to_swap"],
+        "s after the generation was published",
     )
+    print(f"  while the materialization ran: p50 {record['while_materializing']}")
     print(
         f"  reloads logged: models {record['model_reloads_logged']}, features "
         f"{record['feature_reloads_logged']} ({record['workers']} workers)"

@@ -53,7 +53,11 @@ async def health() -> Health:
 async def ready(service: Service) -> Health | JSONResponse:
     if service.ready:
         done, total = service.reasons_held()
-        detail = {"models": service.versions(), "reasons_precomputed": f"{done}/{total}"}
+        detail = {
+            "models": service.versions(),
+            "features": service.portfolio.stamp if service.portfolio is not None else None,
+            "reasons_precomputed": f"{done}/{total}",
+        }
         return Health(status="ready", detail=detail)
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

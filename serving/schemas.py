@@ -209,6 +209,7 @@ class Health(BaseModel):
                     "status": "ready",
                     "detail": {
                         "models": {"cobranza-propensity": "3"},
+                        "features": "20261129T080743429590Z-21729.db",
                         "reasons_precomputed": "5000/5000",
                     },
                 }

@@ -24,7 +24,7 @@ from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
 from features.compliance import contact_histories
 from features.history import HOUR_BANDS
-from pipelines.feature_store import FeatureStoreError
+from pipelines.feature_store import FeatureStoreError, published_generation
 from pipelines.registry import (
     NEXT_BEST_ACTION_MODEL,
     PROPENSITY_MODEL,
@@ -274,13 +274,20 @@ class ScoringService:
         return list(dict.fromkeys(named)) or [DEFAULT_FEATURE_SERVICE]
 
     def read_features(self, *models: LoadedModel[Any] | None) -> PortfolioFeatures:
-        """Every account's latest features from the online store, for the given models."""
+        """Every account's latest features from the online store, for the given models (from
+        the features file prepared for the published generation when there is one)."""
         chosen = [m for m in (models or (self.propensity, self.actions)) if m is not None]
-        return read_portfolio(
-            Path(self.settings.portfolio),
-            self.feature_services(*chosen),
-            self._model_features(chosen),
-        )
+        folder = Path(self.settings.portfolio)
+        services, names = self.feature_services(*chosen), self._model_features(chosen)
+        generation = published_generation(folder) if self.settings.precompute_reasons else None
+        prepared = features_path(folder, generation.name, services) if generation else None
+        if generation is not None and prepared is not None and prepared.exists():
+            try:  # a restarted worker: what a preparation read from this generation
+                frame = read_prepared_features(prepared)
+                return portfolio_from_frame(folder, frame, generation.name, services, names)
+            except Exception:  # unreadable: read the store itself
+                pass
+        return read_portfolio(folder, services, names)
 
     @property
     def ready(self) -> bool:

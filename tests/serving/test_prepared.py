@@ -28,7 +28,7 @@ from serving.prepared import (
     reasons_path,
 )
 from serving.service import LoadedModel, ScoringService
-from tests.serving.conftest import Running
+from tests.serving.conftest import Running, pin_first_pair
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -174,4 +174,50 @@ def test_a_preparation_that_keeps_failing_is_given_up_and_said(service: Running)
     assert set(states) == {"preparing", "without"}
     assert any("preparation failed 3 times" in note for note in worker.notes)
     assert worker.with_reasons(worker.portfolio, missing)  # goes on without them
+    worker.close()
+
+
+def test_a_worker_started_after_a_preparation_starts_from_its_files(service: Running) -> None:
+    """A restarted worker reads the prepared features and reasons: every account's reasons
+    at hand at once, no preparation started, no online store read needed."""
+    alias = pin_first_pair(service, "prepared-restart", "restart test")
+    first = _in_process(service, alias)
+    _until(
+        lambda: (
+            first.refresh(swap=False) is not None
+            and first.reasons_held()[1] > 0
+            and first.reasons_held()[0] == first.reasons_held()[1]
+        )
+    )
+    first.close()
+    second = _in_process(service, alias)
+    second.refresh(swap=False)
+    held, total = second.reasons_held()
+    assert held == total > 0 and not second.preparations
+    direct, _ = read_feature_frame(service.portfolio, list(second.portfolio.services))  # type: ignore[union-attr]
+    pd.testing.assert_frame_equal(second.portfolio.frame, direct)  # type: ignore[union-attr]
+
+
+def test_one_materialization_is_one_feature_swap_with_its_reasons_ready(service: Running) -> None:
+    from pipelines.feature_store import materialize_latest
+
+    alias = pin_first_pair(service, "prepared-restart", "feature swap test")
+    worker = _in_process(service, alias)
+    before = worker.portfolio.stamp  # type: ignore[union-attr]
+    materialize_latest(service.portfolio)
+    published = published_generation(service.portfolio)
+    assert published is not None and published.name != before
+    swaps: list[str] = []
+    deadline = time.monotonic() + 240
+    quiet_until = None
+    while quiet_until is None or time.monotonic() < quiet_until:  # go on 3 s after a swap
+        assert time.monotonic() < deadline, "no feature swap"
+        swaps += [m for m in worker.refresh() if m.startswith("swapped features")]
+        if swaps and quiet_until is None:
+            quiet_until = time.monotonic() + 3
+        time.sleep(0.2)
+    assert len(swaps) == 1
+    assert worker.portfolio.stamp == published.name  # type: ignore[union-attr]
+    held, total = worker.reasons_held()
+    assert held == total > 0
     worker.close()
