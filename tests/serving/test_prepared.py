@@ -71,10 +71,11 @@ def test_a_killed_preparation_leaves_no_half_file_and_the_next_holds_what_the_se
     seen = set()
     while first.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            seen.add(os.getpriority(os.PRIO_PROCESS, first.pid))
+            priority = os.getpriority(os.PRIO_PROCESS, first.pid)
+            seen.add((os.sched_getscheduler(first.pid), priority))
         time.sleep(0.01)
     assert first.wait(timeout=300) == 0
-    assert NICENESS in seen and NICENESS > 0
+    assert (os.SCHED_IDLE, NICENESS) in seen and NICENESS > 0
     assert path.exists() and not list(path.parent.glob(".*.partial"))
 
     frame, _ = read_feature_frame(service.portfolio, SERVICES)
