@@ -9,6 +9,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -37,11 +38,19 @@ QUICK = {
     "tuning": {"trials": 1},
 }
 LOAD_THREADS = 2
+TLS = ssl.create_default_context()
+"""One TLS context for every request: httpx builds one per call otherwise (about 50 ms of CPU
+loading the system's certificates), though the service's URL is plain HTTP."""
+PAUSE = 0.05
+"""Seconds each client waits between requests: a steady load (tens of requests a second) that
+leaves the two cores to the service and to the runs being killed. Unpaced, the clients and the
+workers took both cores and every materialization and training run under test crawled."""
 
 
 class Load:
     """`LOAD_THREADS` clients, each sending one scoring request at a time on a new connection
-    (so a failure belongs to the request in flight, not to a stale pooled connection)."""
+    (so a failure belongs to the request in flight, not to a stale pooled connection), `PAUSE`
+    seconds apart."""
 
     def __init__(self, url: str, ids: list[int]) -> None:
         self.url, self.ids = url, ids
@@ -59,11 +68,13 @@ class Load:
                     json={"account_ids": [rng.choice(self.ids)], "reasons": False},
                     headers={"X-API-Key": KEY, "Connection": "close"},
                     timeout=30,
+                    verify=TLS,
                 )
                 outcome = "ok" if answer.status_code == 200 else str(answer.status_code)
             except httpx.HTTPError as error:
                 outcome = type(error).__name__
             self.results.append((sent, time.monotonic(), outcome))
+            self.stop.wait(PAUSE)
 
     def __enter__(self) -> Load:
         for thread in self.threads:
@@ -112,7 +123,7 @@ LAST = ["none"]
 
 def _ready(url: str) -> bool:
     try:
-        answer = httpx.get(f"{url}/ready", headers={"X-API-Key": KEY}, timeout=10)
+        answer = httpx.get(f"{url}/ready", headers={"X-API-Key": KEY}, timeout=10, verify=TLS)
     except httpx.HTTPError as error:
         LAST[0] = type(error).__name__
         return False

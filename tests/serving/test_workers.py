@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COBRANZA = str(Path(sys.executable).with_name("cobranza"))
 ALIAS = "workers-test"
 """Version 1 of both models: the champion alias moves during the end-to-end tests."""
+START_SECONDS = 180
+"""How long a worker may take to start (imports, models, features): deadlines are time, not
+request counts, so a busy machine slows the test down instead of failing it."""
 
 
 @dataclass
@@ -147,7 +150,7 @@ def test_a_killed_worker_is_logged_and_replaced_and_too_many_deaths_stop_the_ser
     with cobranza_serve(
         service, tmp_path, "--workers", "2", env={"COBRANZA_SERVING__WORKER_RESTARTS": "1"}
     ) as started:
-        serving = started.wait_for(r"worker (\d+) serving", seconds=180, count=2)
+        serving = started.wait_for(r"worker (\d+) serving", seconds=START_SECONDS, count=2)
         victim, survivor = (int(match.group(1)) for match in serving)
         started.wait_ready()
         assert [score(started.url) for _ in range(10)] == [200] * 10
@@ -157,9 +160,11 @@ def test_a_killed_worker_is_logged_and_replaced_and_too_many_deaths_stop_the_ser
         [replaced] = started.wait_for(rf"worker (\d+) replaces worker {victim}", seconds=20)
         new = int(replaced.group(1))
         statuses = []  # requests keep being answered while the replacement starts
+        deadline = time.monotonic() + START_SECONDS
         while not re.search(rf"worker {new} serving", started.text()):
             statuses.append(score(started.url))
-            if len(statuses) > 2000:
+            time.sleep(0.05)  # a steady trickle, leaving the cores to the starting worker
+            if time.monotonic() > deadline:
                 raise AssertionError(f"the replacement never served:\n{started.text()[-3000:]}")
         statuses += [score(started.url) for _ in range(20)]
         assert set(statuses) == {200}
@@ -217,9 +222,14 @@ def test_idle_connections_neither_exhaust_a_worker_nor_stay_open(
             [files] = [line.split()[3:5] for line in limits.splitlines() if "open files" in line]
             assert files[0] == files[1]  # the soft limit was raised to the hard one
             started.wait_for(r"closed \d+ idle connection\(s\) for new ones: the limit is 1000")
-            time.sleep(max(0.0, opened + IDLE_TIMEOUT + 2 - time.monotonic()))
-            closed = sum(closed_by_peer(sock) for sock in idle)
-            assert closed == IDLE
+            # every idle connection is closed by the service once its deadline passes; on a
+            # busy machine the worker accepts (and so starts timing) the last ones later
+            time.sleep(max(0.0, opened + IDLE_TIMEOUT - time.monotonic()))
+            waiting, deadline = set(idle), time.monotonic() + 60
+            while waiting and time.monotonic() < deadline:
+                waiting = {sock for sock in waiting if not closed_by_peer(sock)}
+                time.sleep(0.2)
+            assert len(idle) - len(waiting) == IDLE
             started.wait_for(r"sent no complete request within 3\.0 s")
             assert score(started.url) == 200
     finally:
