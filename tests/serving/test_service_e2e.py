@@ -223,6 +223,7 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
     from training.pyfunc import PropensityPyfunc
 
     store = open_registry(service.tracking_uri)
+    swapped_before = _swaps(service, "swapped")  # feature swaps of earlier tests count too
     # a new version (the same artifact registered again) becomes champion: swapped in
     new = mlflow.register_model("models:/cobranza-propensity/1", "cobranza-propensity")
     set_alias(store, "cobranza-propensity", "champion", str(new.version), "hot swap test")
@@ -249,9 +250,16 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
     assert versions["cobranza-propensity"] == str(new.version)
     scored = client(service).post("/v1/scores", json={"account_ids": [1]})
     assert scored.status_code == 200
+    assert _swaps(service, "refused") == 1
+    assert _swaps(service, "swapped") == swapped_before + 1
+
+
+def _swaps(service: Running, outcome: str) -> float:
+    """The service's count of watch outcomes of one kind (0 before the first)."""
     metrics = client(service).get("/metrics").text
-    assert 'cobranza_model_swaps_total{outcome="refused"} 1.0' in metrics
-    assert 'cobranza_model_swaps_total{outcome="swapped"} 1.0' in metrics
+    prefix = f'cobranza_model_swaps_total{{outcome="{outcome}"}} '
+    lines = [line for line in metrics.splitlines() if line.startswith(prefix)]
+    return float(lines[0][len(prefix) :]) if lines else 0.0
 
 
 def test_feature_payloads_are_checked_per_feature(service: Running) -> None:
