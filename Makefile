@@ -50,7 +50,8 @@ test: env browser
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy data_contracts serving
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest
+	# both cores (a serial run keeps one busy); a test module runs in one worker, slow ones first
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 lint: env
 	$(VENV)/bin/ruff check .

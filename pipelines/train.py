@@ -530,10 +530,12 @@ def train_portfolio(
     folder = Path(folder)
     prepared = prepare_data(folder, config, say)
     store = open_registry(tracking_uri)
-    mlflow.set_experiment(experiment_id=experiment_id(store, config.name))
+    experiment = experiment_id(store, config.name)
     summary = _data_summary(prepared, folder, config)
+    # the experiment is named for this run only: mlflow.set_experiment would also leave it
+    # active for the rest of the process and in MLFLOW_EXPERIMENT_ID for its children
     with (
-        mlflow.start_run(run_name=f"train-{summary['portfolio']}") as run,
+        mlflow.start_run(experiment_id=experiment, run_name=f"train-{summary['portfolio']}") as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
         out = Path(tmp)

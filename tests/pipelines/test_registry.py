@@ -16,7 +16,9 @@ from pipelines.registry import (
     CHALLENGER,
     CHAMPION,
     MODEL_NAMES,
+    Store,
     alias_version,
+    experiment_id,
     open_registry,
     read_audit,
     register_run,
@@ -25,7 +27,9 @@ from pipelines.registry import (
 pytestmark = [pytest.mark.integration]
 
 
-def _log_run(value: float, kinds: tuple[str, ...] = tuple(MODEL_NAMES)) -> dict[str, str]:
+def _log_run(
+    store: Store, value: float, kinds: tuple[str, ...] = tuple(MODEL_NAMES)
+) -> dict[str, str]:
     """One training run's logged models (tiny constant pyfunc models); their URIs by kind."""
     import mlflow
     import mlflow.pyfunc
@@ -34,7 +38,7 @@ def _log_run(value: float, kinds: tuple[str, ...] = tuple(MODEL_NAMES)) -> dict[
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
             return pd.DataFrame({"value": [value] * len(model_input)})
 
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment_id(store, "registry-test")) as run:
         for kind in kinds:
             mlflow.pyfunc.log_model(name=kind, python_model=Constant(), pip_requirements=[])
     return {kind: f"runs:/{run.info.run_id}/{kind}" for kind in kinds}
@@ -48,17 +52,17 @@ def store_uri(tmp_path: Path) -> str:
 
 def test_a_run_interrupted_between_registrations_moves_no_alias(store_uri: str) -> None:
     store = open_registry(store_uri)
-    first = _log_run(1.0)
+    first = _log_run(store, 1.0)
     assert register_run(store, first, {}) == {"propensity": "1", "next-best-action": "1"}
     # the next run dies after registering its propensity model (its second model is missing)
-    broken = {**_log_run(2.0, ("propensity",)), "next-best-action": "runs:/gone/model"}
+    broken = {**_log_run(store, 2.0, ("propensity",)), "next-best-action": "runs:/gone/model"}
     with pytest.raises(Exception):  # noqa: B017 (MLflow's own error type for a missing run)
         register_run(store, broken, {})
     for kind, name in MODEL_NAMES.items():
         assert str(alias_version(name, CHAMPION).version) == "1", kind
         assert alias_version(name, CHALLENGER) is None, kind
     # a later complete run becomes the challenger pair; both of its models move together
-    again = _log_run(3.0)
+    again = _log_run(store, 3.0)
     versions = register_run(store, again, {})
     assert versions == {"propensity": "3", "next-best-action": "2"}
     challengers = [alias_version(name, CHALLENGER) for name in MODEL_NAMES.values()]
@@ -85,7 +89,7 @@ def test_alias_moves_wait_for_the_registry_lock(store_uri: str, tmp_path: Path) 
         [sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, cwd=tmp_path
     ) as process:
         assert process.stdout is not None and process.stdout.readline().strip() == "locked"
-        register_run(store, _log_run(1.0), {})
+        register_run(store, _log_run(store, 1.0), {})
         assert process.wait(timeout=60) == 0
     actions = [json.loads(line)["action"] for line in store.audit_path.read_text().splitlines()]
     assert actions == ["holder_done", "set_champion", "set_champion"]
@@ -120,7 +124,7 @@ def test_models_are_logged_from_code_without_warnings(
     store = open_registry(store_uri)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
         warnings.simplefilter("always")
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment_id(store, "registry-test")):
             uri = _log_model(model, frame[:50], model.predict_frame(frame[:50]))
         register_run(store, {"propensity": uri}, {})
     said = [r.getMessage() for r in caplog.records] + [str(w.message) for w in caught]

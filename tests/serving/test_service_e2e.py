@@ -219,7 +219,7 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
     import mlflow
     import mlflow.pyfunc
 
-    from pipelines.registry import open_registry, set_alias
+    from pipelines.registry import experiment_id, open_registry, set_alias
     from training.pyfunc import PropensityPyfunc
 
     store = open_registry(service.tracking_uri)
@@ -241,7 +241,7 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
     scorer.join()
     assert errors == []
     # a model that cannot predict is refused; the current champion keeps serving
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=experiment_id(store, "serving-broken")):
         info = mlflow.pyfunc.log_model(name="broken", python_model=PropensityPyfunc(Broken()))
     broken = mlflow.register_model(info.model_uri, "cobranza-propensity")
     set_alias(store, "cobranza-propensity", "champion", str(broken.version), "broken on purpose")
