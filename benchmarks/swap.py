@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,47 +178,51 @@ def _restore(moved: dict[str, tuple[str, str]]) -> None:
         set_alias(store, name, CHAMPION, old, "benchmark: hot swap finished, champion restored")
 
 
-def _wait_versions(service: Service, expected: dict[str, str], timeout: float = 120.0) -> float:
-    """Seconds until 12 answers in a row (fresh connections: any worker) show `expected`."""
+def _wait_in_a_row(
+    service: Service, path: str, serving: Callable[[Any], bool], what: str, timeout: float
+) -> float:
+    """Seconds until 12 answers in a row to GET `path` (fresh connections: any worker) say
+    `serving(body)`."""
     import httpx
 
     started, streak = time.monotonic(), 0
     while streak < 12:
         if time.monotonic() - started > timeout:
-            raise SystemExit(f"the service did not swap within {timeout:.0f} s")
+            raise SystemExit(f"the service did not swap {what} within {timeout:.0f} s")
         try:
-            answer = httpx.get(f"{service.url}/v1/models", headers=service.headers, timeout=30)
-            versions = {m["name"]: m["version"] for m in answer.json()["models"]}
+            answer = httpx.get(f"{service.url}{path}", headers=service.headers, timeout=30)
+            done = serving(answer.json())
         except (httpx.HTTPError, ValueError, KeyError):  # busy or swapping: ask again
-            versions = {}
-        streak = streak + 1 if all(versions.get(n) == v for n, v in expected.items()) else 0
+            done = False
+        streak = streak + 1 if done else 0
         if not streak:
             time.sleep(0.2)
     return time.monotonic() - started
 
 
-def _wait_features(service: Service, portfolio: Path, timeout: float = 300.0) -> float:
-    """Seconds until 12 answers in a row (fresh connections: any worker) serve the online
-    store generation published now."""
-    import httpx
+def _wait_versions(service: Service, expected: dict[str, str], timeout: float = 120.0) -> float:
+    """Seconds until every worker serves the `expected` model versions."""
 
+    def serving(body: Any) -> bool:
+        versions = {m["name"]: m["version"] for m in body["models"]}
+        return all(versions.get(n) == v for n, v in expected.items())
+
+    return _wait_in_a_row(service, "/v1/models", serving, "models", timeout)
+
+
+def _wait_features(service: Service, portfolio: Path, timeout: float = 300.0) -> float:
+    """Seconds until every worker serves the online store generation published now."""
     from pipelines.feature_store import published_generation
 
     generation = published_generation(portfolio if portfolio.is_absolute() else ROOT / portfolio)
     assert generation is not None
-    started, streak = time.monotonic(), 0
-    while streak < 12:
-        if time.monotonic() - started > timeout:
-            raise SystemExit(f"the service did not swap features within {timeout:.0f} s")
-        try:
-            answer = httpx.get(f"{service.url}/ready", headers=service.headers, timeout=30)
-            serving = answer.json()["detail"]["features"]
-        except (httpx.HTTPError, ValueError, KeyError):
-            serving = None
-        streak = streak + 1 if serving == generation.name else 0
-        if not streak:
-            time.sleep(0.2)
-    return time.monotonic() - started
+    return _wait_in_a_row(
+        service,
+        "/ready",
+        lambda body: body["detail"]["features"] == generation.name,
+        "features",
+        timeout,
+    )
 
 
 def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,7 +150,6 @@ class Preparation:
 
     process: subprocess.Popen[bytes] | None
     failures: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 def launch(
@@ -175,51 +173,24 @@ def launch(
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None
-        return _start(
-            portfolio, generation, services, model, version, top, tracking_uri, descriptor
+        command = [sys.executable, "-c", PRIORITY_THEN_RUN, "--lock-fd", str(descriptor)]
+        command += ["--portfolio", str(Path(portfolio).resolve()), "--generation", generation]
+        command += ["--model", model, "--version", version, "--top", str(top)]
+        command += [part for service in services for part in ("--service", service)]
+        command += ["--tracking-uri", tracking_uri] if tracking_uri else []
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(descriptor,)
         )
     finally:
         os.close(descriptor)  # the process holds the lock now (its own copy of the descriptor)
 
 
-def _start(
-    portfolio: Path,
-    generation: str,
-    services: Sequence[str],
-    model: str,
-    version: str,
-    top: int,
-    tracking_uri: str | None,
-    lock: int,
-) -> subprocess.Popen[bytes]:
-    start = (
-        "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
-        f"os.nice({NICENESS}); import runpy; "
-        "runpy.run_module('serving.prepared', run_name='__main__')"
-    )
-    command = [
-        sys.executable,
-        "-c",
-        start,
-        "--portfolio",
-        str(Path(portfolio).resolve()),
-        "--generation",
-        generation,
-        "--model",
-        model,
-        "--version",
-        version,
-        "--top",
-        str(top),
-        "--lock-fd",
-        str(lock),
-    ]
-    command += [part for service in services for part in ("--service", service)]
-    if tracking_uri:
-        command += ["--tracking-uri", tracking_uri]
-    return subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(lock,)
-    )
+PRIORITY_THEN_RUN = (
+    "import os; os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)); "
+    f"os.nice({NICENESS}); import runpy; "
+    "runpy.run_module('serving.prepared', run_name='__main__')"
+)
+"""The process's code: the lowest priority first, then this module as a program."""
 
 
 def remove_superseded(portfolio: Path, keep: set[str]) -> None:

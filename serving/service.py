@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -660,7 +659,7 @@ class ScoringService:
             return "preparing" if state.failures < PREPARE_ATTEMPTS else "without"
         if process is None:  # another worker's preparation is at work: wait for it
             return self._preparing()
-        state.process, state.started = process, time.monotonic()
+        state.process = process
         self.notes.append(f"preparing reasons of {what}")
         return self._preparing()
 
