@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from data_contracts.schemas import contract_columns
+from data_contracts.schemas import MAX_ID_LENGTH, ROW_ID_DTYPE, contract_columns, id_columns
 
 
 class ContractError(ValueError):
@@ -99,6 +101,110 @@ def _coerce_category(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return text.astype("category"), np.zeros(len(values), dtype=bool)
 
 
+def coerce_id(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Ids as text (a categorical): integers, and whole floats as a CSV with gaps gives
+    them, as their decimal text; text kept exactly (leading zeros matter). Unreadable:
+    booleans, fractions, bytes that are not UTF-8, empty text, text longer than
+    `MAX_ID_LENGTH`, with spaces around it or with control characters. Each distinct value
+    is checked once."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        distinct = pd.Series(values.cat.categories.to_numpy(dtype=object))
+    else:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        distinct = pd.Series(np.asarray(uniques, dtype=object))
+    text, bad_distinct = _checked_ids(distinct)
+    present = codes >= 0
+    bad = np.zeros(len(values), dtype=bool)
+    bad[present] = bad_distinct[codes[present]]
+    if (
+        isinstance(values.dtype, pd.CategoricalDtype)
+        and not bad_distinct.any()
+        and pd.Index(text).equals(values.cat.categories)
+    ):
+        return values, bad  # already ids as text: no copy
+    categories = pd.Index(text[~bad_distinct], dtype=object).unique()
+    recode = np.full(len(text), -1, dtype=np.int64)
+    recode[~bad_distinct] = categories.get_indexer(text[~bad_distinct])
+    new_codes = np.full(len(values), -1, dtype=np.int64)
+    new_codes[present] = recode[codes[present]]
+    result = pd.Categorical.from_codes(new_codes, categories=categories)
+    return pd.Series(result, index=values.index), bad
+
+
+def coerce_row_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """An event table's own ids (one per row, never repeated) as Arrow text: the same rules
+    as `coerce_id`, without a Python string per row (tens of millions of contacts)."""
+    present = _is_present(values)
+    try:
+        if pd.api.types.is_integer_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
+            values.dtype
+        ):
+            text = pa.array(values, from_pandas=True).cast(pa.string())
+            return _arrow_text(text, values.index), np.zeros(len(values), dtype=bool)
+        if pd.api.types.is_string_dtype(values.dtype) or (
+            values.dtype == object and pd.api.types.infer_dtype(values) == "string"
+        ):
+            text = pa.array(values, type=pa.string(), from_pandas=True)
+            bad = _arrow_not_ids(text) & present
+            text = pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), text)
+            return _arrow_text(text, values.index), bad
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass  # mixed values: one at a time below
+    ids, bad = coerce_id(values)
+    return ids.astype(ROW_ID_DTYPE), bad
+
+
+def _arrow_text(text: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(text), index=index)
+
+
+def _arrow_not_ids(text: pa.Array) -> np.ndarray:
+    length = pc.utf8_length(text)
+    bad = pc.or_(
+        pc.or_(pc.less(length, 1), pc.greater(length, MAX_ID_LENGTH)),
+        pc.match_substring_regex(text, _NOT_AN_ID),
+    )
+    return np.asarray(bad.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+_NOT_AN_ID = r"^\s|\s$|[\x00-\x1f\x7f]"
+
+
+def _checked_ids(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct raw id as text (object array) and whether it is unreadable as an id."""
+    kind = pd.api.types.infer_dtype(distinct, skipna=False)
+    if kind == "string":
+        text = distinct
+    elif kind == "integer":
+        text = distinct.astype(np.int64).astype(str).astype(object)
+    else:
+        text = distinct.map(_id_text)  # None where it is no id
+    as_text = text
+    length = as_text.str.len()
+    bad = (
+        as_text.isna()
+        | (length < 1)
+        | (length > MAX_ID_LENGTH)
+        | as_text.str.contains(_NOT_AN_ID, regex=True)
+    ).fillna(True)
+    return as_text.to_numpy(dtype=object), bad.to_numpy(dtype=bool)
+
+
+def _id_text(value: object) -> str | None:
+    """An id's text: text as it is, a whole number as its decimal text, None otherwise."""
+    value = _decode(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_) or value is None:
+        return None
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return None
+
+
 def _decode(value: object) -> object:
     """Text from bytes when they are UTF-8, None otherwise (the row goes to quarantine)."""
     if isinstance(value, bytes | bytearray):
@@ -128,14 +234,19 @@ def coerce_to_contract(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 
     Returns:
         The coerced frame (integer columns as nullable `Int64`, so that unreadable values can
-        be missing) and a boolean frame, one column per contract column, true where the raw
-        value was present but unreadable as the column's type.
+        be missing; ids as categoricals of text) and a boolean frame, one column per contract
+        column, true where the raw value was present but unreadable as the column's type.
     """
     coerced: dict[str, pd.Series] = {}
     unreadable: dict[str, np.ndarray] = {}
+    ids = set(id_columns(table))
     for name, dtype in contract_columns(table).items():
+        if name in ids:
+            coercer = coerce_row_ids if dtype == str(ROW_ID_DTYPE) else coerce_id
+        else:
+            coercer = _COERCERS[dtype]
         try:
-            values, bad = _COERCERS[dtype](raw[name])
+            values, bad = coercer(raw[name])
         except (TypeError, ValueError, UnicodeError, OverflowError) as error:
             # a column of a storage type we cannot read value by value (binary, nested, ...)
             raise ContractError(

@@ -11,7 +11,7 @@ account was opened, duplicate ids) live in `data_contracts.validation`.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,30 @@ NullableInt = pd.Int64Dtype
 NullableBool = pd.BooleanDtype
 
 
+MAX_ID_LENGTH = 64
+"""Ids are text of 1 to 64 characters: account numbers as the agency writes them (`ACC-000123`,
+UUIDs, numbers with leading zeros), compared exactly. Integers in the input are read as their
+decimal text; ids are categoricals in memory (one copy of each distinct id per column)."""
+
+
+ROW_ID_DTYPE = pd.StringDtype("pyarrow")
+"""The dtype of an event's own id (a payment's, a contact's): unique per row, nothing refers to
+it, so Arrow text, not a categorical of as many categories as rows. Ids that repeat (a debtor's,
+an account's, an offer's) are categoricals."""
+
+
+def id_field(description: str, nullable: bool = False) -> Any:
+    """A pandera field holding ids (see `MAX_ID_LENGTH`); `id_columns` finds them."""
+    return pa.Field(nullable=nullable, description=description, metadata={"id": True})
+
+
+def row_id_field(description: str) -> Any:
+    """A pandera field holding an event's own id, as `ROW_ID_DTYPE`."""
+    return pa.Field(
+        description=description, metadata={"id": True}, dtype_kwargs={"storage": "pyarrow"}
+    )
+
+
 def _not_before(later: pd.Series, earlier: pd.Series) -> pd.Series:
     """True where `later` is not before `earlier`, or where either is missing."""
     return (later >= earlier) | later.isna() | earlier.isna()
@@ -54,7 +78,7 @@ class Debtors(Contract):
     """People who owe on one or more accounts. `age_band` and `gender` are audit-only:
     they exist for fairness audits and must never be model features."""
 
-    debtor_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the debtor.")
+    debtor_id: Series[Category] = id_field("Unique id of the debtor.")
     timezone: Series[Category] = pa.Field(
         isin=sorted(iana_timezones()),
         description="IANA time zone of the debtor's residence; contact hours are local to it.",
@@ -77,8 +101,8 @@ class Debtors(Contract):
 class Accounts(Contract):
     """Debts placed with the collection operation, one row per account."""
 
-    account_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the account.")
-    debtor_id: Series[np.int64] = pa.Field(ge=0, description="The debtor who owes it.")
+    account_id: Series[Category] = id_field("Unique id of the account.")
+    debtor_id: Series[Category] = id_field("The debtor who owes it.")
     product: Series[Category] = pa.Field(
         isin=list(PRODUCTS), description="Kind of credit the debt comes from."
     )
@@ -153,8 +177,8 @@ class Accounts(Contract):
 class Payments(Contract):
     """Money received on an account."""
 
-    payment_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the payment.")
-    account_id: Series[np.int64] = pa.Field(ge=0, description="Account the payment is for.")
+    payment_id: Series[pd.StringDtype] = row_id_field("Unique id of the payment.")
+    account_id: Series[Category] = id_field("Account the payment is for.")
     paid_at: Series[Timestamp] = pa.Field(description="When the payment was received (UTC).")
     amount: Series[np.float64] = pa.Field(gt=0, description="Amount received.")
     method: Series[Category] = pa.Field(
@@ -171,8 +195,8 @@ for _c, _channel in enumerate(CHANNELS):
 class Contacts(Contract):
     """Contact attempts (outbound) and contacts started by the debtor (inbound)."""
 
-    contact_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the contact.")
-    account_id: Series[np.int64] = pa.Field(ge=0, description="Account the contact is about.")
+    contact_id: Series[pd.StringDtype] = row_id_field("Unique id of the contact.")
+    account_id: Series[Category] = id_field("Account the contact is about.")
     channel: Series[Category] = pa.Field(
         isin=list(CHANNELS), description="call, sms, email or letter."
     )
@@ -183,9 +207,7 @@ class Contacts(Contract):
     outcome: Series[Category] = pa.Field(
         isin=list(OUTCOMES), description="What came of it; allowed values depend on the channel."
     )
-    offer_id: Series[NullableInt] = pa.Field(
-        nullable=True, description="Offer presented in this contact, if any."
-    )
+    offer_id: Series[Category] = id_field("Offer presented in this contact, if any.", nullable=True)
     action_probability: Series[np.float64] = pa.Field(
         gt=0,
         le=1,
@@ -219,8 +241,8 @@ class Contacts(Contract):
 class Offers(Contract):
     """Settlement offers: a discount for paying in full, or a payment plan."""
 
-    offer_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the offer.")
-    account_id: Series[np.int64] = pa.Field(ge=0, description="Account the offer is for.")
+    offer_id: Series[Category] = id_field("Unique id of the offer.")
+    account_id: Series[Category] = id_field("Account the offer is for.")
     kind: Series[Category] = pa.Field(
         isin=list(OFFER_KINDS), description="discount or payment_plan."
     )
@@ -268,8 +290,8 @@ class Offers(Contract):
 class Promises(Contract):
     """Promises to pay. Each installment of a payment plan is a promise linked to its offer."""
 
-    promise_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the promise.")
-    account_id: Series[np.int64] = pa.Field(ge=0, description="Account the promise is for.")
+    promise_id: Series[pd.StringDtype] = row_id_field("Unique id of the promise.")
+    account_id: Series[Category] = id_field("Account the promise is for.")
     made_at: Series[Timestamp] = pa.Field(description="When the debtor made the promise.")
     due_at: Series[Timestamp] = pa.Field(
         description="Start (local midnight) of the day the payment is due."
@@ -282,8 +304,8 @@ class Promises(Contract):
             "period after due_at add up to the amount; null while that period is still open."
         ),
     )
-    offer_id: Series[NullableInt] = pa.Field(
-        nullable=True, description="Payment plan this promise is an installment of, if any."
+    offer_id: Series[Category] = id_field(
+        "Payment plan this promise is an installment of, if any.", nullable=True
     )
 
     @pa.dataframe_check(name="due_after_made", error="due_at is more than a day before made_at")
@@ -300,8 +322,8 @@ class Statements(Contract):
     """Monthly statements sent by the creditor (optional table): the account's balance and
     repayment status month by month, as card issuers report them."""
 
-    statement_id: Series[np.int64] = pa.Field(ge=0, description="Unique id of the statement.")
-    account_id: Series[np.int64] = pa.Field(ge=0, description="Account the statement is for.")
+    statement_id: Series[pd.StringDtype] = row_id_field("Unique id of the statement.")
+    account_id: Series[Category] = id_field("Account the statement is for.")
     statement_at: Series[Timestamp] = pa.Field(description="Statement (closing) date, UTC.")
     balance: Series[np.float64] = pa.Field(
         description="Statement balance; negative when the account holds a credit."
@@ -354,14 +376,25 @@ OPTIONAL_TABLES: frozenset[str] = frozenset({"statements"})
 """Tables a portfolio may leave out; they are then treated as empty."""
 
 
+def id_columns(table: str) -> list[str]:
+    """The columns of a table's contract that hold ids (its own and those it refers to)."""
+    schema = CONTRACTS[table].to_schema()
+    return [name for name, column in schema.columns.items() if (column.metadata or {}).get("id")]
+
+
 def contract_columns(table: str) -> dict[str, str]:
     """Column name -> dtype string of a table's contract, in contract order."""
+    return {name: str(dtype) for name, dtype in contract_dtypes(table).items()}
+
+
+def contract_dtypes(table: str) -> dict[str, object]:
+    """Column name -> pandas dtype of a table's contract, in contract order."""
     schema = CONTRACTS[table].to_schema()
-    return {name: str(column.dtype) for name, column in schema.columns.items()}
+    return {name: column.dtype.type for name, column in schema.columns.items()}
 
 
 def empty_table(table: str) -> pd.DataFrame:
     """A zero-row frame with the contract's columns and dtypes."""
     return pd.DataFrame(
-        {name: pd.Series(dtype=dtype) for name, dtype in contract_columns(table).items()}
+        {name: pd.Series(dtype=dtype) for name, dtype in contract_dtypes(table).items()}
     )

@@ -29,8 +29,16 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from data_contracts.coerce import ContractError, coerce_to_contract, finalize_dtypes
-from data_contracts.schemas import CONTRACTS, ID_COLUMNS, OPTIONAL_TABLES, empty_table
+from data_contracts.coerce import ContractError, coerce_id, coerce_to_contract, finalize_dtypes
+from data_contracts.ids import lookup
+from data_contracts.schemas import (
+    CONTRACTS,
+    ID_COLUMNS,
+    MAX_ID_LENGTH,
+    OPTIONAL_TABLES,
+    empty_table,
+    id_columns,
+)
 
 ROW_COLUMN = "source_row"
 RULES_COLUMN = "quarantine_rules"
@@ -53,6 +61,7 @@ _EVENT_TIME: dict[str, str] = {
     "contacts": "attempted_at",
     "statements": "statement_at",
 }
+_PARENT_TABLES = frozenset(parent for parents in _PARENTS.values() for _, parent in parents)
 _SINGULAR = {"debtors": "debtor", "accounts": "account", "offers": "offer"}
 
 
@@ -131,9 +140,14 @@ def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
 def _check_types(unreadable: pd.DataFrame, table: str) -> list[_Found]:
     dtypes = {name: str(col.dtype) for name, col in CONTRACTS[table].to_schema().columns.items()}
     found: list[_Found] = []
+    ids = set(id_columns(table))
     for column in unreadable.columns:
         rows = np.flatnonzero(unreadable[column].to_numpy())
         reason = f"{column}: value cannot be read as {dtypes[column]}"
+        if column in ids:
+            reason = (
+                f"{column}: not an id (text of 1 to {MAX_ID_LENGTH} characters, no spaces around)"
+            )
         found += _found(rows, f"{column}:type", reason)
     return found
 
@@ -236,7 +250,7 @@ def _check_event_order(
         return found
     accounts = valid["accounts"].set_index("account_id")
     column = _EVENT_TIME[table]
-    opened = frame["account_id"].map(accounts["opened_at"])
+    opened = lookup(frame["account_id"], accounts["opened_at"])
     before = (frame[column] < opened).fillna(False).to_numpy() & ok
     found += _found(
         np.flatnonzero(before),
@@ -245,8 +259,13 @@ def _check_event_order(
     )
     if table in ("contacts", "promises"):
         offers = valid["offers"].set_index("offer_id")["account_id"]
-        offer_account = frame["offer_id"].map(offers)
-        other = (offer_account.notna() & (offer_account != frame["account_id"])).to_numpy()
+        offer_account = lookup(frame["offer_id"], offers.astype(object))
+        cited = np.flatnonzero(offer_account.notna().to_numpy())
+        other = np.zeros(len(frame), dtype=bool)
+        other[cited] = (
+            offer_account.iloc[cited].astype(object).to_numpy()
+            != frame["account_id"].iloc[cited].astype(object).to_numpy()
+        )
         found += _found(
             np.flatnonzero(other & ok),
             "offer_of_other_account",
@@ -343,6 +362,16 @@ def _categorical(codes: np.ndarray, texts: list[str]) -> pd.Categorical[str]:
     return pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories))
 
 
+def _shared_ids(valid: pd.DataFrame, table: str, parents: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Valid rows whose references hold their parent's id categories, so that ids compare,
+    join and index alike across tables (every valid reference exists in its parent)."""
+    shared = {
+        key: valid[key].cat.set_categories(parents[parent][ID_COLUMNS[parent]].cat.categories)
+        for key, parent in _PARENTS[table]
+    }
+    return valid.assign(**shared) if shared else valid
+
+
 def validate_table(
     table: str,
     raw: pd.DataFrame,
@@ -375,7 +404,7 @@ def validate_table(
     found += exclude(_check_event_order(coerced, ok, table, valid_parents, data_end))
 
     kept = coerced if ok.all() else coerced[ok]
-    valid = _renumbered(finalize_dtypes(table, kept))
+    valid = _shared_ids(_renumbered(finalize_dtypes(table, kept)), table, valid_parents)
     quarantined, rows_per_rule, first_row = _quarantine(raw, found)
     report = TableReport(
         table=table,
@@ -426,6 +455,7 @@ def validate_tables(
         if on_quarantined is not None:
             on_quarantined(table, quarantined[table])
             quarantined[table] = quarantined[table].iloc[:0]
-        id_column = ID_COLUMNS[table]
-        raw_ids[table] = pd.Index(pd.to_numeric(raw[id_column], errors="coerce").dropna())
+        if table in _PARENT_TABLES:  # ids that exist, valid or not
+            ids, _ = coerce_id(raw[ID_COLUMNS[table]])
+            raw_ids[table] = pd.Index(ids.dropna().cat.categories)
     return ValidationResult(valid=valid, quarantined=quarantined, reports=reports)

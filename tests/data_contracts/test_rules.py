@@ -56,7 +56,7 @@ CASES: list[tuple[str, int, str, Mutation]] = [
     ("debtors", 1, "age_band:isin", _set("debtors", 1, "age_band", "101-110")),
     ("debtors", 0, "gender:isin", _set("debtors", 0, "gender", "F")),
     ("debtors", 0, "region:missing_value", _set("debtors", 0, "region", None)),
-    ("debtors", 1, "debtor_id:type", _as_text("debtors", "debtor_id", 1, "two")),
+    ("debtors", 1, "debtor_id:type", _as_text("debtors", "debtor_id", 1, " 2")),
     ("debtors", 1, "duplicate_id", _set("debtors", 1, "debtor_id", 1)),
     ("accounts", 0, "product:isin", _set("accounts", 0, "product", "lottery")),
     ("accounts", 0, "currency:str_matches", _set("accounts", 0, "currency", "usd")),
@@ -169,22 +169,27 @@ CASES: list[tuple[str, int, str, Mutation]] = [
 ]
 
 
+NOT_IDS = {"empty": "", "spaces around": "A-1 ", "control character": "A\t1", "too long": "9" * 65}
 ID_CASES: list[tuple[str, int, str, Mutation]] = [
-    (table, 0, f"{column}:greater_than_or_equal_to(0)", _set(table, 0, column, -1))
-    for table, columns in {
-        "debtors": ["debtor_id"],
-        "accounts": ["account_id"],
-        "payments": ["payment_id"],
-        "contacts": ["contact_id"],
-        "offers": ["offer_id"],
-        "promises": ["promise_id"],
-        "statements": ["statement_id"],
+    (table, 0, f"{column}:type", _as_text(table, column, 0, text))
+    for table, column in {
+        "debtors": "debtor_id",
+        "accounts": "account_id",
+        "payments": "payment_id",
+        "contacts": "contact_id",
+        "offers": "offer_id",
+        "promises": "promise_id",
+        "statements": "statement_id",
     }.items()
-    for column in columns
+    for text in NOT_IDS.values()
+]
+ID_CASES += [
+    ("payments", 0, "payment_id:type", _as_text("payments", "payment_id", 0, True)),  # type: ignore[arg-type]
+    ("payments", 0, "payment_id:type", _as_text("payments", "payment_id", 0, 1.5)),  # type: ignore[arg-type]
 ]
 CASES += ID_CASES
-# a negative foreign key is no known parent
-CASES += [("payments", 0, "unknown_account", _set("payments", 0, "account_id", -1))]
+# ids are compared as text: account 10 exists, "010" is another account
+CASES += [("payments", 0, "unknown_account", _as_text("payments", "account_id", 0, "010"))]
 CASES += [
     ("offers", 0, "discount_pct:greater_than(0)", _set("offers", 0, "discount_pct", 0.0)),
     (

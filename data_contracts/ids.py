@@ -1,0 +1,27 @@
+"""Working with id columns, which are categoricals of text (see `schemas.MAX_ID_LENGTH`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def id_codes(keys: pd.Series, ids: pd.Index) -> np.ndarray:
+    """Position in `ids` of each key (-1 where it is missing or unknown), hashing each
+    distinct key once when the keys are a categorical."""
+    if isinstance(keys.dtype, pd.CategoricalDtype):
+        codes = keys.cat.codes.to_numpy()
+        at = ids.get_indexer(keys.cat.categories)
+        found = np.full(len(keys), -1, dtype=np.intp)
+        present = codes >= 0
+        found[present] = at[codes[present]]
+        return found
+    return np.asarray(ids.get_indexer(keys.to_numpy()))
+
+
+def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """`values` (indexed by id) of each key, NaN or NaT where a key is unknown: values keep
+    their own dtype (integers become floats), unlike a categorical's `map`, which returns a
+    categorical."""
+    positions = id_codes(keys, pd.Index(values.index))
+    return pd.Series(values.array.take(positions, allow_fill=True), index=keys.index)
