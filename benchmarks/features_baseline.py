@@ -30,14 +30,20 @@ def baseline_account_features(
     payments = payments[payments["paid_at"] < as_of]
     for window in PAYMENT_WINDOWS:
         recent = payments[payments["paid_at"] >= as_of - window * DAY]
-        grouped = recent.groupby("account_id")["amount"]
+        grouped = recent.groupby("account_id", observed=True)["amount"]
         out[f"payments_count_{window}d"] = grouped.size()
         out[f"payments_sum_{window}d"] = grouped.sum()
-    out["days_since_last_payment"] = (as_of - payments.groupby("account_id")["paid_at"].max()) / DAY
+    out["days_since_last_payment"] = (
+        as_of - payments.groupby("account_id", observed=True)["paid_at"].max()
+    ) / DAY
     merged = payments.merge(
         accounts[["account_id", "placed_at", "original_balance"]], on="account_id"
     )
-    since = merged[merged["paid_at"] >= merged["placed_at"]].groupby("account_id")["amount"].sum()
+    since = (
+        merged[merged["paid_at"] >= merged["placed_at"]]
+        .groupby("account_id", observed=True)["amount"]
+        .sum()
+    )
     out["current_balance"] = (
         accounts.set_index("account_id")["original_balance"] - since.reindex(out.index).fillna(0)
     ).clip(lower=0)
@@ -47,10 +53,14 @@ def baseline_account_features(
     resolved_at = promises["due_at"] + 3 * DAY
     for window in PROMISE_WINDOWS:
         made = promises[promises["made_at"] >= as_of - window * DAY]
-        out[f"promises_made_{window}d"] = made.groupby("account_id").size()
+        out[f"promises_made_{window}d"] = made.groupby("account_id", observed=True).size()
         done = promises[(resolved_at <= as_of) & (resolved_at >= as_of - window * DAY)]
-        out[f"promises_kept_{window}d"] = done[done["kept"] == True].groupby("account_id").size()  # noqa: E712
-        out[f"promises_broken_{window}d"] = done[done["kept"] == False].groupby("account_id").size()  # noqa: E712
+        out[f"promises_kept_{window}d"] = (
+            done[done["kept"] == True].groupby("account_id", observed=True).size()  # noqa: E712
+        )
+        out[f"promises_broken_{window}d"] = (
+            done[done["kept"] == False].groupby("account_id", observed=True).size()  # noqa: E712
+        )
 
     contacts = tables["contacts"]
     contacts = contacts[(contacts["attempted_at"] < as_of) & (contacts["direction"] == "outbound")]
@@ -62,10 +72,10 @@ def baseline_account_features(
         mine = contacts[contacts["channel"] == channel]
         for window in CONTACT_WINDOWS:
             recent = mine[mine["attempted_at"] >= as_of - window * DAY]
-            grouped = recent.groupby("account_id")
+            grouped = recent.groupby("account_id", observed=True)
             out[f"{channel}_attempts_{window}d"] = grouped.size()
             out[f"{channel}_responses_{window}d"] = grouped["responded"].sum()
-        recent = mine[mine["attempted_at"] >= as_of - 90 * DAY].groupby("account_id")
+        recent = mine[mine["attempted_at"] >= as_of - 90 * DAY].groupby("account_id", observed=True)
         out[f"{channel}_contact_rate_90d"] = recent["through"].mean()
         out[f"{channel}_response_rate_90d"] = recent["responded"].mean()
 
@@ -86,20 +96,20 @@ def baseline_account_features(
         hours[rows] = local.dt.hour.to_numpy()
         weekdays[rows] = local.dt.dayofweek.to_numpy()
     for band, (start, end) in HOUR_BANDS.items():
-        in_band = calls[(hours >= start) & (hours < end)].groupby("account_id")
+        in_band = calls[(hours >= start) & (hours < end)].groupby("account_id", observed=True)
         out[f"call_attempts_{band}_365d"] = in_band.size()
         out[f"call_response_rate_{band}_365d"] = in_band["responded"].mean()
     for day_type, chosen in (("weekday", weekdays < 5), ("weekend", weekdays >= 5)):
-        grouped = calls[chosen].groupby("account_id")
+        grouped = calls[chosen].groupby("account_id", observed=True)
         out[f"call_attempts_{day_type}_365d"] = grouped.size()
         out[f"call_response_rate_{day_type}_365d"] = grouped["responded"].mean()
 
     offers = tables["offers"]
     offers = offers[offers["offered_at"] < as_of]
-    grouped = offers.groupby("account_id")
+    grouped = offers.groupby("account_id", observed=True)
     out["offers_made_total"] = grouped.size()
     out["offers_accepted_total"] = (
-        offers[offers["accepted_at"] < as_of].groupby("account_id").size()
+        offers[offers["accepted_at"] < as_of].groupby("account_id", observed=True).size()
     )
 
     counts = [

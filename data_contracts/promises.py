@@ -29,7 +29,7 @@ def derive_promise_kept(
         .merge(payments[["account_id", "paid_at", "amount"]], on="account_id", how="inner")
     )
     inside = (pairs["paid_at"] >= pairs["made_at"]) & (pairs["paid_at"] < pairs["window_end"])
-    paid = pairs[inside].groupby("promise_id")["amount"].sum()
+    paid = pairs[inside].groupby("promise_id", observed=True)["amount"].sum()
     paid_per_promise = promises["promise_id"].map(paid).fillna(0.0)
     kept = (paid_per_promise >= promises["amount"] - 0.005).astype("boolean")
     return kept.mask(window_end > data_end, pd.NA)

@@ -189,11 +189,13 @@ def _check_contract(clean: pd.DataFrame, table: str) -> list[_Found]:
         raise ContractError(f"{table}: whole-column check(s) failed: {checks}")
     found: list[_Found] = []
     positions = clean.index.to_numpy()
-    for message, group in cases[row_level].groupby("check", sort=False):
+    for message, group in cases[row_level].groupby("check", sort=False, observed=True):
         rows = np.unique(positions[group["index"].astype(np.int64).to_numpy()])
         found += _found(rows, str(row_checks[message]), str(message))
     column_cases = cases[~row_level]
-    for (column, check), group in column_cases.groupby(["column", "check"], sort=False):
+    for (column, check), group in column_cases.groupby(
+        ["column", "check"], sort=False, observed=True
+    ):
         rows = positions[group["index"].astype(np.int64).to_numpy()]
         found += _found(rows, f"{column}:{_short_check(str(check))}", f"{column} fails {check}")
     return found

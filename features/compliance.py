@@ -159,12 +159,12 @@ def contact_histories(
         firsts, lasts = np.r_[0, starts], np.r_[starts, len(ids)]
         for key, first, last in zip(ids[firsts], firsts, lasts, strict=True):
             get(key).call_days = call_days[first:last]
-    latest = conversations.groupby("account_id")["local_day"].max()
+    latest = conversations.groupby("account_id", observed=True)["local_day"].max()
     for key, talked in zip(latest.index, _as_dates(latest.to_numpy()), strict=True):
         get(key).last_conversation = talked
-    latest = disputes.groupby("account_id")["local_day"].max()
+    latest = disputes.groupby("account_id", observed=True)["local_day"].max()
     for key, disputed in zip(latest.index, _as_dates(latest.to_numpy()), strict=True):
         get(key).last_dispute = disputed
-    for key, channels in opt_outs.groupby("account_id")["channel"]:
+    for key, channels in opt_outs.groupby("account_id", observed=True)["channel"]:
         get(key).opted_out = frozenset(channels.astype(str))
     return histories

@@ -697,7 +697,7 @@ def debtor_features(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) -> 
 def debtor_features_from_counts(counts: dict[str, np.ndarray], as_of: pd.Timestamp) -> pd.DataFrame:
     """Debtor rows from the per-account counts that `_account_frame` gathers."""
     frame = pd.DataFrame(counts)
-    grouped = frame.groupby("debtor_id", sort=True)
+    grouped = frame.groupby("debtor_id", sort=True, observed=True)
     sums = grouped.sum(numeric_only=True)
     columns: dict[str, object] = {
         "debtor_accounts_placed": grouped.size().to_numpy(),

@@ -349,7 +349,7 @@ def _figures(
     for feature in result.mean_abs_shap.index[:3]:
         figures[f"dependence_{feature}"] = dependence_figure(values, shown, feature)
     minimum = float(result.thresholds["adverse_impact_min"])
-    for attribute, table in result.groups.groupby("attribute", sort=False):
+    for attribute, table in result.groups.groupby("attribute", sort=False, observed=True):
         figures[f"air_{attribute}"] = adverse_impact_figure(table, str(attribute), minimum)
     return figures
 

@@ -782,7 +782,7 @@ class OnlineSnapshot:
             rows = rows[rows["id"].notna() & rows["feature"].isin(names)]
             index = pd.Index(sorted(rows["id"].astype(np.int64).unique()), name=key)
             columns = {}
-            for name, group in rows.groupby("feature", sort=False):
+            for name, group in rows.groupby("feature", sort=False, observed=True):
                 decoded = decode_value_column(group["value"].tolist())
                 column = pd.Series(decoded, index=group["id"].astype(np.int64).to_numpy())
                 columns[str(name)] = column.reindex(index)

@@ -108,7 +108,7 @@ def _placement_cohorts(accounts: pd.DataFrame, collected: pd.DataFrame) -> pd.Da
     """Accounts with their placement week and the days from placement to the first payment
     collected (whatever the KPI window)."""
     placed = accounts.assign(placed_week=_week(accounts["placed_at"]))
-    first_paid = collected.groupby("account_id")["paid_at"].min()
+    first_paid = collected.groupby("account_id", observed=True)["paid_at"].min()
     return placed.assign(
         days_to_first=(placed["account_id"].map(first_paid) - placed["placed_at"]).dt.days
     )
@@ -126,14 +126,16 @@ def _segment_totals(events: _WeeklyEvents) -> dict[str, pd.Series]:
     payments, contacts, due = events.payments, events.contacts, events.due
     known_due = due[due["kept"].notna()]
     return {
-        "collected": payments.groupby("week")["amount"].sum(),
-        "payment_count": payments.groupby("week")["amount"].size(),
-        "attempts": contacts.groupby("week").size(),
-        "reached": contacts.groupby("week")["right_party"].sum(),
-        "cost": contacts.groupby("week")["cost"].sum(),
-        "promised": events.made.groupby("week").size(),
-        "kept": known_due.groupby("week")["kept"].agg(lambda k: float(np.mean(k.astype(bool)))),
-        "cohort_days": events.placed.groupby("placed_week")["days_to_first"].mean(),
+        "collected": payments.groupby("week", observed=True)["amount"].sum(),
+        "payment_count": payments.groupby("week", observed=True)["amount"].size(),
+        "attempts": contacts.groupby("week", observed=True).size(),
+        "reached": contacts.groupby("week", observed=True)["right_party"].sum(),
+        "cost": contacts.groupby("week", observed=True)["cost"].sum(),
+        "promised": events.made.groupby("week", observed=True).size(),
+        "kept": known_due.groupby("week", observed=True)["kept"].agg(
+            lambda k: float(np.mean(k.astype(bool)))
+        ),
+        "cohort_days": events.placed.groupby("placed_week", observed=True)["days_to_first"].mean(),
     }
 
 
@@ -210,7 +212,7 @@ def channel_kpis(
         channel=frame["channel"].astype(str),
         right_party=frame["outcome"].astype(str).isin(RIGHT_PARTY_OUTCOMES),
     )
-    table = frame.groupby(["week", "channel"]).agg(
+    table = frame.groupby(["week", "channel"], observed=True).agg(
         attempts=("right_party", "size"), right_party_contacts=("right_party", "sum")
     )
     table["rpc_rate"] = table["right_party_contacts"] / table["attempts"]
@@ -229,7 +231,7 @@ def account_states(tables: Mapping[str, pd.DataFrame], at: pd.Timestamp) -> pd.S
     accounts = tables["accounts"]
     placed = accounts[accounts["placed_at"] <= at]
     payments = tables["payments"]
-    paid = payments[payments["paid_at"] < at].groupby("account_id")["amount"].sum()
+    paid = payments[payments["paid_at"] < at].groupby("account_id", observed=True)["amount"].sum()
     owed = placed["original_balance"].to_numpy() - placed["account_id"].map(paid).fillna(0.0)
     days = (at - placed["delinquent_since"]).dt.days.to_numpy()
     states = np.where(owed.to_numpy() <= 0.005, SETTLED, _buckets(days))

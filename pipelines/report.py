@@ -276,7 +276,7 @@ def render_report(result: Any, card: str | None = None) -> str:
         reasons=result.reason_counts,
         groups=[
             (attribute, Markup(group_table(rows)))
-            for attribute, rows in result.groups.groupby("attribute", sort=False)
+            for attribute, rows in result.groups.groupby("attribute", sort=False, observed=True)
         ],
         proxies=result.proxies,
         drift=result.drift.head(15),

@@ -77,8 +77,8 @@ def build_worklist(
         items.insert(0, "rank", range(1, len(items) + 1))
     done = set(items["account_id"]) if len(items) else set()
     open_options = options[~options["account_id"].isin(done)]
-    allowed = open_options["reason"].isna().groupby(open_options["account_id"]).sum()
-    first_reason = open_options.groupby("account_id", sort=True)["reason"].first()
+    allowed = open_options["reason"].isna().groupby(open_options["account_id"], observed=True).sum()
+    first_reason = open_options.groupby("account_id", sort=True, observed=True)["reason"].first()
     excluded_ids = allowed.index[np.asarray(allowed) == 0]
     excluded = pd.DataFrame(
         {
@@ -163,7 +163,11 @@ def _option_blocks(
 def _per_combination(columns: list[pd.Series], function: Callable[..., Any]) -> np.ndarray:
     """`function(*values)` for each row, computed once per distinct combination of values."""
     keys = pd.DataFrame({i: column.to_numpy(object) for i, column in enumerate(columns)})
-    group = keys.groupby(list(keys.columns), dropna=False, sort=False).ngroup().to_numpy()
+    group = (
+        keys.groupby(list(keys.columns), dropna=False, sort=False, observed=True)
+        .ngroup()
+        .to_numpy()
+    )
     distinct = keys.drop_duplicates()
     results = np.empty(len(distinct), dtype=object)
     results[:] = [function(*values) for values in distinct.itertuples(index=False)]

@@ -31,7 +31,7 @@ import pandas as pd
 
 from simulator.engine import SimulationConfig, _Log, _Simulation
 from simulator.population import TIMEZONES
-from simulator.tables import SimulatedPortfolio, _as_utc, _Clock, build_tables
+from simulator.tables import SimulatedPortfolio, _as_utc, _Clock, build_tables, numbered_ids
 
 __all__ = ["simulate_with_true_probability", "true_payment_probability"]
 
@@ -165,6 +165,7 @@ def _true_probability(
             starts.setdefault(int(day), []).append((window, group))
 
     frames = [_empty_result()]
+    account_ids = numbered_ids(len(sim.pop.account_debtor)).to_numpy()
     for day in range(config.horizon_days):
         forks = []
         for window, group in starts.get(day, []):
@@ -190,7 +191,7 @@ def _true_probability(
             frames.append(
                 pd.DataFrame(
                     {
-                        "account_id": accounts.astype(np.int64) + 1,
+                        "account_id": account_ids[accounts],
                         "event_timestamp": _as_utc(np.full(len(accounts), window.start_us)),
                         "p_payment_true": hits / replicates,
                         "replicates": np.full(len(accounts), replicates, np.int64),
@@ -204,7 +205,7 @@ def _true_probability(
 def _empty_result() -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "account_id": np.empty(0, np.int64),
+            "account_id": np.empty(0, object),
             "event_timestamp": _as_utc(np.empty(0, np.int64)),
             "p_payment_true": np.empty(0),
             "replicates": np.empty(0, np.int64),

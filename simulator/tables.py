@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from data_contracts.vocabulary import AGE_BANDS, CHANNELS, DIRECTIONS, GENDERS, PAYMENT_METHODS
 from simulator import behaviour as bh
@@ -85,6 +87,44 @@ def _nullable_ids(values: np.ndarray) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(values, values < 0)
 
 
+@lru_cache(maxsize=4)
+def numbered_ids(count: int) -> pd.Index:
+    """The ids `1`..`count` as text: the simulator numbers debtors, accounts and offers."""
+    return pd.Index(pa.array(np.arange(1, count + 1)).cast(pa.string()).to_pylist(), dtype=object)
+
+
+def _ids(positions: np.ndarray, ids: pd.Index) -> pd.Categorical:
+    """The ids at `positions` (0-based; -1: none), sharing the categories `ids`."""
+    return pd.Categorical.from_codes(np.asarray(positions, np.int64), categories=ids)
+
+
+def _row_ids(count: int) -> pd.arrays.ArrowStringArray:
+    """An event table's own ids `1`..`count` as Arrow text (no Python string per row)."""
+    return pd.arrays.ArrowStringArray(pa.array(np.arange(1, count + 1)).cast(pa.string()))
+
+
+def _account_ids(pop: Population) -> pd.Index:
+    return numbered_ids(len(pop.account_debtor))
+
+
+def _offer_ids(out: SimulationOutput) -> pd.Index:
+    """The offers' ids as text: the engine numbers them 1..n in the order it logs them."""
+    numbers = np.asarray(out.offers.columns()["offer_id"], np.int64)
+    if not np.array_equal(numbers, np.arange(1, len(numbers) + 1)):
+        raise ValueError("the offer log is not numbered 1..n in order")
+    return numbered_ids(len(numbers))
+
+
+def _offer_refs(out: SimulationOutput, offer_id: np.ndarray) -> pd.Categorical:
+    """References to offers (the engine's numbers; negative: none) as the offers' ids."""
+    offer_id = np.asarray(offer_id, np.int64)
+    return _ids(np.where(offer_id > 0, offer_id - 1, -1), _offer_ids(out))
+
+
+def _row_ids_of(numbers: np.ndarray) -> pd.arrays.ArrowStringArray:
+    return pd.arrays.ArrowStringArray(pa.array(np.asarray(numbers, np.int64)).cast(pa.string()))
+
+
 def _pre_placement_payments(
     out: SimulationOutput, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -136,7 +176,9 @@ def _debtors_table(pop: Population) -> pd.DataFrame:
     """The observable debtors: time zone, region, age band and gender."""
     return pd.DataFrame(
         {
-            "debtor_id": np.arange(1, len(pop.debtor_state) + 1, dtype=np.int64),
+            "debtor_id": _ids(
+                np.arange(len(pop.debtor_state)), numbered_ids(len(pop.debtor_state))
+            ),
             "timezone": _categorical(pop.debtor_timezone, TIMEZONES),
             "region": _categorical(pop.debtor_state, tuple(code for code, _, _ in STATES)),
             "age_band": _nullable_categorical(pop.debtor_age_band, AGE_BANDS),
@@ -175,8 +217,8 @@ def _accounts_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray
     charged_off = clock.utc(account_tz, np.where(charged, pop.account_charged_off_day, 0), midnight)
     return pd.DataFrame(
         {
-            "account_id": np.arange(1, n_accounts + 1, dtype=np.int64),
-            "debtor_id": pop.account_debtor.astype(np.int64) + 1,
+            "account_id": _ids(np.arange(n_accounts), numbered_ids(n_accounts)),
+            "debtor_id": _ids(pop.account_debtor, numbered_ids(len(pop.debtor_state))),
             "product": _categorical(pop.account_product, product_names),
             "currency": pd.Categorical.from_codes(
                 np.zeros(n_accounts, np.int8), [out.config.currency]
@@ -202,7 +244,7 @@ def _accounts_truth_table(pop: Population) -> pd.DataFrame:
     """The accounts' hidden figures: pre-placement payments and simulation days."""
     return pd.DataFrame(
         {
-            "account_id": np.arange(1, len(pop.account_debtor) + 1, dtype=np.int64),
+            "account_id": _ids(np.arange(len(pop.account_debtor)), _account_ids(pop)),
             "pre_placement_payments": pop.account_pre_payments,
             "placed_day": pop.account_placed_day,
             "delinquent_day": pop.account_delinquent_day,
@@ -222,8 +264,8 @@ def _offers_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray) 
     )
     offers = pd.DataFrame(
         {
-            "offer_id": offer_log["offer_id"].astype(np.int64),
-            "account_id": offer_log["account"].astype(np.int64) + 1,
+            "offer_id": _ids(np.arange(len(offer_log["offer_id"])), _offer_ids(out)),
+            "account_id": _ids(offer_log["account"], _account_ids(out.population)),
             "kind": _categorical(offer_log["kind"] - 1, ("discount", "payment_plan")),
             "discount_pct": np.where(is_plan, np.nan, offer_log["discount_pct"]),
             "installments": _nullable_ids(np.where(is_plan, offer_log["installments"], -1)),
@@ -232,7 +274,7 @@ def _offers_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray) 
             + pd.to_timedelta(np.where(is_plan, 30, 14), unit="D").as_unit("us"),
         }
     )
-    accepted = offers["offer_id"].map(accepted_micros)
+    accepted = pd.Series(offer_log["offer_id"], index=offers.index).map(accepted_micros)
     offers["accepted_at"] = pd.Series(
         _as_utc(accepted.fillna(0).to_numpy(np.int64)), index=offers.index
     ).where(accepted.notna())
@@ -254,7 +296,7 @@ def _payments_table(
     order = np.argsort(paid_at, kind="stable")
     payments = pd.DataFrame(
         {
-            "account_id": pay_account[order].astype(np.int64) + 1,
+            "account_id": _ids(pay_account[order], _account_ids(out.population)),
             "paid_at": _as_utc(paid_at[order]),
             "amount": np.concatenate([pre["amount"], paid["amount"]])[order],
             "method": _categorical(
@@ -262,7 +304,7 @@ def _payments_table(
             ),
         }
     )
-    payments.insert(0, "payment_id", np.arange(1, len(payments) + 1, dtype=np.int64))
+    payments.insert(0, "payment_id", _row_ids(len(payments)))
     return payments
 
 
@@ -277,15 +319,15 @@ def _promises_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray
     kept = pd.Series(results["kept"], index=results["promise_id"], dtype="boolean")
     return pd.DataFrame(
         {
-            "promise_id": promise_log["promise_id"].astype(np.int64),
-            "account_id": promise_log["account"].astype(np.int64) + 1,
+            "promise_id": _row_ids_of(promise_log["promise_id"]),
+            "account_id": _ids(promise_log["account"], _account_ids(out.population)),
             "made_at": clock.utc(promise_tz, promise_log["made_day"], promise_log["made_minute"]),
             "due_at": clock.utc(
                 promise_tz, promise_log["due_day"], np.zeros(len(promise_tz), np.int64)
             ),
             "amount": promise_log["amount"],
             "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").array,
-            "offer_id": _nullable_ids(promise_log["offer_id"]),
+            "offer_id": _offer_refs(out, promise_log["offer_id"]),
         }
     )
 
@@ -302,17 +344,17 @@ def _contact_tables(
     attempted_at = clock.micros(account_tz[contact_account], log.pop("day"), log.pop("minute"))
     order = np.argsort(attempted_at, kind="stable")
     attempted_at = attempted_at[order]
-    contact_ids = np.arange(1, len(order) + 1, dtype=np.int64)
+    contact_ids = _row_ids(len(order))
     direction = log.pop("direction")[order]
     contacts = pd.DataFrame(
         {
             "contact_id": contact_ids,
-            "account_id": contact_account[order].astype(np.int64) + 1,
+            "account_id": _ids(contact_account[order], _account_ids(out.population)),
             "channel": _categorical(log.pop("channel")[order], CHANNELS),
             "direction": _categorical(direction, DIRECTIONS),
             "attempted_at": _as_utc(attempted_at),
             "outcome": _categorical(log.pop("outcome")[order], OUTCOME_NAMES),
-            "offer_id": _nullable_ids(log.pop("offer_id")[order]),
+            "offer_id": _offer_refs(out, log.pop("offer_id")[order]),
             "action_probability": log.pop("action_probability")[order].astype(np.float64),
         }
     )
@@ -320,7 +362,7 @@ def _contact_tables(
     yield "tables", "contacts", contacts
     del contacts
     outbound = order[direction == 0]
-    truth_contacts = {"contact_id": contact_ids[direction == 0]}
+    truth_contacts = {"contact_id": contact_ids[np.flatnonzero(direction == 0)]}
     del order, direction, contact_ids
     for name in TRUTH_FIELDS:
         truth_contacts[name[len("truth_") :]] = log.pop(name)[outbound]

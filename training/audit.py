@@ -94,7 +94,9 @@ def protected_inputs(features: Sequence[str]) -> list[str]:
 def top_of_worklist(scores: pd.Series, as_of: pd.Series, share: float) -> np.ndarray:
     """Whether each row is in the top `share` of its as-of time by score (that day's
     worklist is worked from the top)."""
-    rank = scores.groupby(as_of.to_numpy()).rank(method="first", ascending=False, pct=True)
+    rank = scores.groupby(as_of.to_numpy(), observed=True).rank(
+        method="first", ascending=False, pct=True
+    )
     return (rank <= share).to_numpy(bool)
 
 
@@ -241,7 +243,7 @@ def _metric_table(
 
 def _effective_sizes(table: pd.DataFrame, codes: np.ndarray, units: np.ndarray) -> np.ndarray:
     """Distinct units (debtors) per group of `table`, 0 for a group without any."""
-    distinct = pd.Series(units).groupby(codes).nunique()
+    distinct = pd.Series(units).groupby(codes, observed=True).nunique()
     return distinct.reindex(range(len(table)), fill_value=0).to_numpy()
 
 
@@ -375,14 +377,14 @@ def _significance(
             "paid_on_top": (chosen.astype(bool) & (y_true == 1)).astype(float),
         }
     )
-    per_unit = frame.groupby(["group", "unit"], sort=False).agg(
+    per_unit = frame.groupby(["group", "unit"], sort=False, observed=True).agg(
         selected=("selected", "mean"),
         error=("error", "mean"),
         paid=("paid", "sum"),
         paid_on_top=("paid_on_top", "sum"),
     )
     per_unit["reached"] = per_unit["paid_on_top"] / per_unit["paid"].where(per_unit["paid"] > 0)
-    stats = dict(list(per_unit.groupby(level="group")))
+    stats = dict(list(per_unit.groupby(level="group", observed=True)))
     groups = len(table)
     empty = per_unit.iloc[:0]
 
@@ -634,7 +636,7 @@ def audit_checks(
             else f"none of {', '.join(PROTECTED_ATTRIBUTES)} among the {len(features)} inputs",
         )
     )
-    for attribute, table in groups.groupby("attribute", sort=False):
+    for attribute, table in groups.groupby("attribute", sort=False, observed=True):
         worst = table["status"].map({PASS: 0, WATCH: 1, FLAG: 2}).max()
         status = [PASS, WATCH, FLAG][int(worst)]
         flagged = table[table["status"] == FLAG]

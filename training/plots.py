@@ -156,7 +156,7 @@ def lines_figure(frame: pd.DataFrame, x: str, y: str, by: str, title: str, ylabe
     """One line per value of `by` over `x`."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 3.4))
-    for name, part in frame.groupby(by, sort=True):
+    for name, part in frame.groupby(by, sort=True, observed=True):
         axis.plot(pd.to_datetime(part[x]), part[y], marker=".", label=str(name))
     axis.set_title(title)
     axis.set_ylabel(ylabel)

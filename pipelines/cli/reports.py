@@ -196,7 +196,11 @@ def _print_kpis(tables: dict[str, pd.DataFrame], segments: bool) -> None:
         table.add_row(*cells)
     screen = console()
     screen.print(table)
-    channels = tables["channels"].groupby("channel")[["attempts", "right_party_contacts"]].sum()
+    channels = (
+        tables["channels"]
+        .groupby("channel", observed=True)[["attempts", "right_party_contacts"]]
+        .sum()
+    )
     rates = ", ".join(
         f"{name} {row.right_party_contacts / row.attempts:.1%}"
         for name, row in channels.iterrows()

@@ -69,7 +69,7 @@ def test_statements_and_payments_give_back_the_source_columns(
         index=raw["ID"], columns=range(1, 7)
     )
     np.testing.assert_array_equal(amounts.fillna(0).to_numpy(), raw[list(PAID_COLUMNS)].to_numpy())
-    limits = statements.groupby("account_id")["credit_limit"].first().loc[raw["ID"]]
+    limits = statements.groupby("account_id", observed=True)["credit_limit"].first().loc[raw["ID"]]
     np.testing.assert_array_equal(limits.to_numpy(), raw["LIMIT_BAL"].to_numpy())
 
 

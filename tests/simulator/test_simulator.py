@@ -83,7 +83,7 @@ def test_the_logging_policy_was_compliant(medium_portfolio: SimulatedPortfolio) 
     assert hours.between(8, 20).all()  # calls start 8:00-20:59 local, so they end by 21:00
     assert (outbound["local_time"].dt.dayofweek != 6).all()
     day = outbound["local_time"].dt.floor("D")
-    per_day = outbound.assign(day=day).groupby(["account_id", "day"]).size()
+    per_day = outbound.assign(day=day).groupby(["account_id", "day"], observed=True).size()
     assert per_day.max() == 1  # so never more than 7 call attempts in 7 days
     # no call attempt within 7 days after a telephone conversation
     conversations = calls[
@@ -126,7 +126,7 @@ def test_reach_responds_to_hour_and_channel_as_the_truth_says(
     calls = frame[frame["channel"] == "call"].copy()
     calls["reached"] = calls["outcome"].isin(REACHED)
     calls["evening"] = calls["local_time"].dt.hour >= 18
-    evening_people = calls[calls["segment"] == "evening"].groupby("evening")
+    evening_people = calls[calls["segment"] == "evening"].groupby("evening", observed=True)
     observed = evening_people["reached"].mean()
     expected = evening_people["p_right_party_contact"].mean()
     # people who work days answer far more in the evening, and the truth knows by how much
@@ -146,7 +146,7 @@ def test_offers_raise_commitment_as_the_truth_says(medium_portfolio: SimulatedPo
     frame = _outbound_with_truth(medium_portfolio)
     calls = frame[(frame["channel"] == "call") & frame["outcome"].isin(REACHED)].copy()
     calls["committed"] = calls["outcome"] == "promise_to_pay"
-    by_offer = calls.groupby("offer_code")
+    by_offer = calls.groupby("offer_code", observed=True)
     observed = by_offer["committed"].mean()
     expected = by_offer["p_commit"].mean()
     assert observed[1] > observed[0] and observed[2] > observed[0]
@@ -160,7 +160,9 @@ def test_payments_within_30_days_match_the_truth(medium_portfolio: SimulatedPort
     frame = medium_portfolio.tables["contacts"].merge(
         medium_portfolio.truth["contacts"], on="contact_id"
     )
-    frame = frame.sort_values("contact_id").groupby("account_id").head(1)  # first contact only
+    frame = (
+        frame.sort_values("contact_id").groupby("account_id", observed=True).head(1)
+    )  # first contact only
     payments = medium_portfolio.tables["payments"]
     pairs = frame[["contact_id", "account_id", "attempted_at"]].merge(payments, on="account_id")
     within = (pairs["paid_at"] > pairs["attempted_at"]) & (
@@ -183,7 +185,7 @@ def test_truth_state_is_the_observable_history(medium_portfolio: SimulatedPortfo
         outbound, on="account_id", suffixes=("", "_before")
     )
     days = (pairs["local_time"].dt.floor("D") - pairs["local_time_before"].dt.floor("D")).dt.days
-    recent = pairs[days.between(1, 7)].groupby("contact_id").size()
+    recent = pairs[days.between(1, 7)].groupby("contact_id", observed=True).size()
     counted = frame["contact_id"].map(recent).fillna(0)
     np.testing.assert_array_equal(counted.to_numpy(), frame["contacts_7d"].to_numpy())
 
@@ -195,13 +197,13 @@ def test_truth_state_is_the_observable_history(medium_portfolio: SimulatedPortfo
         suffixes=("", "_paid"),
     )
     days = (pairs["local_time"].dt.floor("D") - pairs["local_time_paid"].dt.floor("D")).dt.days
-    in_90 = pairs[days.between(1, 90)].groupby("contact_id").size()
+    in_90 = pairs[days.between(1, 90)].groupby("contact_id", observed=True).size()
     np.testing.assert_array_equal(
         frame["contact_id"].map(in_90).fillna(0).to_numpy(), frame["payments_90d"].to_numpy()
     )
     placed = pairs["account_id"].map(accounts["placed_at"])
     since_placement = pairs[(days >= 1) & (pairs["paid_at"] >= placed)]
-    paid = since_placement.groupby("contact_id")["amount"].sum()
+    paid = since_placement.groupby("contact_id", observed=True)["amount"].sum()
     balance = frame["account_id"].map(accounts["original_balance"]) - frame["contact_id"].map(
         paid
     ).fillna(0)

@@ -29,7 +29,12 @@ def _paid_between(
     pairs = rows[["account_id"]].assign(start=start, end=end).reset_index()
     pairs = pairs.merge(payments[["account_id", "paid_at"]], on="account_id")
     inside = (pairs["paid_at"] >= pairs["start"]) & (pairs["paid_at"] < pairs["end"])
-    return inside.groupby(pairs["index"]).any().reindex(rows.index, fill_value=False).to_numpy()
+    return (
+        inside.groupby(pairs["index"], observed=True)
+        .any()
+        .reindex(rows.index, fill_value=False)
+        .to_numpy()
+    )
 
 
 def test_the_oracle_leaves_the_history_unchanged(
