@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.contact_rules import BlockKind, Limits
+from data_contracts.ids import lookup
 from data_contracts.vocabulary import CONVERSATION_OUTCOMES
 from features.history import HOUR_BANDS
 
@@ -124,7 +125,7 @@ def _as_dates(days: np.ndarray) -> list[date]:
 
 def contact_histories(
     contacts: pd.DataFrame, zone_of_account: pd.Series, day: date, lookback_days: int | None = None
-) -> dict[int, AccountHistory]:
+) -> dict[str, AccountHistory]:
     """Each account's history as the rules see it on `day`, from the contacts table (events
     before the day only; with `lookback_days`, only opt-outs are read further back)."""
     if not len(contacts):
@@ -136,7 +137,7 @@ def contact_histories(
         recent = frame["attempted_at"] >= since
         # (categorical columns compare by code: no text conversion of the whole table)
         frame = frame[recent.to_numpy(bool) | (frame["outcome"] == "opted_out").to_numpy(bool)]
-    local = local_days(frame["attempted_at"], frame["account_id"].map(zone_of_account))
+    local = local_days(frame["attempted_at"], lookup(frame["account_id"], zone_of_account))
     today = np.datetime64(day, "D")
     before = local < today
     frame = frame[before].assign(local_day=local[before])
@@ -146,14 +147,16 @@ def contact_histories(
     conversations = frame[(channel == "call") & outcome.isin(TELEPHONE_CONVERSATIONS)]
     disputes = frame[outcome == "dispute"]
     opt_outs = frame[outcome == "opted_out"]
-    histories: dict[int, AccountHistory] = {}
+    histories: dict[str, AccountHistory] = {}
 
     def get(account_id: Any) -> AccountHistory:
-        return histories.setdefault(int(account_id), AccountHistory())
+        return histories.setdefault(str(account_id), AccountHistory())
 
-    calls = recent_calls.sort_values("account_id", kind="stable")
-    ids = calls["account_id"].to_numpy()
-    starts = np.flatnonzero(np.diff(ids)) + 1
+    codes, uniques = pd.factorize(recent_calls["account_id"])
+    order = np.argsort(codes, kind="stable")
+    calls = recent_calls.iloc[order]
+    ids = np.asarray(uniques, dtype=object)[codes[order]]
+    starts = np.flatnonzero(np.diff(codes[order])) + 1
     call_days = _as_dates(calls["local_day"].to_numpy())
     if len(ids):
         firsts, lasts = np.r_[0, starts], np.r_[starts, len(ids)]

@@ -480,6 +480,10 @@ def training_set(
     if "event_timestamp" not in rows.columns:
         raise FeatureStoreError("entity rows need an event_timestamp column (UTC)")
     rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    # ids as plain text, as the snapshots hold them; given back as they came
+    keys = [k for k in rows.columns if isinstance(rows[k].dtype, pd.CategoricalDtype)]
+    given = {key: rows[key].array for key in keys if key in ("account_id", "debtor_id")}
+    rows = rows.assign(**{key: rows[key].astype(object) for key in given})
     if engine == "feast":
         joined = store.get_historical_features(entity_df=rows, features=feature_service).to_df()
     elif engine == "direct":
@@ -493,7 +497,7 @@ def training_set(
     if engine == "feast":  # Feast returns rows in its own order
         joined = joined.sort_values(ROW_ID).reset_index(drop=True)
     del joined[ROW_ID]
-    return joined
+    return joined.assign(**{key: pd.Series(ids, index=joined.index) for key, ids in given.items()})
 
 
 def _direct_join(store: Any, service: Any, rows: pd.DataFrame) -> pd.DataFrame:
@@ -581,7 +585,7 @@ class OnlineFeatures:
             for view, names in _views_of(self.store, self.service)
         ]
 
-    def get(self, entity_rows: Sequence[dict[str, int]]) -> dict[str, list[Any]]:
+    def get(self, entity_rows: Sequence[dict[str, str]]) -> dict[str, list[Any]]:
         """Column name -> values, one per entity row (None where unknown)."""
         if self._connection is None:
             return self.get_through_feast(entity_rows)
@@ -594,10 +598,10 @@ class OnlineFeatures:
         for column in entity_rows[0] if entity_rows else ():  # echo the keys, as Feast does
             result[column] = [row[column] for row in entity_rows]
         for view, key, names in self._views:
-            ids = [int(row[key]) for row in entity_rows]
+            ids = [str(row[key]) for row in entity_rows]
             blobs = [
                 serialize_entity_key(
-                    EntityKey(join_keys=[key], entity_values=[Value(int64_val=value)]),
+                    EntityKey(join_keys=[key], entity_values=[Value(string_val=value)]),
                     entity_key_serialization_version=3,
                 )
                 for value in ids
@@ -618,7 +622,7 @@ class OnlineFeatures:
                 result[name] = [_decode(found.get(blob, {}).get(name)) for blob in blobs]
         return result
 
-    def get_through_feast(self, entity_rows: Sequence[dict[str, int]]) -> dict[str, list[Any]]:
+    def get_through_feast(self, entity_rows: Sequence[dict[str, str]]) -> dict[str, list[Any]]:
         """The same values through Feast's `get_online_features` (any online store)."""
         return self.store.get_online_features(
             features=self.service, entity_rows=list(entity_rows)
@@ -763,12 +767,12 @@ class OnlineSnapshot:
         connection = self._connection
         for view, names in _views_of(self.store, self.service):
             key = view.entity_columns[0].name
-            ids = np.asarray(entity_ids.get(key, []), dtype=np.int64)
+            ids = np.asarray(entity_ids.get(key, []), dtype=object)
             id_of = {
                 serialize_entity_key(
-                    EntityKey(join_keys=[key], entity_values=[Value(int64_val=int(i))]),
+                    EntityKey(join_keys=[key], entity_values=[Value(string_val=str(i))]),
                     entity_key_serialization_version=3,
-                ): int(i)
+                ): str(i)
                 for i in ids
             }
             table = compute_table_id(self.store.config.project, view)
@@ -780,11 +784,11 @@ class OnlineSnapshot:
             )
             rows["id"] = rows["entity_key"].map(id_of)
             rows = rows[rows["id"].notna() & rows["feature"].isin(names)]
-            index = pd.Index(sorted(rows["id"].astype(np.int64).unique()), name=key)
+            index = pd.Index(sorted(rows["id"].unique()), name=key, dtype=object)
             columns = {}
             for name, group in rows.groupby("feature", sort=False, observed=True):
                 decoded = decode_value_column(group["value"].tolist())
-                column = pd.Series(decoded, index=group["id"].astype(np.int64).to_numpy())
+                column = pd.Series(decoded, index=group["id"].to_numpy())
                 columns[str(name)] = column.reindex(index)
             frame = pd.DataFrame({n: columns.get(n, pd.Series(np.nan, index=index)) for n in names})
             frames.setdefault(key, []).append(frame)

@@ -64,13 +64,13 @@ def feature_repository(snapshot_root: Path) -> list[object]:
     account = Entity(
         name="account",
         join_keys=["account_id"],
-        value_type=ValueType.INT64,
+        value_type=ValueType.STRING,
         description="A debt placed with the collection operation.",
     )
     debtor = Entity(
         name="debtor",
         join_keys=["debtor_id"],
-        value_type=ValueType.INT64,
+        value_type=ValueType.STRING,
         description="A person who owes on one or more accounts.",
     )
     account_source = FileSource(

@@ -90,6 +90,10 @@ def test_training_set_keeps_every_row_and_only_looks_back(built: Path, engine: s
     assert joined.iloc[-1][["call_attempts_7d", "debtor_accounts_placed"]].isna().all()
 
 
+def _text(values: pd.Series) -> pd.Series:
+    return values.astype(str).where(values.notna(), "-")
+
+
 def test_both_engines_agree(built: Path) -> None:
     labels = _labels(built)
     direct = training_set(built, labels, engine="direct")
@@ -103,7 +107,7 @@ def test_both_engines_agree(built: Path) -> None:
                 err_msg=column,
             )
         else:
-            same = direct[column].fillna("-").astype(str) == feast[column].fillna("-").astype(str)
+            same = _text(direct[column]) == _text(feast[column])
             assert same.all(), column
 
 
@@ -119,7 +123,7 @@ def test_online_store_serves_the_latest_snapshot(built: Path) -> None:
     reader = OnlineFeatures(built)
     accounts = pd.read_parquet(built / "accounts.parquet").set_index("account_id")
     rows = [
-        {"account_id": int(a), "debtor_id": int(accounts.loc[a, "debtor_id"])}
+        {"account_id": str(a), "debtor_id": str(accounts.loc[a, "debtor_id"])}
         for a in some["account_id"]
     ]
     values = reader.get(rows)
@@ -139,7 +143,7 @@ def test_online_store_serves_the_latest_snapshot(built: Path) -> None:
     assert (online.isna() == offline.isna()).all()
     same = online.dt.as_unit("us").dropna() == offline.dt.as_unit("us").dropna()
     assert same.all()
-    unknown = reader.get([{"account_id": 10**9, "debtor_id": 10**9}])
+    unknown = reader.get([{"account_id": "1000000000", "debtor_id": "1000000000"}])
     assert unknown["current_balance"] == [None]
 
 
@@ -186,10 +190,10 @@ def test_fast_online_reads_equal_feast_reads(built: Path) -> None:
     reader = OnlineFeatures(built)
     accounts = pd.read_parquet(built / "accounts.parquet").sample(40, random_state=4)
     rows = [
-        {"account_id": int(a), "debtor_id": int(d)}
+        {"account_id": str(a), "debtor_id": str(d)}
         for a, d in zip(accounts["account_id"], accounts["debtor_id"], strict=True)
     ]
-    rows.append({"account_id": 10**9, "debtor_id": 10**9})
+    rows.append({"account_id": "1000000000", "debtor_id": "1000000000"})
     fast, feast = reader.get(rows), reader.get_through_feast(rows)
     assert set(fast) == set(feast)
     for name in feast:
@@ -256,15 +260,15 @@ def test_bulk_online_read_equals_per_account_reads(built: Path) -> None:
     accounts = pd.read_parquet(built / "accounts.parquet")
     frames = OnlineSnapshot(built).read(
         {
-            "account_id": np.append(accounts["account_id"].to_numpy(), 10**9),
+            "account_id": np.append(accounts["account_id"].to_numpy(object), "1000000000"),
             "debtor_id": accounts["debtor_id"].unique(),
         }
     )
     by_account = frames["account_id"]
-    assert 10**9 not in by_account.index  # unknown ids are absent, not invented
+    assert "1000000000" not in by_account.index  # unknown ids are absent, not invented
     some = accounts.sample(40, random_state=5)
     rows = [
-        {"account_id": int(a), "debtor_id": int(d)}
+        {"account_id": str(a), "debtor_id": str(d)}
         for a, d in zip(some["account_id"], some["debtor_id"], strict=True)
     ]
     single = OnlineFeatures(built).get(rows)
