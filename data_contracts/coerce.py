@@ -177,7 +177,7 @@ def _checked_ids(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if kind == "string":
         text = distinct
     elif kind == "integer":
-        text = distinct.astype(np.int64).astype(str).astype(object)
+        text = distinct.astype(str).astype(object)
     else:
         text = distinct.map(_id_text)  # None where it is no id
     as_text = text

@@ -219,7 +219,7 @@ def _labels(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
     n = len(ids)
     return pd.DataFrame(
         {
-            "account_id": ids,
+            "account_id": ids.astype(str).astype(object),  # ids are text, as in the contracts
             "as_of": pd.Series([PLACED_AT] * n, dtype="datetime64[us, UTC]"),
             "window_end": pd.Series([LABEL_WINDOW_END] * n, dtype="datetime64[us, UTC]"),
             "defaulted": raw[LABEL].astype(bool).to_numpy(),

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_contracts.coerce import coerce_id
+from data_contracts.ids import lookup
 from data_contracts.settings import get_settings
 from pipelines.feature_store import (
     service_inputs,
@@ -169,12 +171,13 @@ def _prepare_external_labels(
     """A portfolio scored at one moment with a published label (the Taiwan import): the
     propensity label is "paid as agreed next month", the complement of the default flag."""
     labels = pd.read_parquet(folder / TAIWAN_LABELS)
-    debtor_of = tables["accounts"].set_index("account_id")["debtor_id"]
+    account_ids, _ = coerce_id(labels["account_id"])  # integers in older imports
+    debtor_of = tables["accounts"].set_index("account_id")["debtor_id"].astype(object)
     paid, amount = label_names(config.horizon_days)
     rows = pd.DataFrame(
         {
-            "account_id": labels["account_id"].to_numpy(),
-            "debtor_id": labels["account_id"].map(debtor_of).to_numpy(),
+            "account_id": account_ids.astype(object).to_numpy(),
+            "debtor_id": lookup(account_ids, debtor_of).to_numpy(),
             "event_timestamp": pd.to_datetime(labels["as_of"], utc=True),
             paid: (~labels["defaulted"].astype(bool)).astype(np.int8).to_numpy(),
             amount: np.nan,

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from data_contracts.ids import id_codes
 from features.history import HOUR_BANDS, NOT_REACHED_OUTCOMES, RESPONSE_OUTCOMES, local_time
 
 OFFER_NONE = "none"
@@ -122,13 +123,13 @@ def logged_actions(
     accounts, debtors, offers = tables["accounts"], tables["debtors"], tables["offers"]
     local = local_time(outbound["attempted_at"], outbound["account_id"], accounts, debtors)
     offer_of = offers.set_index("offer_id")
-    offer_ids = outbound["offer_id"].astype("Int64")
-    presented = offer_ids.notna().to_numpy()
+    offer_rows = id_codes(outbound["offer_id"], offer_of.index)
+    presented = offer_rows >= 0
     kind = np.full(len(outbound), OFFER_NONE, dtype=object)
     discount = np.full(len(outbound), np.nan)
     installments = np.full(len(outbound), np.nan)
     if presented.any():
-        chosen = offer_of.loc[offer_ids[presented].to_numpy()]
+        chosen = offer_of.iloc[offer_rows[presented]]
         kind[presented] = chosen["kind"].astype(str).to_numpy()
         discount[presented] = chosen["discount_pct"].to_numpy(float)
         installments[presented] = chosen["installments"].to_numpy(dtype=float, na_value=np.nan)

@@ -69,7 +69,8 @@ def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Pa
         (bad / file.name).write_bytes(file.read_bytes())
     payments = pd.read_parquet(bad / "payments.parquet")
     payments.loc[[0, 5], "amount"] = -10.0
-    payments.loc[7, "account_id"] = 999_999
+    payments["account_id"] = payments["account_id"].astype(object)
+    payments.loc[7, "account_id"] = "999999"
     payments.to_parquet(bad / "payments.parquet")
     done = run("validate", str(bad))
     assert done.returncode == 1, done.stdout + done.stderr
