@@ -414,9 +414,9 @@ def measure_service(args: argparse.Namespace, ids: list[int], day: str) -> dict:
     import httpx
 
     rng = np.random.default_rng(SEED)
-    one = [{"account_ids": [int(a)], "reasons": True} for a in rng.choice(ids, 5000)]
+    one = [{"account_ids": [str(a)], "reasons": True} for a in rng.choice(ids, 5000)]
     batches = [
-        {"account_ids": [int(a) for a in rng.choice(ids, 1000, replace=False)], "reasons": True}
+        {"account_ids": [str(a) for a in rng.choice(ids, 1000, replace=False)], "reasons": True}
         for _ in range(4)
     ]
     plain = [{**batch, "reasons": False} for batch in batches]
@@ -587,8 +587,8 @@ def measure_breakdown(folder: Path, ids: list[int]) -> dict:
     if not service.ready:
         return {"error": f"not ready: {service.errors}"}
     rng = np.random.default_rng(SEED + 1)
-    account = [int(ids[0])]
-    thousand = [int(a) for a in rng.choice(ids, 1000, replace=False)]
+    account = [str(ids[0])]
+    thousand = [str(a) for a in rng.choice(ids, 1000, replace=False)]
     propensity, actions, portfolio = service._ready_state()
     encoded = service._encoded_portfolio(portfolio, propensity, actions)
     rows = portfolio.positions(account)
@@ -751,7 +751,7 @@ def _ratios(record: dict) -> dict[str, float]:
     return ratios
 
 
-def latest_account_ids(folder: Path) -> list[int]:
+def latest_account_ids(folder: Path) -> list[str]:
     """The accounts of the portfolio's latest feature snapshot."""
     import pandas as pd
 
@@ -759,7 +759,7 @@ def latest_account_ids(folder: Path) -> list[int]:
 
     stamp = snapshot_times(folder)[-1].strftime("%Y-%m-%dT%H_%M_%S")
     snapshot = folder / "features" / "account" / f"as_of={stamp}.parquet"
-    return pd.read_parquet(snapshot, columns=["account_id"])["account_id"].astype(int).tolist()
+    return pd.read_parquet(snapshot, columns=["account_id"])["account_id"].astype(str).tolist()
 
 
 def main() -> None:

@@ -227,7 +227,7 @@ def _wait_features(service: Service, portfolio: Path, timeout: float = 300.0) ->
 
 def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
-    bodies = [{"account_ids": [int(a)], "reasons": True} for a in rng.choice(ids, 5000)]
+    bodies = [{"account_ids": [str(a)], "reasons": True} for a in rng.choice(ids, 5000)]
     service = Service(args.portfolio, args.workers, watch_seconds=1.0)
     record: dict[str, Any] = {}
     moved: dict[str, tuple[str, str]] = {}

@@ -16,7 +16,7 @@ def id_codes(keys: pd.Series, ids: pd.Index) -> np.ndarray:
         present = codes >= 0
         found[present] = at[codes[present]]
         return found
-    return np.asarray(ids.get_indexer(keys.to_numpy()))
+    return np.asarray(ids.get_indexer(pd.Index(keys.to_numpy())))
 
 
 def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:

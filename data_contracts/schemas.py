@@ -396,5 +396,5 @@ def contract_dtypes(table: str) -> dict[str, object]:
 def empty_table(table: str) -> pd.DataFrame:
     """A zero-row frame with the contract's columns and dtypes."""
     return pd.DataFrame(
-        {name: pd.Series(dtype=dtype) for name, dtype in contract_dtypes(table).items()}
+        {name: pd.Series(dtype=dtype) for name, dtype in contract_dtypes(table).items()}  # type: ignore[call-overload]
     )

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from data_contracts.coerce import coerce_id
+from data_contracts.ids import lookup
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from pipelines.feature_store import OnlineGeneration, OnlineSnapshot, published_generation
 
@@ -53,13 +55,6 @@ class PortfolioFeatures:
     reasons: dict[tuple[str, int], ReasonTable] = field(default_factory=dict)
     """(Model version, reasons per direction) -> the reason codes at hand for this copy."""
     _encoded: dict[Any, Any] = field(default_factory=dict)
-    _sorted_ids: np.ndarray = field(init=False, repr=False)
-    _sorted_rows: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        ids = self.frame.index.to_numpy(np.int64)
-        self._sorted_rows = np.argsort(ids, kind="stable")
-        self._sorted_ids = ids[self._sorted_rows]
 
     def current_stamp(self) -> str | None:
         """The generation published now: different from `stamp` after a new
@@ -67,13 +62,11 @@ class PortfolioFeatures:
         generation = published_generation(self.folder)
         return generation.name if generation is not None else None
 
-    def positions(self, account_ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Row of each account id (-1 when the store does not know it)."""
-        wanted = np.asarray(account_ids, dtype=np.int64)
-        if not len(self._sorted_ids):
-            return np.full(len(wanted), -1)
-        at = np.minimum(np.searchsorted(self._sorted_ids, wanted), len(self._sorted_ids) - 1)
-        return np.where(self._sorted_ids[at] == wanted, self._sorted_rows[at], -1)
+    def positions(self, account_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Row of each account id (-1 when the store does not know it); ids are compared as
+        text, exactly."""
+        wanted = np.asarray(account_ids, dtype=object)
+        return np.asarray(self.frame.index.get_indexer(pd.Index(wanted, dtype=object)))
 
     def known(self, positions: np.ndarray) -> np.ndarray:
         return (positions >= 0) & self.has_features[np.maximum(positions, 0)]
@@ -93,15 +86,24 @@ class PortfolioFeatures:
         return weekdays
 
 
+def read_account_ids(folder: Path) -> pd.DataFrame:
+    """The portfolio's `account_id` and `debtor_id` as plain text (integers in an older
+    portfolio read as their decimal text, as validation reads them)."""
+    accounts = pd.read_parquet(folder / "accounts.parquet", columns=["account_id", "debtor_id"])
+    return pd.DataFrame(
+        {name: coerce_id(accounts[name])[0].astype(object) for name in accounts.columns}
+    )
+
+
 def read_feature_frame(
     folder: Path, services: Sequence[str], generation: OnlineGeneration | None = None
 ) -> tuple[pd.DataFrame, str]:
     """Every account's latest values of the feature services from one online store generation
     (default: the one published now), indexed by account id, with the debtor's values joined;
     and the generation's name."""
-    accounts = pd.read_parquet(folder / "accounts.parquet", columns=["account_id", "debtor_id"])
+    accounts = read_account_ids(folder)
     ids = {
-        "account_id": accounts["account_id"].to_numpy(np.int64),
+        "account_id": accounts["account_id"].to_numpy(),
         "debtor_id": accounts["debtor_id"].unique(),
     }
     wanted = list(dict.fromkeys(services))
@@ -149,9 +151,10 @@ def portfolio_from_frame(
         if "current_balance" in frame
         else np.zeros(len(frame))
     )
-    debtor = debtors.set_index("debtor_id")
-    zone = frame["debtor_id"].map(debtor["timezone"].astype(str))
-    region = frame["debtor_id"].map(debtor["region"].astype(str))
+    text_ids = coerce_id(debtors["debtor_id"])[0].astype(object)
+    debtor = debtors.assign(debtor_id=text_ids).set_index("debtor_id")
+    zone = lookup(frame["debtor_id"], debtor["timezone"].astype(object))
+    region = lookup(frame["debtor_id"], debtor["region"].astype(object))
     opted_out = {
         channel: flags(frame[f"opted_out_{channel}"])
         for channel in OPT_OUT_CHANNELS

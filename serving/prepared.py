@@ -115,9 +115,15 @@ def write_atomically(path: Path, write: Any) -> None:
 
 
 def read_features(path: Path) -> pd.DataFrame:
+    """A prepared features file, indexed by account id as text (as the online store reads)."""
     import pandas as pd
 
-    return pd.read_parquet(path)
+    from data_contracts.coerce import coerce_id
+
+    frame = pd.read_parquet(path)
+    ids, _ = coerce_id(frame.index.to_series())
+    frame.index = pd.Index(ids.astype(object).to_numpy(), name=frame.index.name)
+    return frame
 
 
 def read_reasons(path: Path, account_ids: np.ndarray) -> ReasonTable:
@@ -127,13 +133,9 @@ def read_reasons(path: Path, account_ids: np.ndarray) -> ReasonTable:
     import pyarrow.ipc
 
     table = pyarrow.ipc.open_file(pa.memory_map(str(path))).read_all()
-    ids = table.column("account_id").to_numpy()
-    position = np.full(len(account_ids), -1, dtype=np.int64)
-    if len(ids):
-        order = np.argsort(ids, kind="stable")
-        at = np.minimum(np.searchsorted(ids[order], account_ids), len(ids) - 1)
-        found = ids[order][at] == account_ids
-        position[found] = order[at][found]
+    column = table.column("account_id").cast(pa.string())  # integers in older files
+    ids = pd.Index(column.to_numpy(zero_copy_only=False), dtype=object)
+    position = np.asarray(ids.get_indexer(np.asarray(account_ids, dtype=object)), dtype=np.int64)
     return ReasonTable(position, table.column("reasons"), int((position >= 0).sum()))
 
 
@@ -243,7 +245,7 @@ def prepare(args: argparse.Namespace) -> int:
                 return 1
             texts += reason_texts(model, frame, rows[start : start + BATCH], args.top)
             crash_point("prepared_reasons_batch")
-        ids = frame.index.to_numpy(np.int64)[rows]
+        ids = frame.index.to_numpy(object)[rows]
         write_atomically(reasons, lambda path: _write_reasons(path, ids, texts))
     remove_superseded(folder, keep={args.generation, _published_name(folder)})
     return 0
@@ -277,7 +279,7 @@ def _write_reasons(path: Path, ids: np.ndarray, texts: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.ipc
 
-    table = pa.table({"account_id": pa.array(ids, pa.int64()), "reasons": pa.array(texts)})
+    table = pa.table({"account_id": pa.array(ids, pa.string()), "reasons": pa.array(texts)})
     with pa.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_file(sink, table.schema) as out:
         out.write_table(table)
 

@@ -17,11 +17,23 @@ from pydantic import (
     model_validator,
 )
 
+from data_contracts.schemas import MAX_ID_LENGTH
+
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+"""An id as the contracts read it: no control characters, no spaces around it."""
 AccountId = Annotated[
-    int, Strict(), Field(ge=1, le=2**63 - 1, description="An account id (int64).")
+    str,
+    Strict(),
+    Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description=f"An account id: text of 1 to {MAX_ID_LENGTH} characters, compared exactly.",
+        examples=["ACC-000123"],
+    ),
 ]
-"""The one definition of an account id, in bodies and paths. Strict: JSON `true`, `"1"` and
-`1.0` are refused, not read as account 1."""
+"""The one definition of an account id, in bodies and paths. Strict: a JSON number is
+refused (account numbers are text: `"007"` and `7` are different accounts)."""
 ModelVersion = Annotated[int, Strict(), Field(ge=1, le=2**31 - 1, description="A model version.")]
 Count = Annotated[int, Strict(), Field(ge=0)]
 Flag = Annotated[bool, Strict()]
@@ -36,8 +48,8 @@ def _as_written(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return result
 
 
-AccountIdInPath = Annotated[AccountId, Strict(False), WrapValidator(_as_written)]
-"""An account id in a path (always text): read from the text, which must read back the same."""
+AccountIdInPath = AccountId
+"""An account id in a path (always text)."""
 ModelVersionInPath = Annotated[ModelVersion, Strict(False), WrapValidator(_as_written)]
 
 
@@ -85,7 +97,7 @@ class ScoreRequest(_Strict):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"account_ids": [1, 2, 3], "reasons": True}]},
+        json_schema_extra={"examples": [{"account_ids": ["1", "2", "3"], "reasons": True}]},
     )
 
 
@@ -109,7 +121,7 @@ class Action(BaseModel):
 
 
 SCORE_ITEM_EXAMPLE: dict[str, Any] = {
-    "account_id": 1,
+    "account_id": "1",
     "status": "scored",
     "detail": None,
     "p_payment_30d": 0.061,
@@ -139,7 +151,7 @@ SCORE_ITEM_EXAMPLE: dict[str, Any] = {
 class ScoreItem(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [SCORE_ITEM_EXAMPLE]})
 
-    account_id: int
+    account_id: str
     status: Literal["scored", "unknown_account"]
     detail: str | None = None
     p_payment_30d: float | None = None
@@ -156,7 +168,7 @@ class ScoreResponse(BaseModel):
                     "items": [
                         SCORE_ITEM_EXAMPLE,
                         {
-                            "account_id": 99,
+                            "account_id": "99",
                             "status": "unknown_account",
                             "detail": "no features for this account in the online store",
                         },
@@ -258,7 +270,7 @@ class WorklistRequest(_Strict):
 
 class WorklistItem(BaseModel):
     rank: int
-    account_id: int
+    account_id: str
     kind: Literal["best_action", "promise_reminder", "broken_promise", "plan_check"]
     channel: str
     local_window: str = Field(description="When to contact, HH:MM-HH:MM in `timezone`.")
@@ -271,7 +283,7 @@ class WorklistItem(BaseModel):
 
 
 class Excluded(BaseModel):
-    account_id: int
+    account_id: str
     reason: str = Field(description="e.g. `blocked: call cap reached until 2026-11-25`.")
 
 
@@ -284,7 +296,7 @@ class WorklistResponse(BaseModel):
                     "items": [
                         {
                             "rank": 1,
-                            "account_id": 1178,
+                            "account_id": "1178",
                             "kind": "promise_reminder",
                             "channel": "sms",
                             "local_window": "12:00-17:00",
@@ -293,7 +305,7 @@ class WorklistResponse(BaseModel):
                         },
                         {
                             "rank": 2,
-                            "account_id": 2187,
+                            "account_id": "2187",
                             "kind": "best_action",
                             "channel": "call",
                             "local_window": "12:00-17:00",
@@ -304,7 +316,7 @@ class WorklistResponse(BaseModel):
                         },
                     ],
                     "excluded": [
-                        {"account_id": 70, "reason": "blocked: call cap reached until 2026-01-08"}
+                        {"account_id": "70", "reason": "blocked: call cap reached until 2026-01-08"}
                     ],
                     "counts": {"requested": 5000, "considered": 4720, "scheduled": 1050},
                     "models": {"cobranza-next-best-action": "2"},

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
+from data_contracts.coerce import coerce_id
 from data_contracts.contact_rules import ContactRules, RulesError, load_rules
 from data_contracts.settings import ServingSettings
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
@@ -128,6 +129,13 @@ if TYPE_CHECKING:
     LoadedActions = LoadedModel[ActionModel]
 
 
+def read_history(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Columns of an event table the worklist reads, ids as text (categoricals)."""
+    frame = pd.read_parquet(path, columns=columns)
+    ids = [name for name in ("account_id", "offer_id") if name in frame.columns]
+    return frame.assign(**{name: coerce_id(frame[name])[0] for name in ids})
+
+
 def load_registered(name: str, alias: str) -> LoadedModel[Any]:
     """A model version by alias from the registry (tracking URI already set)."""
     model, version = load_model(name, alias)
@@ -225,15 +233,15 @@ class ScoringService:
         try:
             portfolio = self.read_features()
             history = {
-                "contacts": pd.read_parquet(
+                "contacts": read_history(
                     folder / "contacts.parquet",
-                    columns=["account_id", "channel", "direction", "attempted_at", "outcome"],
+                    ["account_id", "channel", "direction", "attempted_at", "outcome"],
                 ),
-                "promises": pd.read_parquet(
+                "promises": read_history(
                     folder / "promises.parquet",
-                    columns=["account_id", "due_at", "amount", "kept", "offer_id"],
+                    ["account_id", "due_at", "amount", "kept", "offer_id"],
                 ),
-                "offers": pd.read_parquet(folder / "offers.parquet", columns=["offer_id", "kind"]),
+                "offers": read_history(folder / "offers.parquet", ["offer_id", "kind"]),
             }
         except Exception as error:  # our store errors say what to do; others, their type only
             why = str(error) if isinstance(error, FeatureStoreError) else type(error).__name__
@@ -355,7 +363,7 @@ class ScoringService:
         items = []
         for position, account_id in enumerate(account_ids):
             item: dict[str, Any] = {
-                "account_id": int(account_id),
+                "account_id": str(account_id),
                 "status": "scored",
                 "p_payment_30d": float(probability[position]),
                 "expected_amount_30d": _number(amount[position]),
@@ -424,7 +432,7 @@ class ScoringService:
         table = portfolio.reasons.get((propensity.version, self.settings.reasons))
         return (min(table.held(), total) if table is not None else 0), total
 
-    def score_ids(self, account_ids: Sequence[int], with_reasons: bool) -> list[dict[str, Any]]:
+    def score_ids(self, account_ids: Sequence[str], with_reasons: bool) -> list[dict[str, Any]]:
         """Score accounts by id; unknown ones are reported per item."""
         state = propensity, actions, portfolio = self._ready_state()
         positions = portfolio.positions(account_ids)
@@ -432,7 +440,7 @@ class ScoringService:
         rows = positions[known]
         encoded = self._encoded_portfolio(portfolio, propensity, actions).take(rows)
         scored = self._score(
-            np.asarray(account_ids, dtype=np.int64)[known],
+            np.asarray(account_ids, dtype=object)[known],
             encoded,
             lambda subset: portfolio.frame.iloc[rows[subset]],
             portfolio.local_weekdays(rows, pd.Timestamp.now(tz="UTC")),
@@ -448,7 +456,7 @@ class ScoringService:
             else:
                 results.append(
                     {
-                        "account_id": int(account_id),
+                        "account_id": str(account_id),
                         "status": "unknown_account",
                         "detail": "no features for this account in the online store",
                     }
@@ -472,7 +480,7 @@ class ScoringService:
         if problems:
             raise PayloadError(problems)
         frame = pd.DataFrame([{name: p.features.get(name) for name in names} for p in payloads])
-        ids = np.array([p.account_id for p in payloads], dtype=np.int64)
+        ids = np.array([p.account_id for p in payloads], dtype=object)
         encoded = Encoded(
             propensity.model.encoder_.to_array(frame),
             *(actions.model.encode_accounts(frame) if actions is not None else (None, None)),
@@ -505,7 +513,7 @@ class ScoringService:
         )
 
     def worklist(
-        self, day: Any, capacity: dict[str, int], account_ids: Sequence[int] | None
+        self, day: Any, capacity: dict[str, int], account_ids: Sequence[str] | None
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
         """The day's compliant worklist over the given accounts (default: every account)."""
         propensity, actions, portfolio = self._ready_state()
@@ -514,7 +522,7 @@ class ScoringService:
         # each account once, in the order asked
         ids = np.asarray(
             list(dict.fromkeys(account_ids)) if account_ids is not None else portfolio.frame.index,
-            dtype=np.int64,
+            dtype=object,
         )
         empty = pd.DataFrame(columns=["account_id", "reason"])
         if not len(ids):
@@ -697,7 +705,7 @@ class ScoringService:
                 scorer.version,
                 self.settings.reasons,
             )
-            portfolio.reasons[key] = read_reasons(path, portfolio.frame.index.to_numpy(np.int64))
+            portfolio.reasons[key] = read_reasons(path, portfolio.frame.index.to_numpy(object))
             return True
         return state == "without"
 

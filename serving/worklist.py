@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.contact_rules import ContactRules, Limits
+from data_contracts.ids import lookup
 from data_contracts.vocabulary import CHANNELS
 from features.compliance import (
     AccountHistory,
@@ -36,7 +37,7 @@ FOLLOW_UP_CHANNEL = {"promise_reminder": "sms", "broken_promise": "call", "plan_
 def build_worklist(
     candidates: pd.DataFrame,
     accounts: pd.DataFrame,
-    histories: Mapping[int, AccountHistory],
+    histories: Mapping[str, AccountHistory],
     follow_ups: pd.DataFrame,
     rules: ContactRules,
     day: date,
@@ -82,7 +83,7 @@ def build_worklist(
     excluded_ids = allowed.index[np.asarray(allowed) == 0]
     excluded = pd.DataFrame(
         {
-            "account_id": excluded_ids.astype(int),
+            "account_id": np.asarray(excluded_ids, dtype=object),
             "reason": "blocked: " + first_reason.loc[excluded_ids].astype(str),
         },
     ).reset_index(drop=True)
@@ -95,7 +96,7 @@ def _options(
     """Follow-ups then candidates in the order they are considered, known accounts only."""
     follow = pd.DataFrame(
         {
-            "account_id": follow_ups["account_id"].astype(np.int64),
+            "account_id": follow_ups["account_id"].astype(object),
             "kind": follow_ups["kind"].astype(str),
             "channel": follow_ups["kind"].astype(str).map(FOLLOW_UP_CHANNEL),
             "hour_band": "afternoon",
@@ -105,7 +106,7 @@ def _options(
     ranked = candidates.sort_values(["expected_net", "account_id"], ascending=[False, True])
     best = pd.DataFrame(
         {
-            "account_id": ranked["account_id"].astype(np.int64),
+            "account_id": ranked["account_id"].astype(object),
             "kind": "best_action",
             "channel": ranked["channel"].astype(str),
             "hour_band": ranked["hour_band"].astype(str),
@@ -129,7 +130,7 @@ def _option_blocks(
     options: pd.DataFrame,
     region_key: pd.Series,
     limits_of: Mapping[str | None, Limits],
-    histories: Mapping[int, AccountHistory],
+    histories: Mapping[str, AccountHistory],
     day: date,
 ) -> pd.Series:
     """The rule each option breaks (None when allowed): the whole account, the channel, or
@@ -208,7 +209,7 @@ def promise_follow_ups(
     if not len(promises):
         return pd.DataFrame(columns=columns)
     frame = promises[promises["account_id"].isin(zone_of_account.index)]
-    due: Any = local_dates(frame["due_at"], frame["account_id"].map(zone_of_account))
+    due: Any = local_dates(frame["due_at"], lookup(frame["account_id"], zone_of_account))
     plan_offers = set(offers.loc[offers["kind"].astype(str) == "payment_plan", "offer_id"])
     frame = frame.assign(due_day=due)
     known = due.notna().to_numpy(bool)
@@ -224,7 +225,7 @@ def promise_follow_ups(
     for record in upcoming.to_dict("records"):
         rows.append(
             {
-                "account_id": int(record["account_id"]),
+                "account_id": str(record["account_id"]),
                 "kind": "promise_reminder",
                 "detail": f"{record['amount']:,.2f} due {record['due_day']}",
             }
@@ -233,7 +234,7 @@ def promise_follow_ups(
         plan = record["offer_id"] in plan_offers
         rows.append(
             {
-                "account_id": int(record["account_id"]),
+                "account_id": str(record["account_id"]),
                 "kind": "plan_check" if plan else "broken_promise",
                 "detail": f"{record['amount']:,.2f} was due {record['due_day']}",
             }

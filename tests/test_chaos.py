@@ -87,11 +87,11 @@ class Load:
             thread.join(timeout=60)
 
 
-def _account_ids(portfolio: Path) -> list[int]:
+def _account_ids(portfolio: Path) -> list[str]:
     import pandas as pd
 
     frame = pd.read_parquet(portfolio / "accounts.parquet", columns=["account_id"])
-    return [int(a) for a in frame["account_id"].head(500)]
+    return [str(a) for a in frame["account_id"].head(500)]
 
 
 def _free_port() -> int:

@@ -53,7 +53,7 @@ def server_log() -> Iterator[list[logging.LogRecord]]:
 
 NON_FINITE_BODIES = [
     ("/v1/scores", '{"account_ids": [%s]}', ["body", "account_ids", 0]),
-    ("/v1/scores", '{"account_ids": [1], "reasons": %s}', ["body", "reasons"]),
+    ("/v1/scores", '{"account_ids": ["1"], "reasons": %s}', ["body", "reasons"]),
     (
         "/v1/scores",
         '{"accounts": [{"account_id": %s, "features": {"current_balance": 1.0}}]}',
@@ -61,7 +61,7 @@ NON_FINITE_BODIES = [
     ),
     (
         "/v1/scores",
-        '{"accounts": [{"account_id": 1, "features": {"current_balance": %s}}]}',
+        '{"accounts": [{"account_id": "1", "features": {"current_balance": %s}}]}',
         ["body", "accounts", 0, "features", "current_balance"],
     ),
     (
@@ -105,9 +105,9 @@ def test_non_finite_numbers_get_422_naming_the_field(
 
 LOOSE_BODIES = [
     ("/v1/scores", {"account_ids": [True]}, ["body", "account_ids", 0]),
-    ("/v1/scores", {"account_ids": ["1"]}, ["body", "account_ids", 0]),
+    ("/v1/scores", {"account_ids": [1]}, ["body", "account_ids", 0]),
     ("/v1/scores", {"account_ids": [1.0]}, ["body", "account_ids", 0]),
-    ("/v1/scores", {"account_ids": [1], "reasons": "yes"}, ["body", "reasons"]),
+    ("/v1/scores", {"account_ids": ["1"], "reasons": "yes"}, ["body", "reasons"]),
     (
         "/v1/scores",
         {"accounts": [{"account_id": True, "features": {"current_balance": 1.0}}]},
@@ -121,7 +121,7 @@ LOOSE_BODIES = [
     ("/v1/worklists", {"date": "2026-01-05", "capacity": {}, "limit": "5"}, ["body", "limit"]),
     (
         "/v1/worklists",
-        {"date": "2026-01-05", "capacity": {}, "account_ids": ["7"]},
+        {"date": "2026-01-05", "capacity": {}, "account_ids": [7]},
         ["body", "account_ids", 0],
     ),
 ]
@@ -131,22 +131,33 @@ LOOSE_BODIES = [
 def test_ids_counts_and_flags_are_read_strictly(
     service: Running, path: str, body: dict[str, object], loc: list[object]
 ) -> None:
-    """`true`, `"1"` and `1.0` are not account 1."""
+    """`true`, `1` and `1.0` are not account `"1"`: account numbers are text."""
     response = client(service).post(path, json=body)
     assert response.status_code == 422, response.text
     assert loc in [error["loc"] for error in response.json()["detail"]]
 
 
 @pytest.mark.parametrize("written", ["1.0", "+1", "01", "1_0", "%201"])
-def test_ids_and_versions_in_paths_are_plain_digits(service: Running, written: str) -> None:
-    api = client(service)
-    account = api.get(f"/v1/accounts/{written}/explanation")
-    assert account.status_code == 422, account.text
-    assert account.json()["detail"][0]["loc"] == ["path", "account_id"]
-    audit = api.get(f"/v1/models/cobranza-propensity/{written}/audit")
+def test_versions_in_paths_are_plain_digits(service: Running, written: str) -> None:
+    audit = client(service).get(f"/v1/models/cobranza-propensity/{written}/audit")
     assert audit.status_code == 422, audit.text
     assert audit.json()["detail"][0]["loc"] == ["path", "version"]
-    assert api.get("/v1/accounts/1/explanation").status_code in {200, 404}
+
+
+@pytest.mark.parametrize("written", ["%201", "1%20", "1%09", "x" * 65])
+def test_account_ids_in_paths_follow_the_contract(service: Running, written: str) -> None:
+    """Spaces around, control characters or more than 64 characters: no account id."""
+    account = client(service).get(f"/v1/accounts/{written}/explanation")
+    assert account.status_code == 422, account.text
+    assert account.json()["detail"][0]["loc"] == ["path", "account_id"]
+
+
+def test_account_ids_in_paths_are_compared_as_text(service: Running) -> None:
+    """`01` is not account `1`: each is looked up as written."""
+    api = client(service)
+    assert api.get("/v1/accounts/1/explanation").status_code == 200
+    padded = api.get("/v1/accounts/01/explanation")
+    assert padded.status_code == 404 and "01" in padded.text
 
 
 # ---- 8a: errors echo a short excerpt, never a key -----------------------------------------
@@ -158,14 +169,14 @@ def test_errors_echo_a_short_excerpt_and_never_a_key(service: Running) -> None:
     assert text.status_code == 422
     assert len(text.content) < 2_000
     assert all(len(str(error.get("input", ""))) <= 103 for error in text.json()["detail"])
-    long_list = api.post("/v1/scores", json={"account_ids": [1] * 1000, "accounts": []})
+    long_list = api.post("/v1/scores", json={"account_ids": ["1"] * 1000, "accounts": []})
     assert long_list.status_code == 422 and len(long_list.content) < 2_000
     for body in (
-        {"account_ids": [KEY]},
+        {"account_ids": [KEY], "reasons": "no"},  # a key as an id, in a refused body
         {"account_ids": ["x" * 95 + KEY]},  # a key across the excerpt's end: no prefix shown
-        {"account_ids": [1], KEY: 1},  # a key as a field name
-        {"accounts": [{"account_id": 1, "features": {"current_balance": "a" * 30 + KEY}}]},
-        {"accounts": [{"account_id": 1, "features": {KEY: 1.0}}]},
+        {"account_ids": ["1"], KEY: 1},  # a key as a field name
+        {"accounts": [{"account_id": "1", "features": {"current_balance": "a" * 30 + KEY}}]},
+        {"accounts": [{"account_id": "1", "features": {KEY: 1.0}}]},
     ):
         response = api.post("/v1/scores", json=body)
         assert response.status_code == 422, response.text
@@ -232,7 +243,7 @@ def test_a_thousand_full_feature_payloads_fit_the_limit(service: Running) -> Non
     owing = latest_accounts(service.portfolio)
     account_id = int(owing["account_id"].iloc[0])
     features = _payload(service, account_id)
-    accounts = [{"account_id": 2**63 - 1 - n, "features": features} for n in range(1000)]
+    accounts = [{"account_id": f"ACC-{n:012d}", "features": features} for n in range(1000)]
     body = json.dumps({"accounts": accounts, "reasons": False}, indent=2).encode()
     assert len(body) < body_limit()
     response = client(service).post(

@@ -28,7 +28,7 @@ def test_health_is_open_and_everything_else_needs_a_key(service: Running) -> Non
     assert client(service, None).get("/ready").status_code == 401
     wrong = client(service, "wrong-key")
     assert wrong.get("/ready").status_code == 403
-    response = wrong.post("/v1/scores", json={"account_ids": [1]})
+    response = wrong.post("/v1/scores", json={"account_ids": ["1"]})
     assert response.status_code == 403 and KEY not in response.text
     ready = client(service).get("/ready")
     assert ready.status_code == 200
@@ -41,12 +41,12 @@ def test_health_is_open_and_everything_else_needs_a_key(service: Running) -> Non
 def test_scores_with_reasons_actions_and_unknown_accounts(service: Running) -> None:
     owing = latest_accounts(service.portfolio)
     ids = owing.loc[owing["current_balance"] > 0, "account_id"].head(5).tolist()
-    response = client(service).post("/v1/scores", json={"account_ids": [*ids, 99_999_999]})
+    response = client(service).post("/v1/scores", json={"account_ids": [*ids, "99999999"]})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["models"]["cobranza-propensity"] == "1"
     items = body["items"]
-    assert [item["account_id"] for item in items] == [*ids, 99_999_999]
+    assert [item["account_id"] for item in items] == [*ids, "99999999"]
     assert items[-1]["status"] == "unknown_account" and items[-1]["p_payment_30d"] is None
     for item in items[:-1]:
         assert item["status"] == "scored"
@@ -59,7 +59,7 @@ def test_scores_with_reasons_actions_and_unknown_accounts(service: Running) -> N
         assert all(reason["sentence"] for reason in item["reasons"])
 
 
-def _payload(service: Running, account_id: int) -> dict[str, object]:
+def _payload(service: Running, account_id: str) -> dict[str, object]:
     """An account's full feature payload: its account and debtor rows of the latest
     snapshot, as a caller would send them."""
     stamp = snapshot_times(service.portfolio)[-1].strftime("%Y-%m-%dT%H_%M_%S")
@@ -71,7 +71,7 @@ def _payload(service: Running, account_id: int) -> dict[str, object]:
     }
     debtors = pd.read_parquet(service.portfolio / "features" / "debtor" / f"as_of={stamp}.parquet")
     accounts = pd.read_parquet(service.portfolio / "accounts.parquet")
-    debtor_id = int(accounts.set_index("account_id").loc[account_id, "debtor_id"])
+    debtor_id = str(accounts.set_index("account_id").loc[account_id, "debtor_id"])
     for name, value in debtors.set_index("debtor_id").loc[debtor_id].items():
         if name != "event_timestamp":  # the debtor view comes from the store: sent along too
             features[name] = None if pd.isna(value) else float(value)
@@ -80,7 +80,7 @@ def _payload(service: Running, account_id: int) -> dict[str, object]:
 
 def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
     owing = latest_accounts(service.portfolio)
-    account_id = int(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
+    account_id = str(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
     by_id = client(service).post("/v1/scores", json={"account_ids": [account_id]}).json()
     payload = {"accounts": [{"account_id": account_id, "features": _payload(service, account_id)}]}
     by_payload = client(service).post("/v1/scores", json=payload)
@@ -92,15 +92,18 @@ def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
 
 def test_bad_input_gets_4xx_never_500(service: Running) -> None:
     api = client(service)
-    too_many = api.post("/v1/scores", json={"account_ids": list(range(1, 1002))})
+    too_many = api.post("/v1/scores", json={"account_ids": [str(i) for i in range(1, 1002)]})
     assert too_many.status_code == 413 and "limit is 1000" in too_many.text
     for body in (
         {},
         {"account_ids": []},
-        {"account_ids": ["not a number"]},
-        {"account_ids": [1], "accounts": []},
-        {"account_ids": [1], "surprise": True},
-        {"accounts": [{"account_id": 1}]},
+        {"account_ids": [7]},  # account numbers are text: a JSON number is refused
+        {"account_ids": [""]},
+        {"account_ids": [" 7"]},
+        {"account_ids": ["x" * 65]},
+        {"account_ids": ["1"], "accounts": []},
+        {"account_ids": ["1"], "surprise": True},
+        {"accounts": [{"account_id": "1"}]},
     ):
         response = api.post("/v1/scores", json=body)
         assert response.status_code == 422, (body, response.text)
@@ -109,13 +112,13 @@ def test_bad_input_gets_4xx_never_500(service: Running) -> None:
         "/v1/scores", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert garbage.status_code == 422
-    detail = api.post("/v1/scores", json={"account_ids": ["x"]}).json()["detail"][0]
-    assert detail["loc"][-2:] == ["account_ids", 0] and "integer" in detail["msg"]
+    detail = api.post("/v1/scores", json={"account_ids": [7]}).json()["detail"][0]
+    assert detail["loc"][-2:] == ["account_ids", 0] and "string" in detail["msg"]
 
 
 def test_explanation_and_models(service: Running) -> None:
     owing = latest_accounts(service.portfolio)
-    account_id = int(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
+    account_id = str(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
     api = client(service)
     explained = api.get(f"/v1/accounts/{account_id}/explanation")
     assert explained.status_code == 200
@@ -140,7 +143,7 @@ def test_a_service_without_models_says_so_and_never_answers_500(
         ready = api.get("/ready")
         assert ready.status_code == 503
         assert "cobranza-propensity@champion" in " ".join(ready.json()["detail"]["missing"])
-        assert api.post("/v1/scores", json={"account_ids": [1]}).status_code == 503
+        assert api.post("/v1/scores", json={"account_ids": ["1"]}).status_code == 503
         assert api.get("/health").status_code == 200
     finally:
         server.should_exit = True  # type: ignore[attr-defined]
@@ -150,7 +153,7 @@ def test_a_service_without_models_says_so_and_never_answers_500(
 def test_metrics_count_requests_by_route_and_show_model_versions(service: Running) -> None:
     api = client(service)
     api.get("/v1/accounts/99999999/explanation")  # a 404, counted under its route template
-    api.post("/v1/scores", json={"account_ids": [99_999_998]})
+    api.post("/v1/scores", json={"account_ids": ["99999998"]})
     assert client(service, None).get("/metrics").status_code == 401
     response = api.get("/metrics")
     assert response.status_code == 200
@@ -231,7 +234,9 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
 
     def keep_scoring() -> None:  # requests keep being answered during the swap
         for _ in range(40):
-            status = client(service).post("/v1/scores", json={"account_ids": [1, 2]}).status_code
+            status = (
+                client(service).post("/v1/scores", json={"account_ids": ["1", "2"]}).status_code
+            )
             if status != 200:
                 errors.append(status)
 
@@ -248,7 +253,7 @@ def test_hot_swap_of_the_champion_and_refusal_of_a_broken_model(service: Running
     time.sleep(2.0)
     versions = wait_for_version(service, str(broken.version), seconds=1)
     assert versions["cobranza-propensity"] == str(new.version)
-    scored = client(service).post("/v1/scores", json={"account_ids": [1]})
+    scored = client(service).post("/v1/scores", json={"account_ids": ["1"]})
     assert scored.status_code == 200
     assert _swaps(service, "refused") == 1
     assert _swaps(service, "swapped") == swapped_before + 1
@@ -267,9 +272,9 @@ def test_feature_payloads_are_checked_per_feature(service: Running) -> None:
     api = client(service)
     bad = {
         "accounts": [
-            {"account_id": 1, "features": {"current_balance": "lots"}},
-            {"account_id": 2, "features": {}},
-            {"account_id": 3, "features": {"current_balance": 120.0, "shoe_size": 42}},
+            {"account_id": "1", "features": {"current_balance": "lots"}},
+            {"account_id": "2", "features": {}},
+            {"account_id": "3", "features": {"current_balance": 120.0, "shoe_size": 42}},
         ]
     }
     response = api.post("/v1/scores", json=bad)
@@ -280,7 +285,7 @@ def test_feature_payloads_are_checked_per_feature(service: Running) -> None:
         ((1, "features"), "missing_features"),
         ((2, "features", "shoe_size"), "unknown_feature"),
     }
-    good = {"accounts": [{"account_id": 1, "features": {"current_balance": 120.0}}]}
+    good = {"accounts": [{"account_id": "1", "features": {"current_balance": 120.0}}]}
     assert api.post("/v1/scores", json=good).status_code == 200
 
 
@@ -296,7 +301,7 @@ def test_reason_codes_are_precomputed_for_every_stored_account(service: Running)
         time.sleep(0.5)
     owing = latest_accounts(service.portfolio)
     assert int(total) == len(owing) and done == total
-    account_id = int(owing["account_id"].iloc[0])
+    account_id = str(owing["account_id"].iloc[0])
     first = api.get(f"/v1/accounts/{account_id}/explanation").json()["reasons"]
     fresh = api.post(
         "/v1/scores",

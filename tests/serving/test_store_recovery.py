@@ -125,5 +125,5 @@ def test_a_service_without_a_store_serves_once_one_is_published(
         assert done.returncode == 0, err
         assert wait_for(lambda: api.get("/ready").status_code == 200), api.get("/ready").text
         assert served_as_of(app, portfolio) == snapshot_times(portfolio)[-1]
-        scored = api.post("/v1/scores", json={"account_ids": [1]})
+        scored = api.post("/v1/scores", json={"account_ids": ["1"]})
         assert scored.status_code == 200, scored.text

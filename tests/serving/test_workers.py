@@ -138,7 +138,7 @@ def closed_by_peer(sock: socket.socket) -> bool:
 
 
 def score(url: str) -> int:
-    return Api(url).post("/v1/scores", json={"account_ids": [1, 2]}).status_code
+    return Api(url).post("/v1/scores", json={"account_ids": ["1", "2"]}).status_code
 
 
 # ---- 6: supervised workers -------------------------------------------------------------------

@@ -161,9 +161,9 @@ def test_follow_ups_and_histories_come_from_the_contract_tables() -> None:
     offers = pd.DataFrame({"offer_id": [7], "kind": ["payment_plan"]})
     follow = promise_follow_ups(promises, offers, zones, DAY)
     assert follow.values.tolist() == [
-        [1, "promise_reminder", "100.00 due 2026-11-25"],
-        [2, "broken_promise", "50.00 was due 2026-11-20"],
-        [3, "plan_check", "80.00 was due 2026-11-20"],
+        ["1", "promise_reminder", "100.00 due 2026-11-25"],  # ids come back as text
+        ["2", "broken_promise", "50.00 was due 2026-11-20"],
+        ["3", "plan_check", "80.00 was due 2026-11-20"],
     ]
     contacts = pd.DataFrame(
         {
@@ -182,10 +182,10 @@ def test_follow_ups_and_histories_come_from_the_contract_tables() -> None:
         }
     )
     histories = contact_histories(contacts, zones, DAY)
-    assert histories[1].call_days == [date(2026, 11, 23)]  # 11-16 local is 8 days before
-    assert histories[1].opted_out == frozenset({"sms"})
-    assert histories[2].last_conversation == date(2026, 11, 20)
-    assert histories[2].opted_out == frozenset()  # the e-mail opt-out happens on the day itself
+    assert histories["1"].call_days == [date(2026, 11, 23)]  # 11-16 local is 8 days before
+    assert histories["1"].opted_out == frozenset({"sms"})
+    assert histories["2"].last_conversation == date(2026, 11, 20)
+    assert histories["2"].opted_out == frozenset()  # the e-mail opt-out happens on the day itself
 
 
 def test_openapi_documents_every_endpoint_with_examples_and_auth() -> None:
