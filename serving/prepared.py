@@ -129,6 +129,7 @@ def read_features(path: Path) -> pd.DataFrame:
 def read_reasons(path: Path, account_ids: np.ndarray) -> ReasonTable:
     """The prepared reasons of `path` aligned to a copy's rows (`account_ids` in row order).
     The file is memory-mapped: its pages are shared by every worker and read when used."""
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.ipc
 

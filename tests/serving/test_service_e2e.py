@@ -124,7 +124,8 @@ def test_explanation_and_models(service: Running) -> None:
     assert explained.status_code == 200
     assert explained.json()["reasons"][0]["sentence"]
     assert api.get("/v1/accounts/99999999/explanation").status_code == 404
-    assert api.get("/v1/accounts/abc/explanation").status_code == 422
+    assert api.get("/v1/accounts/abc/explanation").status_code == 404  # any text is an id
+    assert api.get("/v1/accounts/%20abc/explanation").status_code == 422
     models = api.get("/v1/models").json()["models"]
     assert {m["name"] for m in models} == {"cobranza-propensity", "cobranza-next-best-action"}
     assert all(m["alias"] == "champion" and m["feature_service"] for m in models)

@@ -79,7 +79,7 @@ def served_as_of(app: Any, portfolio: Path) -> pd.Timestamp | None:
         snapshot = pd.read_parquet(portfolio / "features" / "account" / name)
         expected = snapshot.set_index("account_id")["days_since_placement"]
         served = held.frame["days_since_placement"].dropna()
-        if served.index.equals(expected.index.sort_values()) and np.array_equal(
+        if served.index.sort_values().equals(expected.index.sort_values()) and np.array_equal(
             served.to_numpy(float), expected.loc[served.index].to_numpy(float)
         ):
             return as_of
