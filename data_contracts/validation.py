@@ -22,7 +22,7 @@ much as a clean one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -255,19 +255,40 @@ def _check_event_order(
     return found
 
 
-def _require_columns(table: str, raw: pd.DataFrame) -> None:
-    expected = list(CONTRACTS[table].to_schema().columns)
-    missing = [name for name in expected if name not in raw.columns]
+def layout_problems(columns: Mapping[str, Sequence[str]], where: str = "") -> list[str]:
+    """Every missing table and every missing or reserved column of every table, at once.
+
+    Args:
+        columns: Table name -> its column names, for each table that is present.
+        where: The folder the tables come from, named in each message (`DIR/<table>.parquet`).
+
+    Returns:
+        One message per file with a problem, naming the file and every column concerned.
+        Optional tables (statements) may be absent; extra columns are allowed.
+    """
+    problems: list[str] = []
+    for table in CONTRACTS:
+        file = f"{where.rstrip('/')}/{table}.parquet" if where else f"{table}.parquet"
+        if table not in columns:
+            if table not in OPTIONAL_TABLES:
+                problems.append(f"{file}: file not found (every portfolio needs {table}.parquet)")
+            continue
+        problems += _column_problems(table, columns[table], file)
+    return problems
+
+
+def _column_problems(table: str, columns: Sequence[str], file: str) -> list[str]:
+    """The contract columns a table lacks, and the quarantine's reserved names it uses."""
+    present = set(columns)
+    problems = []
+    missing = [name for name in CONTRACTS[table].to_schema().columns if name not in present]
     if missing:
-        raise ContractError(
-            f"{table}.parquet: missing column(s) {', '.join(missing)}; "
-            f"expected {', '.join(expected)}"
-        )
-    reserved = [name for name in (ROW_COLUMN, RULES_COLUMN, REASONS_COLUMN) if name in raw.columns]
+        problems.append(f"{file}: missing column(s) {', '.join(missing)}")
+    reserved = [name for name in (ROW_COLUMN, RULES_COLUMN, REASONS_COLUMN) if name in present]
     if reserved:
-        raise ContractError(
-            f"{table}.parquet: column name(s) reserved for the quarantine: {reserved}"
-        )
+        names = ", ".join(reserved)
+        problems.append(f"{file}: column name(s) reserved for the quarantine: {names}")
+    return problems
 
 
 def _quarantine(
@@ -355,7 +376,9 @@ def validate_table(
     Returns the valid rows (contract dtypes), the quarantined rows (raw values plus
     `source_row`, `quarantine_rules` and `quarantine_reasons`) and the table's report.
     """
-    _require_columns(table, raw)
+    problems = _column_problems(table, list(raw.columns), f"{table}.parquet")
+    if problems:
+        raise ContractError(*problems)
     raw = _renumbered(raw)
     coerced, unreadable = coerce_to_contract(table, raw)
     found = _check_types(unreadable, table) + _check_missing(coerced, unreadable, table)
@@ -393,6 +416,8 @@ def validate_tables(
     data_end: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
     on_quarantined: Callable[[str, pd.DataFrame], None] | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+    where: str = "",
 ) -> ValidationResult:
     """Validate every table of a portfolio, parents first, so children of quarantined
     rows are quarantined too (rule `<parent>_quarantined`) rather than silently orphaned.
@@ -404,13 +429,18 @@ def validate_tables(
         on_quarantined: If given, receives each table's quarantined rows as soon as they are
             known (to write them), and the result keeps only their counts, not the rows:
             a file full of bad rows then costs no more memory than a clean one.
+        columns: Each present table's column names, when known without reading it (a
+            folder's parquet schemas); by default taken from the frames.
+        where: The folder the tables come from, named in error messages.
 
     Raises:
-        ContractError: a table or a contract column is missing.
+        ContractError: tables or contract columns are missing (all of them, one per line).
     """
-    missing = [t for t in CONTRACTS if t not in raw_tables and t not in OPTIONAL_TABLES]
-    if missing:
-        raise ContractError(f"missing table(s): {', '.join(missing)}")
+    if columns is None:
+        columns = {t: list(raw_tables[t].columns) for t in CONTRACTS if t in raw_tables}
+    problems = layout_problems(columns, where)
+    if problems:
+        raise ContractError(*problems)
     valid: dict[str, pd.DataFrame] = {}
     quarantined: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}

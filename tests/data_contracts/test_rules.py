@@ -277,13 +277,32 @@ def test_missing_table_and_missing_column_are_clear_errors(
     tables: dict[str, pd.DataFrame],
 ) -> None:
     without_payments = {k: v for k, v in tables.items() if k != "payments"}
-    with pytest.raises(ContractError, match=r"missing table.*payments"):
+    with pytest.raises(ContractError, match=r"payments.parquet: file not found"):
         validate_tables(without_payments)
     tables["contacts"] = tables["contacts"].drop(columns=["outcome", "channel"])
     with pytest.raises(
         ContractError, match=r"contacts.parquet: missing column\(s\) channel, outcome"
     ):
         validate_tables(tables)
+
+
+def test_every_missing_table_and_column_is_reported_at_once(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    del tables["payments"], tables["offers"], tables["statements"]  # statements are optional
+    tables["accounts"] = tables["accounts"].drop(columns=["creditor", "charged_off_at"])
+    tables["contacts"] = tables["contacts"].drop(columns=["outcome"])
+    tables["debtors"] = tables["debtors"].drop(columns=["gender"])  # audit-only, still required
+    with pytest.raises(ContractError) as raised:
+        validate_tables(tables, where="data/acme")
+    assert raised.value.problems == (
+        "data/acme/debtors.parquet: missing column(s) gender",
+        "data/acme/accounts.parquet: missing column(s) charged_off_at, creditor",
+        "data/acme/offers.parquet: file not found (every portfolio needs offers.parquet)",
+        "data/acme/payments.parquet: file not found (every portfolio needs payments.parquet)",
+        "data/acme/contacts.parquet: missing column(s) outcome",
+    )
+    assert str(raised.value).count("\n") == 4
 
 
 def test_statements_are_optional(tables: dict[str, pd.DataFrame]) -> None:

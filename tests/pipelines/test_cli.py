@@ -114,6 +114,29 @@ def test_unusable_input_exits_2_with_a_clear_message(
     assert "Traceback" not in done.stderr
 
 
+def test_every_missing_file_and_column_is_named_in_one_run(portfolio: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "acme"
+    bad.mkdir()
+    for file in portfolio.glob("*.parquet"):
+        if file.stem not in ("contacts", "promises"):
+            (bad / file.name).write_bytes(file.read_bytes())
+    accounts = pd.read_parquet(portfolio / "accounts.parquet")
+    accounts.drop(columns=["charged_off_at", "creditor"]).to_parquet(bad / "accounts.parquet")
+    payments = pd.read_parquet(portfolio / "payments.parquet")
+    payments.drop(columns=["method"]).to_parquet(bad / "payments.parquet")
+    done = run("validate", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {bad}/manifest.json: file not found (every portfolio needs manifest.json: its "
+        "source, the moment the data ends as data_end, and its row counts)",
+        f"error: {bad}/accounts.parquet: missing column(s) charged_off_at, creditor",
+        f"error: {bad}/payments.parquet: missing column(s) method",
+        f"error: {bad}/promises.parquet: file not found (every portfolio needs promises.parquet)",
+        f"error: {bad}/contacts.parquet: file not found (every portfolio needs contacts.parquet)",
+    ]
+    assert not (bad / "quarantine").exists()
+
+
 def test_simulate_refuses_to_overwrite_without_asking(portfolio: Path) -> None:
     done = run("simulate", "--accounts", "10", "--out", str(portfolio))
     assert done.returncode == 2 and "--overwrite" in done.stderr
