@@ -352,6 +352,13 @@ ID_COLUMNS: dict[str, str] = {
 }
 OPTIONAL_TABLES: frozenset[str] = frozenset({"statements"})
 """Tables a portfolio may leave out; they are then treated as empty."""
+AUDIT_ONLY_COLUMNS: dict[str, tuple[str, ...]] = {"debtors": ("age_band", "gender")}
+"""Columns kept only for the fairness audit, per table: never model inputs, always nullable.
+A value outside the contract in one is set to null (and counted) instead of quarantining the
+row, since no model, feature or rule reads it."""
+PROTECTED_ATTRIBUTES: tuple[str, ...] = (*AUDIT_ONLY_COLUMNS["debtors"], "region")
+"""Debtor attributes the fairness audit groups by; never model inputs. `region` is audited but
+is not audit-only: it decides the jurisdiction of the contact rules, so it stays required."""
 
 
 def contract_columns(table: str) -> dict[str, str]:

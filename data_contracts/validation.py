@@ -14,10 +14,17 @@ input rows = valid rows + quarantined rows. A row is checked, in order, for:
    `offer_of_other_account`: a contact or promise citing another account's offer;
    `after_data_end`: an event dated after the end of the data, when that end is known.
 
+Not every bad value costs its row. An audit-only column (`AUDIT_ONLY_COLUMNS`: `age_band`,
+`gender`) is read by nothing but the fairness audit, so a value in one that is unreadable or
+outside the contract is set to null and counted (`audit_value_invalid`, with the first rows and
+values); the debtor and its accounts stay valid. With contact rules given, breaches of them in
+the contact history (outside the allowed local hours, over the 7-day call limit) are counted as
+compliance warnings; the contacts stay valid too.
+
 Reasons name the column and the rule, never a value (the value is in the quarantined row, and
-quarantine files are kept with the portfolio). The report holds only counts, rules and row
-numbers, so it can be logged. Work is vectorized: a file whose every row is bad costs about as
-much as a clean one.
+quarantine files are kept with the portfolio). The report holds counts, rules and row numbers,
+and of the data only rejected audit categories and local contact times, so it can be logged.
+Work is vectorized: a file whose every row is bad costs about as much as a clean one.
 """
 
 from __future__ import annotations
@@ -30,7 +37,13 @@ import pandas as pd
 import pandera.pandas as pa
 
 from data_contracts.coerce import ContractError, coerce_to_contract, finalize_dtypes
-from data_contracts.schemas import CONTRACTS, ID_COLUMNS, OPTIONAL_TABLES, empty_table
+from data_contracts.schemas import (
+    AUDIT_ONLY_COLUMNS,
+    CONTRACTS,
+    ID_COLUMNS,
+    OPTIONAL_TABLES,
+    empty_table,
+)
 
 ROW_COLUMN = "source_row"
 RULES_COLUMN = "quarantine_rules"
@@ -56,9 +69,30 @@ _EVENT_TIME: dict[str, str] = {
 _SINGULAR = {"debtors": "debtor", "accounts": "account", "offers": "offer"}
 
 
+FIRST_ROWS = 5
+"""How many offending rows a notice lists (row numbers, never ids)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Valid rows worth knowing about: an audit-only value set to null (`audit_value_invalid`),
+    or a breach of a contact rule in the history (a compliance warning). The rows stay valid."""
+
+    rule: str
+    rows: int
+    first_rows: tuple[dict[str, object], ...]
+    """The first few rows: `row` (position in the input file) and what the rule saw there."""
+    column: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        column = {"column": self.column} if self.column is not None else {}
+        return {"rule": self.rule, **column, "rows": self.rows, "first_rows": list(self.first_rows)}
+
+
 @dataclass(frozen=True)
 class TableReport:
-    """Counts for one table: rows in, rows valid, rows quarantined, rows per broken rule."""
+    """Counts for one table: rows in, rows valid, rows quarantined, rows per broken rule, and
+    notices about valid rows (values nulled, compliance warnings)."""
 
     table: str
     input_rows: int
@@ -66,10 +100,13 @@ class TableReport:
     quarantined_rows: int
     rows_per_rule: dict[str, int] = field(default_factory=dict)
     first_row_per_rule: dict[str, int] = field(default_factory=dict)
+    nulled: tuple[Notice, ...] = ()
+    warnings: tuple[Notice, ...] = ()
 
     @property
     def reconciles(self) -> bool:
-        return self.input_rows == self.valid_rows + self.quarantined_rows
+        nulled_rows_valid = all(notice.rows <= self.valid_rows for notice in self.nulled)
+        return self.input_rows == self.valid_rows + self.quarantined_rows and nulled_rows_valid
 
 
 @dataclass(frozen=True)
@@ -85,14 +122,25 @@ class ValidationResult:
         return sum(report.quarantined_rows for report in self.reports.values())
 
     @property
+    def nulled_values(self) -> int:
+        return sum(n.rows for report in self.reports.values() for n in report.nulled)
+
+    @property
+    def compliance_warnings(self) -> int:
+        return sum(n.rows for report in self.reports.values() for n in report.warnings)
+
+    @property
     def reconciles(self) -> bool:
         return all(report.reconciles for report in self.reports.values())
 
     def summary(self) -> dict[str, object]:
-        """A JSON-ready report (counts and rule names only, no values from the data)."""
+        """A JSON-ready report: counts, rule names and row numbers; of the data itself only
+        the rejected categories of audit-only columns and the local times of warnings."""
         return {
             "reconciles": self.reconciles,
             "quarantined_rows": self.quarantined_rows,
+            "nulled_values": self.nulled_values,
+            "compliance_warnings": self.compliance_warnings,
             "tables": {
                 name: {
                     "input_rows": report.input_rows,
@@ -100,6 +148,8 @@ class ValidationResult:
                     "quarantined_rows": report.quarantined_rows,
                     "rows_per_rule": report.rows_per_rule,
                     "first_row_per_rule": report.first_row_per_rule,
+                    "nulled_values": [notice.as_dict() for notice in report.nulled],
+                    "compliance_warnings": [notice.as_dict() for notice in report.warnings],
                 }
                 for name, report in self.reports.items()
             },
@@ -126,6 +176,70 @@ def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
     shallow = frame.copy(deep=False)
     shallow.index = pd.RangeIndex(len(frame))
     return shallow
+
+
+AUDIT_VALUE_INVALID = "audit_value_invalid"
+
+
+def null_invalid_audit_values(
+    table: str, coerced: pd.DataFrame, unreadable: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Audit-only values that are unreadable or break their column's checks, set to null.
+
+    Args:
+        table: The contract's name.
+        coerced, unreadable: What `coerce_to_contract` returned for the table.
+
+    Returns:
+        The frame with those values null (a new frame; the input is not changed) and, per
+        audit-only column with such values, a boolean mask of the rows nulled.
+    """
+    columns = CONTRACTS[table].to_schema().columns
+    nulled: dict[str, np.ndarray] = {}
+    for name in AUDIT_ONLY_COLUMNS.get(table, ()):
+        values = coerced[name].reset_index(drop=True)
+        bad = unreadable[name].to_numpy().copy()
+        for check in columns[name].checks:
+            # pandera leaves nulls out of a check's output: they pass (the column is nullable)
+            passed = check(values).check_output.reindex(values.index, fill_value=True)
+            bad |= ~passed.to_numpy(dtype=bool)
+        if bad.any():
+            nulled[name] = bad
+    if not nulled:
+        return coerced, nulled
+    fixed = {name: _null_where(coerced[name], bad) for name, bad in nulled.items()}
+    return coerced.assign(**fixed), nulled
+
+
+def _null_where(values: pd.Series, bad: np.ndarray) -> pd.Series:
+    masked = values.mask(bad)
+    if isinstance(masked.dtype, pd.CategoricalDtype):
+        return masked.cat.remove_unused_categories()
+    return masked
+
+
+def _nulled_notices(
+    raw: pd.DataFrame, nulled: dict[str, np.ndarray], ok: np.ndarray
+) -> tuple[Notice, ...]:
+    """One notice per audit-only column with values nulled in rows that stayed valid, with the
+    first rows and their raw values (categories, not identifiers; cut at 40 characters)."""
+    notices = []
+    for name, bad in nulled.items():
+        rows = np.flatnonzero(bad & ok)
+        if not len(rows):
+            continue
+        first = [
+            {"row": int(row), "value": _shown(raw[name].iloc[row])} for row in rows[:FIRST_ROWS]
+        ]
+        notices.append(Notice(AUDIT_VALUE_INVALID, len(rows), tuple(first), column=name))
+    return tuple(notices)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _check_types(unreadable: pd.DataFrame, table: str) -> list[_Found]:
@@ -381,6 +495,9 @@ def validate_table(
         raise ContractError(*problems)
     raw = _renumbered(raw)
     coerced, unreadable = coerce_to_contract(table, raw)
+    coerced, nulled = null_invalid_audit_values(table, coerced, unreadable)
+    if nulled:  # nulled values are reported as such, not as unreadable
+        unreadable = unreadable.assign(**dict.fromkeys(nulled, False))
     found = _check_types(unreadable, table) + _check_missing(coerced, unreadable, table)
     ok = np.ones(len(raw), dtype=bool)
 
@@ -407,6 +524,7 @@ def validate_table(
         quarantined_rows=len(quarantined),
         rows_per_rule=rows_per_rule,
         first_row_per_rule=first_row,
+        nulled=_nulled_notices(raw, nulled, ok),
     )
     return valid, quarantined, report
 

@@ -114,6 +114,8 @@ def _definitions(name: str) -> list[str]:
         ("ACTION_COLUMNS", "training/labels.py"),
         ("TELEPHONE_CONVERSATIONS", "features/compliance.py"),
         ("DEFAULT_RULES_FILE", "data_contracts/contact_rules.py"),
+        ("AUDIT_ONLY_COLUMNS", "data_contracts/schemas.py"),
+        ("PROTECTED_ATTRIBUTES", "data_contracts/schemas.py"),
     ],
 )
 def test_each_shared_name_is_defined_once(name: str, home: str) -> None:

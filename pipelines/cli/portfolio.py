@@ -41,12 +41,49 @@ def _print_validation(result: ValidationResult, quarantine: Path) -> None:
         )
     screen = console()
     screen.print(table)
+    _print_notices(result)
     balance = (
         "input = valid + quarantined for every table"
         if result.reconciles
         else "COUNTS DO NOT RECONCILE"
     )
     screen.print(f"{balance}; report and quarantined rows in {quarantine}", soft_wrap=True)
+
+
+def _first_rows(first_rows: tuple[dict[str, object], ...]) -> str:
+    """`12 (value 'F')`, `40 (local_time 2025-10-31T21:30:00-04:00, jurisdiction WA)`, ..."""
+    shown = []
+    for item in first_rows:
+        details = ", ".join(
+            f"{key} {value!r}" if key == "value" else f"{key} {value}"
+            for key, value in item.items()
+            if key != "row"
+        )
+        shown.append(f"{item['row']} ({details})" if details else str(item["row"]))
+    return ", ".join(shown)
+
+
+def _print_notices(result: ValidationResult) -> None:
+    """Values set to null, then compliance warnings: rows that stay valid but that a manager
+    should know about (one line each, on stdout with the table)."""
+    from rich.markup import escape
+
+    screen = console()
+    for name, report in result.reports.items():
+        for notice in report.nulled:
+            screen.print(
+                f"nulled: {name}.{notice.column}: {notice.rows:,} audit-only value(s) outside the "
+                f"contract set to null ({notice.rule}); the rows stay valid; first rows "
+                f"{escape(_first_rows(notice.first_rows))}",
+                soft_wrap=True,
+            )
+    for name, report in result.reports.items():
+        for notice in report.warnings:
+            screen.print(
+                f"[bold yellow]warning:[/] compliance: {name}: {notice.rows:,} row(s) breaking "
+                f"{notice.rule}; first rows {escape(_first_rows(notice.first_rows))}",
+                soft_wrap=True,
+            )
 
 
 def simulate(

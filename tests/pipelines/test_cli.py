@@ -82,6 +82,32 @@ def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Pa
     assert "-10.0" not in done.stdout  # values stay in the quarantine file, not in the log
 
 
+def test_invalid_audit_values_are_nulled_and_the_portfolio_stays_valid(
+    portfolio: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
+        (bad / file.name).write_bytes(file.read_bytes())
+    debtors = pd.read_parquet(bad / "debtors.parquet")
+    debtors["gender"] = debtors["gender"].astype(object)
+    debtors.loc[::2, "gender"] = "F"  # every other debtor: a code the contract does not know
+    debtors.to_parquet(bad / "debtors.parquet")
+    done = run("validate", str(bad))
+    assert done.returncode == 0, done.stdout + done.stderr
+    flagged = len(debtors[::2])
+    assert f"nulled: debtors.gender: {flagged} audit-only value(s)" in " ".join(done.stdout.split())
+    assert "first rows 0 (value 'F'), 2 (value 'F')" in " ".join(done.stdout.split())
+    report = json.loads((bad / "quarantine" / "report.json").read_text())
+    assert report["quarantined_rows"] == 0 and report["nulled_values"] == flagged
+    (notice,) = report["tables"]["debtors"]["nulled_values"]
+    assert notice["rule"] == "audit_value_invalid" and notice["column"] == "gender"
+    assert notice["rows"] == flagged and notice["first_rows"][0] == {"row": 0, "value": "F"}
+    for table in ("accounts", "contacts", "payments"):
+        counts = report["tables"][table]
+        assert counts["valid_rows"] == counts["input_rows"], table
+
+
 @pytest.mark.parametrize(
     "damage", ["missing_file", "missing_column", "unreadable_file", "no_folder"]
 )
