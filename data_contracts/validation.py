@@ -36,7 +36,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from data_contracts.breaches import contact_rule_breaches, local_time_text
 from data_contracts.coerce import ContractError, coerce_to_contract, finalize_dtypes
+from data_contracts.contact_rules import ContactRules
 from data_contracts.schemas import (
     AUDIT_ONLY_COLUMNS,
     CONTRACTS,
@@ -240,6 +242,29 @@ def _shown(value: object) -> str:
         value = bytes(value).decode("utf-8", errors="replace")
     text = str(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _compliance_notices(
+    coerced: pd.DataFrame, ok: np.ndarray, valid: dict[str, pd.DataFrame], rules: ContactRules
+) -> tuple[Notice, ...]:
+    """Compliance warnings on the valid contacts: one notice per contact rule broken."""
+    columns = ["account_id", "channel", "direction", "attempted_at"]
+    contacts = coerced[columns][ok].assign(row=np.flatnonzero(ok))
+    found = contact_rule_breaches(contacts, valid["accounts"], valid["debtors"], rules)
+    notices = []
+    for rule, rows in found.items():
+        first = []
+        for item in rows.head(FIRST_ROWS).to_dict("records"):
+            shown: dict[str, object] = {
+                "row": int(item["row"]),
+                "local_time": local_time_text(item["local_time"], item["utc_offset"]),
+                "jurisdiction": item["jurisdiction"],
+            }
+            if "calls_in_7_days" in item:
+                shown["calls_in_7_days"] = int(item["calls_in_7_days"])
+            first.append(shown)
+        notices.append(Notice(rule, len(rows), tuple(first)))
+    return tuple(notices)
 
 
 def _check_types(unreadable: pd.DataFrame, table: str) -> list[_Found]:
@@ -484,11 +509,13 @@ def validate_table(
     valid_parents: dict[str, pd.DataFrame],
     raw_parent_ids: dict[str, pd.Index],
     data_end: pd.Timestamp | None = None,
+    contact_rules: ContactRules | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
     """Validate one table against its contract and its already validated parents.
 
     Returns the valid rows (contract dtypes), the quarantined rows (raw values plus
-    `source_row`, `quarantine_rules` and `quarantine_reasons`) and the table's report.
+    `source_row`, `quarantine_rules` and `quarantine_reasons`) and the table's report; with
+    `contact_rules`, the contacts' report holds the breaches of them as warnings.
     """
     problems = _column_problems(table, list(raw.columns), f"{table}.parquet")
     if problems:
@@ -525,6 +552,11 @@ def validate_table(
         rows_per_rule=rows_per_rule,
         first_row_per_rule=first_row,
         nulled=_nulled_notices(raw, nulled, ok),
+        warnings=(
+            _compliance_notices(coerced, ok, valid_parents, contact_rules)
+            if table == "contacts" and contact_rules is not None
+            else ()
+        ),
     )
     return valid, quarantined, report
 
@@ -536,6 +568,7 @@ def validate_tables(
     on_quarantined: Callable[[str, pd.DataFrame], None] | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
     where: str = "",
+    contact_rules: ContactRules | None = None,
 ) -> ValidationResult:
     """Validate every table of a portfolio, parents first, so children of quarantined
     rows are quarantined too (rule `<parent>_quarantined`) rather than silently orphaned.
@@ -550,6 +583,8 @@ def validate_tables(
         columns: Each present table's column names, when known without reading it (a
             folder's parquet schemas); by default taken from the frames.
         where: The folder the tables come from, named in error messages.
+        contact_rules: If given, contacts that broke them (outside the allowed local hours,
+            over the 7-day call limit) are counted as compliance warnings; they stay valid.
 
     Raises:
         ContractError: tables or contract columns are missing (all of them, one per line).
@@ -569,7 +604,7 @@ def validate_tables(
         # a lazy mapping may read each table only now, so one raw table is in memory at a time
         raw = raw_tables[table] if table in raw_tables else empty_table(table)
         valid[table], quarantined[table], reports[table] = validate_table(
-            table, raw, valid, raw_ids, data_end
+            table, raw, valid, raw_ids, data_end, contact_rules
         )
         if on_quarantined is not None:
             on_quarantined(table, quarantined[table])

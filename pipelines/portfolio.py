@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pyarrow.fs import LocalFileSystem
 
+from data_contracts.contact_rules import ContactRules
 from data_contracts.schemas import CONTRACTS, OPTIONAL_TABLES, empty_table
 from data_contracts.validation import (
     REASONS_COLUMN,
@@ -415,6 +416,7 @@ def validate_portfolio(
     folder: Path,
     quarantine: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    contact_rules: ContactRules | None = None,
 ) -> ValidationResult:
     """Validate a portfolio folder and write what was quarantined.
 
@@ -426,7 +428,8 @@ def validate_portfolio(
     half-written, and a run that stops leaves none rather than a stale one.
 
     Events dated after the manifest's `data_end` are quarantined (`after_data_end`); the
-    manifest and its `data_end` are required.
+    manifest and its `data_end` are required. With `contact_rules`, contacts that broke them
+    are counted as compliance warnings in the report (they stay valid).
 
     Raises:
         ContractError: files or columns are missing, a file cannot be read, the manifest is
@@ -458,6 +461,7 @@ def validate_portfolio(
                 on_quarantined=write_quarantined,
                 columns=portfolio.columns(),
                 where=str(folder),
+                contact_rules=contact_rules,
             )
             write_json(staging / REPORT, result.summary())
         except BaseException:

@@ -68,6 +68,8 @@ def _print_notices(result: ValidationResult) -> None:
     should know about (one line each, on stdout with the table)."""
     from rich.markup import escape
 
+    from data_contracts.breaches import BREACH_RULES
+
     screen = console()
     for name, report in result.reports.items():
         for notice in report.nulled:
@@ -79,9 +81,10 @@ def _print_notices(result: ValidationResult) -> None:
             )
     for name, report in result.reports.items():
         for notice in report.warnings:
+            what = BREACH_RULES.get(notice.rule, "rows")
             screen.print(
-                f"[bold yellow]warning:[/] compliance: {name}: {notice.rows:,} row(s) breaking "
-                f"{notice.rule}; first rows {escape(_first_rows(notice.first_rows))}",
+                f"[bold yellow]warning:[/] compliance: {notice.rows:,} {what} ({notice.rule}, "
+                f"{name}); first rows {escape(_first_rows(notice.first_rows))}",
                 soft_wrap=True,
             )
 
@@ -145,22 +148,37 @@ def validate(
             help="Where to write quarantined rows and report.json [default: FOLDER/quarantine]."
         ),
     ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Contact rules to check the history against [default: settings]."),
+    ] = None,
 ) -> None:
     """Validate a portfolio against the data contracts.
 
-    Exit status: 0 when every row is valid, 1 when rows were quarantined, 2 when the input is
-    unusable (a missing folder, file or column, or a file that cannot be read).
+    Contacts that broke the contact rules (outside the allowed local hours, over the 7-day
+    call limit) are printed as compliance warnings; invalid audit-only values are set to null
+    and counted. Neither quarantines a row.
+
+    Exit status: 0 when no row was quarantined (warnings or not), 1 when rows were quarantined,
+    2 when the input is unusable (missing folders, files or columns, all named at once, or a
+    file that cannot be read).
     """
+    from data_contracts.contact_rules import RulesError, load_rules, rules_file
+    from data_contracts.settings import get_settings
     from data_contracts.validation import ContractError
     from pipelines.portfolio import validate_portfolio
 
     quarantine = quarantine or folder / "quarantine"
     with (
-        user_errors("validating", ContractError),
+        user_errors("validating", ContractError, RulesError),
         console(stderr=True).status("validating") as status,
     ):
+        contact_rules = load_rules(rules or rules_file(get_settings().serving.contact_rules))
         result = validate_portfolio(
-            folder, quarantine, progress=lambda table: status.update(f"validating {table}")
+            folder,
+            quarantine,
+            progress=lambda table: status.update(f"validating {table}"),
+            contact_rules=contact_rules,
         )
     _print_validation(result, quarantine)
     raise typer.Exit(EXIT_VALID if result.quarantined_rows == 0 else EXIT_QUARANTINED)

@@ -108,6 +108,56 @@ def test_invalid_audit_values_are_nulled_and_the_portfolio_stays_valid(
         assert counts["valid_rows"] == counts["input_rows"], table
 
 
+def test_a_contact_at_night_is_a_compliance_warning_not_an_error(
+    portfolio: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
+        (bad / file.name).write_bytes(file.read_bytes())
+    contacts = pd.read_parquet(bad / "contacts.parquet")
+    accounts = pd.read_parquet(bad / "accounts.parquet").set_index("account_id")
+    debtors = pd.read_parquet(bad / "debtors.parquet").set_index("debtor_id")
+    row = int(
+        contacts.index[(contacts["direction"] == "outbound") & (contacts["channel"] == "sms")][0]
+    )
+    zone = str(debtors.loc[accounts.loc[contacts.loc[row, "account_id"], "debtor_id"], "timezone"])
+    local = contacts.loc[row, "attempted_at"].tz_convert(zone).replace(hour=23, minute=15)
+    contacts.loc[row, "attempted_at"] = local.tz_convert("UTC")
+    contacts.to_parquet(bad / "contacts.parquet")
+    before = json.loads(run_validate_report(portfolio, tmp_path / "q0"))
+    done = run("validate", str(bad))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((bad / "quarantine" / "report.json").read_text())
+    assert report["quarantined_rows"] == 0
+    (night,) = [
+        w
+        for w in report["tables"]["contacts"]["compliance_warnings"]
+        if w["rule"] == "outside_contact_hours"
+    ]
+    (earlier,) = [
+        w
+        for w in before["tables"]["contacts"]["compliance_warnings"]
+        if w["rule"] == "outside_contact_hours"
+    ] or [{"rows": 0, "first_rows": []}]
+    assert night["rows"] == earlier["rows"] + 1
+    # the first rows of the old breaches and the new one, in row order
+    expected = sorted([r["row"] for r in earlier["first_rows"]] + [row])[:5]
+    assert [r["row"] for r in night["first_rows"]] == expected
+    if row in expected:
+        (shown,) = [r for r in night["first_rows"] if r["row"] == row]
+        assert shown["local_time"].startswith(f"{local:%Y-%m-%d}T23:15:00")
+    assert "warning: compliance:" in done.stdout
+    assert "contacts outside the allowed local hours (outside_contact_hours" in " ".join(
+        done.stdout.split()
+    )
+
+
+def run_validate_report(folder: Path, quarantine: Path) -> str:
+    assert run("validate", str(folder), "--quarantine", str(quarantine)).returncode == 0
+    return (quarantine / "report.json").read_text()
+
+
 @pytest.mark.parametrize(
     "damage", ["missing_file", "missing_column", "unreadable_file", "no_folder"]
 )
