@@ -194,7 +194,10 @@ class Contacts(Contract):
             "Probability with which the logging policy chose this channel, local hour and offer "
             "(kind and terms), given that it contacted the account that day; when the offer "
             "could not reach the debtor (call not answered, message not delivered), of the "
-            "channel and hour alone; null when unknown or inbound."
+            "channel and hour alone. Null when inbound, or unknown: a team of people choosing "
+            "contacts records no probability, so leave it null, never 1 or a guess. Contacts "
+            "without it count in every history feature but not in training or off-policy "
+            "evaluation of the next-best-action model, which weigh each contact by it."
         ),
     )
 

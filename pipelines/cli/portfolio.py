@@ -1,7 +1,8 @@
-"""Commands on portfolio folders: simulate, validate, import."""
+"""Commands on portfolio folders: simulate, validate, import, and the contracts they follow."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,6 +12,7 @@ from pipelines.cli.shell import (
     EXIT_QUARANTINED,
     EXIT_VALID,
     console,
+    fail,
     note,
     progress_bar,
     user_errors,
@@ -182,6 +184,39 @@ def validate(
         )
     _print_validation(result, quarantine)
     raise typer.Exit(EXIT_VALID if result.quarantined_rows == 0 else EXIT_QUARANTINED)
+
+
+class ContractFormat(StrEnum):
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+def contracts(
+    table: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this table (repeat for several) [default: every table]."),
+    ] = None,
+    format: Annotated[
+        ContractFormat, typer.Option(help="markdown (a table per table) or json.")
+    ] = ContractFormat.MARKDOWN,
+) -> None:
+    """Print the data contracts: every table's columns with type, nullability, allowed
+    values and meaning, its row checks, and what each contact outcome counts as.
+
+    Generated from the pandera models, so it is always what `cobranza validate` checks.
+    """
+    import json
+
+    from data_contracts.reference import contract_reference, contracts_markdown
+    from data_contracts.schemas import CONTRACTS
+
+    unknown = [name for name in table or [] if name not in CONTRACTS]
+    if unknown:
+        raise fail(f"no table {', '.join(unknown)}: the tables are {', '.join(CONTRACTS)}")
+    if format is ContractFormat.JSON:
+        typer.echo(json.dumps(contract_reference(table), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(contracts_markdown(table), nl=False)
 
 
 @import_app.command("taiwan")
