@@ -12,7 +12,7 @@ TRIALS ?= 5
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env browser demo test lint format bench clean
+.PHONY: env browser demo test lint format contracts-doc bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -61,6 +61,10 @@ lint: env
 format: env
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# rewrites the README's contract reference from `cobranza contracts` (a test fails when stale)
+contracts-doc: env
+	$(VENV)/bin/python -m tests.data_contracts.test_reference
 
 bench: env
 	$(VENV)/bin/python -m benchmarks.simulate --accounts 1000000

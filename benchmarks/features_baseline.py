@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from data_contracts.vocabulary import CHANNELS
+from data_contracts.vocabulary import CHANNELS, NOT_REACHED_OUTCOMES, RESPONSE_OUTCOMES
 from features.catalog import CONTACT_WINDOWS, PAYMENT_WINDOWS, PROMISE_WINDOWS
-from features.history import HOUR_BANDS, NOT_REACHED_OUTCOMES, RESPONSE_OUTCOMES
+from features.history import HOUR_BANDS
 
 DAY = pd.Timedelta(days=1)
 

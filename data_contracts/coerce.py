@@ -16,7 +16,15 @@ from data_contracts.schemas import MAX_ID_LENGTH, ROW_ID_DTYPE, contract_columns
 
 
 class ContractError(ValueError):
-    """The input cannot be validated at all (missing table, missing column, unreadable file)."""
+    """The input cannot be validated at all (missing table, missing column, unreadable file).
+
+    It may hold several problems found in one pass (every missing file and column of a
+    folder), one line each in its message and listed in `problems`.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: tuple[str, ...] = problems
 
 
 def _is_present(values: pd.Series) -> np.ndarray:

@@ -216,7 +216,10 @@ class Contacts(Contract):
             "Probability with which the logging policy chose this channel, local hour and offer "
             "(kind and terms), given that it contacted the account that day; when the offer "
             "could not reach the debtor (call not answered, message not delivered), of the "
-            "channel and hour alone; null when unknown or inbound."
+            "channel and hour alone. Null when inbound, or unknown: a team of people choosing "
+            "contacts records no probability, so leave it null, never 1 or a guess. Contacts "
+            "without it count in every history feature but not in training or off-policy "
+            "evaluation of the next-best-action model, which weigh each contact by it."
         ),
     )
 
@@ -374,6 +377,13 @@ ID_COLUMNS: dict[str, str] = {
 }
 OPTIONAL_TABLES: frozenset[str] = frozenset({"statements"})
 """Tables a portfolio may leave out; they are then treated as empty."""
+AUDIT_ONLY_COLUMNS: dict[str, tuple[str, ...]] = {"debtors": ("age_band", "gender")}
+"""Columns kept only for the fairness audit, per table: never model inputs, always nullable.
+A value outside the contract in one is set to null (and counted) instead of quarantining the
+row, since no model, feature or rule reads it."""
+PROTECTED_ATTRIBUTES: tuple[str, ...] = (*AUDIT_ONLY_COLUMNS["debtors"], "region")
+"""Debtor attributes the fairness audit groups by; never model inputs. `region` is audited but
+is not audit-only: it decides the jurisdiction of the contact rules, so it stays required."""
 
 
 def id_columns(table: str) -> list[str]:

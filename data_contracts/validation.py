@@ -14,24 +14,34 @@ input rows = valid rows + quarantined rows. A row is checked, in order, for:
    `offer_of_other_account`: a contact or promise citing another account's offer;
    `after_data_end`: an event dated after the end of the data, when that end is known.
 
+Not every bad value costs its row. An audit-only column (`AUDIT_ONLY_COLUMNS`: `age_band`,
+`gender`) is read by nothing but the fairness audit, so a value in one that is unreadable or
+outside the contract is set to null and counted (`audit_value_invalid`, with the first rows and
+values); the debtor and its accounts stay valid. With contact rules given, breaches of them in
+the contact history (outside the allowed local hours, over the 7-day call limit) are counted as
+compliance warnings; the contacts stay valid too.
+
 Reasons name the column and the rule, never a value (the value is in the quarantined row, and
-quarantine files are kept with the portfolio). The report holds only counts, rules and row
-numbers, so it can be logged. Work is vectorized: a file whose every row is bad costs about as
-much as a clean one.
+quarantine files are kept with the portfolio). The report holds counts, rules and row numbers,
+and of the data only rejected audit categories and local contact times, so it can be logged.
+Work is vectorized: a file whose every row is bad costs about as much as a clean one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from data_contracts.breaches import contact_rule_breaches, local_time_text
 from data_contracts.coerce import ContractError, coerce_id, coerce_to_contract, finalize_dtypes
+from data_contracts.contact_rules import ContactRules
 from data_contracts.ids import lookup
 from data_contracts.schemas import (
+    AUDIT_ONLY_COLUMNS,
     CONTRACTS,
     ID_COLUMNS,
     MAX_ID_LENGTH,
@@ -65,9 +75,30 @@ _PARENT_TABLES = frozenset(parent for parents in _PARENTS.values() for _, parent
 _SINGULAR = {"debtors": "debtor", "accounts": "account", "offers": "offer"}
 
 
+FIRST_ROWS = 5
+"""How many offending rows a notice lists (row numbers, never ids)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Valid rows worth knowing about: an audit-only value set to null (`audit_value_invalid`),
+    or a breach of a contact rule in the history (a compliance warning). The rows stay valid."""
+
+    rule: str
+    rows: int
+    first_rows: tuple[dict[str, object], ...]
+    """The first few rows: `row` (position in the input file) and what the rule saw there."""
+    column: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        column = {"column": self.column} if self.column is not None else {}
+        return {"rule": self.rule, **column, "rows": self.rows, "first_rows": list(self.first_rows)}
+
+
 @dataclass(frozen=True)
 class TableReport:
-    """Counts for one table: rows in, rows valid, rows quarantined, rows per broken rule."""
+    """Counts for one table: rows in, rows valid, rows quarantined, rows per broken rule, and
+    notices about valid rows (values nulled, compliance warnings)."""
 
     table: str
     input_rows: int
@@ -75,10 +106,13 @@ class TableReport:
     quarantined_rows: int
     rows_per_rule: dict[str, int] = field(default_factory=dict)
     first_row_per_rule: dict[str, int] = field(default_factory=dict)
+    nulled: tuple[Notice, ...] = ()
+    warnings: tuple[Notice, ...] = ()
 
     @property
     def reconciles(self) -> bool:
-        return self.input_rows == self.valid_rows + self.quarantined_rows
+        nulled_rows_valid = all(notice.rows <= self.valid_rows for notice in self.nulled)
+        return self.input_rows == self.valid_rows + self.quarantined_rows and nulled_rows_valid
 
 
 @dataclass(frozen=True)
@@ -94,14 +128,25 @@ class ValidationResult:
         return sum(report.quarantined_rows for report in self.reports.values())
 
     @property
+    def nulled_values(self) -> int:
+        return sum(n.rows for report in self.reports.values() for n in report.nulled)
+
+    @property
+    def compliance_warnings(self) -> int:
+        return sum(n.rows for report in self.reports.values() for n in report.warnings)
+
+    @property
     def reconciles(self) -> bool:
         return all(report.reconciles for report in self.reports.values())
 
     def summary(self) -> dict[str, object]:
-        """A JSON-ready report (counts and rule names only, no values from the data)."""
+        """A JSON-ready report: counts, rule names and row numbers; of the data itself only
+        the rejected categories of audit-only columns and the local times of warnings."""
         return {
             "reconciles": self.reconciles,
             "quarantined_rows": self.quarantined_rows,
+            "nulled_values": self.nulled_values,
+            "compliance_warnings": self.compliance_warnings,
             "tables": {
                 name: {
                     "input_rows": report.input_rows,
@@ -109,6 +154,8 @@ class ValidationResult:
                     "quarantined_rows": report.quarantined_rows,
                     "rows_per_rule": report.rows_per_rule,
                     "first_row_per_rule": report.first_row_per_rule,
+                    "nulled_values": [notice.as_dict() for notice in report.nulled],
+                    "compliance_warnings": [notice.as_dict() for notice in report.warnings],
                 }
                 for name, report in self.reports.items()
             },
@@ -135,6 +182,93 @@ def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
     shallow = frame.copy(deep=False)
     shallow.index = pd.RangeIndex(len(frame))
     return shallow
+
+
+AUDIT_VALUE_INVALID = "audit_value_invalid"
+
+
+def null_invalid_audit_values(
+    table: str, coerced: pd.DataFrame, unreadable: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Audit-only values that are unreadable or break their column's checks, set to null.
+
+    Args:
+        table: The contract's name.
+        coerced, unreadable: What `coerce_to_contract` returned for the table.
+
+    Returns:
+        The frame with those values null (a new frame; the input is not changed) and, per
+        audit-only column with such values, a boolean mask of the rows nulled.
+    """
+    columns = CONTRACTS[table].to_schema().columns
+    nulled: dict[str, np.ndarray] = {}
+    for name in AUDIT_ONLY_COLUMNS.get(table, ()):
+        values = coerced[name].reset_index(drop=True)
+        bad = unreadable[name].to_numpy().copy()
+        for check in columns[name].checks:
+            # pandera leaves nulls out of a check's output: they pass (the column is nullable)
+            passed = check(values).check_output.reindex(values.index, fill_value=True)
+            bad |= ~passed.to_numpy(dtype=bool)
+        if bad.any():
+            nulled[name] = bad
+    if not nulled:
+        return coerced, nulled
+    fixed = {name: _null_where(coerced[name], bad) for name, bad in nulled.items()}
+    return coerced.assign(**fixed), nulled
+
+
+def _null_where(values: pd.Series, bad: np.ndarray) -> pd.Series:
+    masked = values.mask(bad)
+    if isinstance(masked.dtype, pd.CategoricalDtype):
+        return masked.cat.remove_unused_categories()
+    return masked
+
+
+def _nulled_notices(
+    raw: pd.DataFrame, nulled: dict[str, np.ndarray], ok: np.ndarray
+) -> tuple[Notice, ...]:
+    """One notice per audit-only column with values nulled in rows that stayed valid, with the
+    first rows and their raw values (categories, not identifiers; cut at 40 characters)."""
+    notices = []
+    for name, bad in nulled.items():
+        rows = np.flatnonzero(bad & ok)
+        if not len(rows):
+            continue
+        first = [
+            {"row": int(row), "value": _shown(raw[name].iloc[row])} for row in rows[:FIRST_ROWS]
+        ]
+        notices.append(Notice(AUDIT_VALUE_INVALID, len(rows), tuple(first), column=name))
+    return tuple(notices)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _compliance_notices(
+    coerced: pd.DataFrame, ok: np.ndarray, valid: dict[str, pd.DataFrame], rules: ContactRules
+) -> tuple[Notice, ...]:
+    """Compliance warnings on the valid contacts: one notice per contact rule broken."""
+    columns = ["account_id", "channel", "direction", "attempted_at"]
+    contacts = coerced[columns][ok].assign(row=np.flatnonzero(ok))
+    found = contact_rule_breaches(contacts, valid["accounts"], valid["debtors"], rules)
+    notices = []
+    for rule, rows in found.items():
+        first = []
+        for item in rows.head(FIRST_ROWS).to_dict("records"):
+            shown: dict[str, object] = {
+                "row": int(item["row"]),
+                "local_time": local_time_text(item["local_time"], item["utc_offset"]),
+                "jurisdiction": item["jurisdiction"],
+            }
+            if "calls_in_7_days" in item:
+                shown["calls_in_7_days"] = int(item["calls_in_7_days"])
+            first.append(shown)
+        notices.append(Notice(rule, len(rows), tuple(first)))
+    return tuple(notices)
 
 
 def _check_types(unreadable: pd.DataFrame, table: str) -> list[_Found]:
@@ -276,19 +410,40 @@ def _check_event_order(
     return found
 
 
-def _require_columns(table: str, raw: pd.DataFrame) -> None:
-    expected = list(CONTRACTS[table].to_schema().columns)
-    missing = [name for name in expected if name not in raw.columns]
+def layout_problems(columns: Mapping[str, Sequence[str]], where: str = "") -> list[str]:
+    """Every missing table and every missing or reserved column of every table, at once.
+
+    Args:
+        columns: Table name -> its column names, for each table that is present.
+        where: The folder the tables come from, named in each message (`DIR/<table>.parquet`).
+
+    Returns:
+        One message per file with a problem, naming the file and every column concerned.
+        Optional tables (statements) may be absent; extra columns are allowed.
+    """
+    problems: list[str] = []
+    for table in CONTRACTS:
+        file = f"{where.rstrip('/')}/{table}.parquet" if where else f"{table}.parquet"
+        if table not in columns:
+            if table not in OPTIONAL_TABLES:
+                problems.append(f"{file}: file not found (every portfolio needs {table}.parquet)")
+            continue
+        problems += _column_problems(table, columns[table], file)
+    return problems
+
+
+def _column_problems(table: str, columns: Sequence[str], file: str) -> list[str]:
+    """The contract columns a table lacks, and the quarantine's reserved names it uses."""
+    present = set(columns)
+    problems = []
+    missing = [name for name in CONTRACTS[table].to_schema().columns if name not in present]
     if missing:
-        raise ContractError(
-            f"{table}.parquet: missing column(s) {', '.join(missing)}; "
-            f"expected {', '.join(expected)}"
-        )
-    reserved = [name for name in (ROW_COLUMN, RULES_COLUMN, REASONS_COLUMN) if name in raw.columns]
+        problems.append(f"{file}: missing column(s) {', '.join(missing)}")
+    reserved = [name for name in (ROW_COLUMN, RULES_COLUMN, REASONS_COLUMN) if name in present]
     if reserved:
-        raise ContractError(
-            f"{table}.parquet: column name(s) reserved for the quarantine: {reserved}"
-        )
+        names = ", ".join(reserved)
+        problems.append(f"{file}: column name(s) reserved for the quarantine: {names}")
+    return problems
 
 
 def _quarantine(
@@ -380,15 +535,22 @@ def validate_table(
     valid_parents: dict[str, pd.DataFrame],
     raw_parent_ids: dict[str, pd.Index],
     data_end: pd.Timestamp | None = None,
+    contact_rules: ContactRules | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
     """Validate one table against its contract and its already validated parents.
 
     Returns the valid rows (contract dtypes), the quarantined rows (raw values plus
-    `source_row`, `quarantine_rules` and `quarantine_reasons`) and the table's report.
+    `source_row`, `quarantine_rules` and `quarantine_reasons`) and the table's report; with
+    `contact_rules`, the contacts' report holds the breaches of them as warnings.
     """
-    _require_columns(table, raw)
+    problems = _column_problems(table, list(raw.columns), f"{table}.parquet")
+    if problems:
+        raise ContractError(*problems)
     raw = _renumbered(raw)
     coerced, unreadable = coerce_to_contract(table, raw)
+    coerced, nulled = null_invalid_audit_values(table, coerced, unreadable)
+    if nulled:  # nulled values are reported as such, not as unreadable
+        unreadable = unreadable.assign(**dict.fromkeys(nulled, False))
     found = _check_types(unreadable, table) + _check_missing(coerced, unreadable, table)
     ok = np.ones(len(raw), dtype=bool)
 
@@ -415,6 +577,12 @@ def validate_table(
         quarantined_rows=len(quarantined),
         rows_per_rule=rows_per_rule,
         first_row_per_rule=first_row,
+        nulled=_nulled_notices(raw, nulled, ok),
+        warnings=(
+            _compliance_notices(coerced, ok, valid_parents, contact_rules)
+            if table == "contacts" and contact_rules is not None
+            else ()
+        ),
     )
     return valid, quarantined, report
 
@@ -424,6 +592,9 @@ def validate_tables(
     data_end: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
     on_quarantined: Callable[[str, pd.DataFrame], None] | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+    where: str = "",
+    contact_rules: ContactRules | None = None,
 ) -> ValidationResult:
     """Validate every table of a portfolio, parents first, so children of quarantined
     rows are quarantined too (rule `<parent>_quarantined`) rather than silently orphaned.
@@ -435,13 +606,20 @@ def validate_tables(
         on_quarantined: If given, receives each table's quarantined rows as soon as they are
             known (to write them), and the result keeps only their counts, not the rows:
             a file full of bad rows then costs no more memory than a clean one.
+        columns: Each present table's column names, when known without reading it (a
+            folder's parquet schemas); by default taken from the frames.
+        where: The folder the tables come from, named in error messages.
+        contact_rules: If given, contacts that broke them (outside the allowed local hours,
+            over the 7-day call limit) are counted as compliance warnings; they stay valid.
 
     Raises:
-        ContractError: a table or a contract column is missing.
+        ContractError: tables or contract columns are missing (all of them, one per line).
     """
-    missing = [t for t in CONTRACTS if t not in raw_tables and t not in OPTIONAL_TABLES]
-    if missing:
-        raise ContractError(f"missing table(s): {', '.join(missing)}")
+    if columns is None:
+        columns = {t: list(raw_tables[t].columns) for t in CONTRACTS if t in raw_tables}
+    problems = layout_problems(columns, where)
+    if problems:
+        raise ContractError(*problems)
     valid: dict[str, pd.DataFrame] = {}
     quarantined: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
@@ -452,7 +630,7 @@ def validate_tables(
         # a lazy mapping may read each table only now, so one raw table is in memory at a time
         raw = raw_tables[table] if table in raw_tables else empty_table(table)
         valid[table], quarantined[table], reports[table] = validate_table(
-            table, raw, valid, raw_ids, data_end
+            table, raw, valid, raw_ids, data_end, contact_rules
         )
         if on_quarantined is not None:
             on_quarantined(table, quarantined[table])

@@ -71,6 +71,18 @@ OUTCOMES_BY_CHANNEL: dict[str, frozenset[str]] = {
 CONVERSATION_OUTCOMES: frozenset[str] = frozenset(
     {"right_party_contact", "promise_to_pay", "refused", "dispute", "opted_out"}
 )
+TELEPHONE_CONVERSATIONS: frozenset[str] = CONVERSATION_OUTCOMES
+"""Outcomes of a call that count as a telephone conversation about the debt (Regulation F):
+no call for `conversation_gap_days` after one."""
+RESPONSE_OUTCOMES: frozenset[str] = CONVERSATION_OUTCOMES | {"clicked"}
+"""Outcomes that count as a right-party contact: the debtor was reached and engaged (a
+conversation, a reply, a click). An `opened` email is not engagement (mail clients open
+messages on their own), nor is a delivery."""
+NOT_REACHED_OUTCOMES: frozenset[str] = frozenset(
+    {"no_answer", "voicemail", "wrong_party", "bounced"}
+)
+"""Outcomes where the contact did not get through to the debtor, so an offer in it could not
+matter; every other outcome got through."""
 
 OFFER_KINDS: tuple[str, ...] = ("discount", "payment_plan")
 PAYMENT_METHODS: tuple[str, ...] = (

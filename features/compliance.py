@@ -18,11 +18,8 @@ import pandas as pd
 
 from data_contracts.contact_rules import BlockKind, Limits
 from data_contracts.ids import lookup
-from data_contracts.vocabulary import CONVERSATION_OUTCOMES
+from data_contracts.vocabulary import TELEPHONE_CONVERSATIONS
 from features.history import HOUR_BANDS
-
-TELEPHONE_CONVERSATIONS: frozenset[str] = CONVERSATION_OUTCOMES
-"""Outcomes of a call that count as a telephone conversation about the debt (Regulation F)."""
 
 
 class Block(str):

@@ -13,14 +13,8 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.promises import GRACE_PERIOD
-from data_contracts.vocabulary import CONVERSATION_OUTCOMES
 
 DAY = pd.Timedelta(days=1)
-RESPONSE_OUTCOMES: frozenset[str] = CONVERSATION_OUTCOMES | {"clicked"}
-"""Outcomes that show the debtor was reached and engaged (a conversation, a reply, a click)."""
-NOT_REACHED_OUTCOMES: frozenset[str] = frozenset(
-    {"no_answer", "voicemail", "wrong_party", "bounced"}
-)
 HOUR_BANDS: dict[str, tuple[int, int]] = {
     "morning": (8, 12),
     "afternoon": (12, 17),

@@ -18,7 +18,14 @@ import pandas as pd
 from data_contracts.promises import GRACE_PERIOD
 from data_contracts.schemas import STATEMENT_STATUSES
 from data_contracts.vocabulary import CHANNELS as CONTACT_CHANNELS
-from data_contracts.vocabulary import CONVERSATION_OUTCOMES, OPT_OUT_CHANNELS, OUTCOMES
+from data_contracts.vocabulary import (
+    CONVERSATION_OUTCOMES,
+    NOT_REACHED_OUTCOMES,
+    OPT_OUT_CHANNELS,
+    OUTCOMES,
+    RESPONSE_OUTCOMES,
+    TELEPHONE_CONVERSATIONS,
+)
 from features.catalog import (
     ACCOUNT_FEATURES,
     CONTACT_WINDOWS,
@@ -30,14 +37,7 @@ from features.catalog import (
     STATEMENT_LAGS,
     STATEMENT_WINDOW,
 )
-from features.compliance import TELEPHONE_CONVERSATIONS
-from features.history import (
-    DAY,
-    HOUR_BANDS,
-    NOT_REACHED_OUTCOMES,
-    RESPONSE_OUTCOMES,
-    account_positions,
-)
+from features.history import DAY, HOUR_BANDS, account_positions
 
 ENTITY_TIMESTAMP = "event_timestamp"
 FEATURE_INPUTS: dict[str, tuple[str, ...]] = {

@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_contracts.coerce import coerce_to_contract
 from data_contracts.contact_rules import load_rules
+from data_contracts.schemas import PROTECTED_ATTRIBUTES, contract_columns
+from data_contracts.validation import null_invalid_audit_values
 from pipelines.kpis import kpi_figures, portfolio_kpis
 from pipelines.registry import (
     AUDIT_ARTIFACTS,
@@ -35,7 +38,6 @@ from pipelines.registry import (
 from pipelines.report import render_report
 from pipelines.train import PreparedData, prepare_data
 from training.audit import (
-    PROTECTED_ATTRIBUTES,
     Check,
     audit_checks,
     group_metrics,
@@ -121,6 +123,9 @@ def _attributes(folder: Path, frame: pd.DataFrame) -> pd.DataFrame:
     present = [a for a in PROTECTED_ATTRIBUTES if a in debtors.columns]
     if not present:
         raise AuditError(f"{folder}: the debtors table has none of {PROTECTED_ATTRIBUTES}")
+    if set(contract_columns("debtors")) <= set(debtors.columns):
+        # as validation leaves them: a value outside the contract is unknown, not a group
+        debtors, _ = null_invalid_audit_values("debtors", *coerce_to_contract("debtors", debtors))
     by_debtor = debtors.set_index("debtor_id")[present]
     return by_debtor.reindex(frame["debtor_id"].to_numpy()).reset_index(drop=True)
 

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.contact_rules import BlockKind, ContactRules
+from data_contracts.vocabulary import RESPONSE_OUTCOMES
 from features.compliance import channel_blocks, contact_histories
-from features.history import RESPONSE_OUTCOMES
 from pipelines.portfolio import read_portfolio
 from training.plots import lines_figure
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from pyarrow.fs import LocalFileSystem
 
+from data_contracts.contact_rules import ContactRules
 from data_contracts.schemas import CONTRACTS, OPTIONAL_TABLES, empty_table
 from data_contracts.validation import (
     REASONS_COLUMN,
@@ -28,6 +29,7 @@ from data_contracts.validation import (
     RULES_COLUMN,
     ContractError,
     ValidationResult,
+    layout_problems,
     validate_tables,
 )
 from pipelines import crash_point, folder_lock
@@ -59,19 +61,36 @@ def read_table(folder: Path, table: str) -> pd.DataFrame:
         ) from error
 
 
+def folder_problems(folder: Path) -> list[str]:
+    """Every missing or unreadable table file and every missing column of a portfolio folder,
+    each naming the file; found from the parquet schemas, without reading the data."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder}: portfolio folder not found"]
+    columns: dict[str, list[str]] = {}
+    unreadable: dict[str, str] = {}
+    for table in CONTRACTS:
+        path = table_path(folder, table)
+        if path.is_dir():
+            unreadable[table] = f"{path}: is a folder, not a parquet file"
+        elif path.is_file():
+            try:
+                columns[table] = list(pq.read_schema(path.resolve()).names)
+            except Exception as error:  # pyarrow raises several unrelated types for a bad file
+                unreadable[table] = f"{path}: cannot be read as parquet ({type(error).__name__})"
+    for table in unreadable:  # reported once, as unreadable, not also as missing its columns
+        columns[table] = list(CONTRACTS[table].to_schema().columns)
+    return [*unreadable.values(), *layout_problems(columns, str(folder))]
+
+
 class PortfolioFolder(Mapping[str, pd.DataFrame]):
     """The tables of a portfolio folder, each read from disk when asked for (not cached)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise ContractError(f"{self.folder}: portfolio folder not found")
-        for table in CONTRACTS:
-            if table not in OPTIONAL_TABLES and not table_path(self.folder, table).exists():
-                raise ContractError(
-                    f"{table_path(self.folder, table)}: file not found "
-                    f"(every portfolio needs {table}.parquet)"
-                )
+        problems = folder_problems(self.folder)
+        if problems:
+            raise ContractError(*problems)
 
     def __getitem__(self, table: str) -> pd.DataFrame:
         if table not in CONTRACTS:
@@ -80,11 +99,27 @@ class PortfolioFolder(Mapping[str, pd.DataFrame]):
             return empty_table(table)
         return read_table(self.folder, table)
 
+    def __contains__(self, table: object) -> bool:
+        """Without reading the file (Mapping's default would read the whole table)."""
+        return table in CONTRACTS
+
     def __iter__(self) -> Iterator[str]:
         return iter(CONTRACTS)
 
     def __len__(self) -> int:
         return len(CONTRACTS)
+
+    def columns(self) -> dict[str, list[str]]:
+        """Each table's column names, from its parquet schema (an absent optional table: the
+        contract's columns, as it reads as an empty table)."""
+        return {
+            table: (
+                list(pq.read_schema(table_path(self.folder, table).resolve()).names)
+                if table_path(self.folder, table).exists()
+                else list(empty_table(table).columns)
+            )
+            for table in CONTRACTS
+        }
 
 
 def read_portfolio(folder: Path) -> dict[str, pd.DataFrame]:
@@ -363,10 +398,25 @@ def _retire(folder: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+def _data_end_and_layout(folder: Path) -> pd.Timestamp:
+    """The manifest's `data_end`; a `ContractError` listing every problem of the manifest, the
+    table files and their columns at once, so one run names all that must be fixed."""
+    problems = []
+    try:
+        end = data_end(folder)
+    except ContractError as error:
+        problems += error.problems
+    problems += folder_problems(folder)
+    if problems:
+        raise ContractError(*problems)
+    return end
+
+
 def validate_portfolio(
     folder: Path,
     quarantine: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    contact_rules: ContactRules | None = None,
 ) -> ValidationResult:
     """Validate a portfolio folder and write what was quarantined.
 
@@ -378,12 +428,13 @@ def validate_portfolio(
     half-written, and a run that stops leaves none rather than a stale one.
 
     Events dated after the manifest's `data_end` are quarantined (`after_data_end`); the
-    manifest and its `data_end` are required.
+    manifest and its `data_end` are required. With `contact_rules`, contacts that broke them
+    are counted as compliance warnings in the report (they stay valid).
 
     Raises:
-        ContractError: a file or column is missing, a file cannot be read, the manifest is
-            missing or unreadable or has no valid `data_end`, or the quarantine folder cannot
-            be used.
+        ContractError: files or columns are missing, a file cannot be read, the manifest is
+            missing or unreadable or has no valid `data_end` (all of these at once, one per
+            line), or the quarantine folder cannot be used.
     """
     folder = Path(folder)
     quarantine = Path(quarantine) if quarantine is not None else folder / "quarantine"
@@ -401,13 +452,16 @@ def validate_portfolio(
     with folder_lock(staging):  # while held, no other run takes it for a leftover
         try:
             _retire(quarantine)  # first, so no stale report outlives a failed run
-            end = data_end(folder)
+            end = _data_end_and_layout(folder)
             portfolio = PortfolioFolder(folder)
             result = validate_tables(
                 portfolio,
                 data_end=end,
                 progress=progress,
                 on_quarantined=write_quarantined,
+                columns=portfolio.columns(),
+                where=str(folder),
+                contact_rules=contact_rules,
             )
             write_json(staging / REPORT, result.summary())
         except BaseException:

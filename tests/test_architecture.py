@@ -112,8 +112,12 @@ def _definitions(name: str) -> list[str]:
         ("OPT_OUT_CHANNELS", "data_contracts/vocabulary.py"),
         ("OUTCOMES", "data_contracts/vocabulary.py"),
         ("ACTION_COLUMNS", "training/labels.py"),
-        ("TELEPHONE_CONVERSATIONS", "features/compliance.py"),
+        ("TELEPHONE_CONVERSATIONS", "data_contracts/vocabulary.py"),
+        ("RESPONSE_OUTCOMES", "data_contracts/vocabulary.py"),
+        ("NOT_REACHED_OUTCOMES", "data_contracts/vocabulary.py"),
         ("DEFAULT_RULES_FILE", "data_contracts/contact_rules.py"),
+        ("AUDIT_ONLY_COLUMNS", "data_contracts/schemas.py"),
+        ("PROTECTED_ATTRIBUTES", "data_contracts/schemas.py"),
     ],
 )
 def test_each_shared_name_is_defined_once(name: str, home: str) -> None:

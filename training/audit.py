@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-PROTECTED_ATTRIBUTES: tuple[str, ...] = ("age_band", "gender", "region")
-"""Audit-only attributes of the debtors contract; never model inputs."""
+from data_contracts.schemas import PROTECTED_ATTRIBUTES
+
 UNKNOWN_GROUP = "(unknown)"
 PASS, WATCH, FLAG = "pass", "watch", "flag"
 

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.ids import id_codes
-from features.history import HOUR_BANDS, NOT_REACHED_OUTCOMES, RESPONSE_OUTCOMES, local_time
+from data_contracts.vocabulary import NOT_REACHED_OUTCOMES, RESPONSE_OUTCOMES
+from features.history import HOUR_BANDS, local_time
 
 OFFER_NONE = "none"
 ACTION_COLUMNS: tuple[str, ...] = (

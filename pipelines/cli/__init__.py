@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.command()(portfolio.simulate)
 app.command()(portfolio.validate)
+app.command()(portfolio.contracts)
 app.add_typer(portfolio.import_app, name="import", no_args_is_help=True)
 app.add_typer(features.features_app, name="features", no_args_is_help=True)
 app.command()(models.train)

@@ -1,7 +1,8 @@
-"""Commands on portfolio folders: simulate, validate, import."""
+"""Commands on portfolio folders: simulate, validate, import, and the contracts they follow."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,6 +12,7 @@ from pipelines.cli.shell import (
     EXIT_QUARANTINED,
     EXIT_VALID,
     console,
+    fail,
     note,
     progress_bar,
     user_errors,
@@ -41,12 +43,52 @@ def _print_validation(result: ValidationResult, quarantine: Path) -> None:
         )
     screen = console()
     screen.print(table)
+    _print_notices(result)
     balance = (
         "input = valid + quarantined for every table"
         if result.reconciles
         else "COUNTS DO NOT RECONCILE"
     )
     screen.print(f"{balance}; report and quarantined rows in {quarantine}", soft_wrap=True)
+
+
+def _first_rows(first_rows: tuple[dict[str, object], ...]) -> str:
+    """`12 (value 'F')`, `40 (local_time 2025-10-31T21:30:00-04:00, jurisdiction WA)`, ..."""
+    shown = []
+    for item in first_rows:
+        details = ", ".join(
+            f"{key} {value!r}" if key == "value" else f"{key} {value}"
+            for key, value in item.items()
+            if key != "row"
+        )
+        shown.append(f"{item['row']} ({details})" if details else str(item["row"]))
+    return ", ".join(shown)
+
+
+def _print_notices(result: ValidationResult) -> None:
+    """Values set to null, then compliance warnings: rows that stay valid but that a manager
+    should know about (one line each, on stdout with the table)."""
+    from rich.markup import escape
+
+    from data_contracts.breaches import BREACH_RULES
+
+    screen = console()
+    for name, report in result.reports.items():
+        for notice in report.nulled:
+            screen.print(
+                f"nulled: {name}.{notice.column}: {notice.rows:,} audit-only value(s) outside the "
+                f"contract set to null ({notice.rule}); the rows stay valid; first rows "
+                f"{escape(_first_rows(notice.first_rows))}",
+                soft_wrap=True,
+            )
+    for name, report in result.reports.items():
+        for notice in report.warnings:
+            what = BREACH_RULES.get(notice.rule, "rows")
+            screen.print(
+                f"[bold yellow]warning:[/] compliance: {notice.rows:,} {what} ({notice.rule}, "
+                f"{name}); first rows {escape(_first_rows(notice.first_rows))}",
+                soft_wrap=True,
+            )
 
 
 def simulate(
@@ -108,25 +150,73 @@ def validate(
             help="Where to write quarantined rows and report.json [default: FOLDER/quarantine]."
         ),
     ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="Contact rules to check the history against [default: settings]."),
+    ] = None,
 ) -> None:
     """Validate a portfolio against the data contracts.
 
-    Exit status: 0 when every row is valid, 1 when rows were quarantined, 2 when the input is
-    unusable (a missing folder, file or column, or a file that cannot be read).
+    Contacts that broke the contact rules (outside the allowed local hours, over the 7-day
+    call limit) are printed as compliance warnings; invalid audit-only values are set to null
+    and counted. Neither quarantines a row.
+
+    Exit status: 0 when no row was quarantined (warnings or not), 1 when rows were quarantined,
+    2 when the input is unusable (missing folders, files or columns, all named at once, or a
+    file that cannot be read).
     """
+    from data_contracts.contact_rules import RulesError, load_rules, rules_file
+    from data_contracts.settings import get_settings
     from data_contracts.validation import ContractError
     from pipelines.portfolio import validate_portfolio
 
     quarantine = quarantine or folder / "quarantine"
     with (
-        user_errors("validating", ContractError),
+        user_errors("validating", ContractError, RulesError),
         console(stderr=True).status("validating") as status,
     ):
+        contact_rules = load_rules(rules or rules_file(get_settings().serving.contact_rules))
         result = validate_portfolio(
-            folder, quarantine, progress=lambda table: status.update(f"validating {table}")
+            folder,
+            quarantine,
+            progress=lambda table: status.update(f"validating {table}"),
+            contact_rules=contact_rules,
         )
     _print_validation(result, quarantine)
     raise typer.Exit(EXIT_VALID if result.quarantined_rows == 0 else EXIT_QUARANTINED)
+
+
+class ContractFormat(StrEnum):
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+def contracts(
+    table: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this table (repeat for several) [default: every table]."),
+    ] = None,
+    format: Annotated[
+        ContractFormat, typer.Option(help="markdown (a table per table) or json.")
+    ] = ContractFormat.MARKDOWN,
+) -> None:
+    """Print the data contracts: every table's columns with type, nullability, allowed
+    values and meaning, its row checks, and what each contact outcome counts as.
+
+    Generated from the pandera models, so it is always what `cobranza validate` checks.
+    """
+    import json
+
+    from data_contracts.reference import contract_reference, contracts_markdown
+    from data_contracts.schemas import CONTRACTS
+
+    unknown = [name for name in table or [] if name not in CONTRACTS]
+    if unknown:
+        raise fail(f"no table {', '.join(unknown)}: the tables are {', '.join(CONTRACTS)}")
+    if format is ContractFormat.JSON:
+        typer.echo(json.dumps(contract_reference(table), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(contracts_markdown(table), nl=False)
 
 
 @import_app.command("taiwan")

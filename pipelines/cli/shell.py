@@ -45,11 +45,14 @@ def progress_bar(*columns: Any) -> Progress:
 
 
 def fail(message: str) -> typer.Exit:
-    """Print `error: message` on stderr (on one line) and return the exit for bad input."""
+    """Print `error: message` on stderr (one line per problem when the message holds several)
+    and return the exit for bad input."""
     from rich.markup import escape
 
-    # soft_wrap: an error names a file; it must stay on one line to be copied or grepped
-    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err = console(stderr=True)
+    for line in message.splitlines() or [message]:
+        # soft_wrap: an error names a file; it must stay on one line to be copied or grepped
+        err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
     return typer.Exit(EXIT_UNUSABLE)
 
 

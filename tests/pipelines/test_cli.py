@@ -83,6 +83,82 @@ def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Pa
     assert "-10.0" not in done.stdout  # values stay in the quarantine file, not in the log
 
 
+def test_invalid_audit_values_are_nulled_and_the_portfolio_stays_valid(
+    portfolio: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
+        (bad / file.name).write_bytes(file.read_bytes())
+    debtors = pd.read_parquet(bad / "debtors.parquet")
+    debtors["gender"] = debtors["gender"].astype(object)
+    debtors.loc[::2, "gender"] = "F"  # every other debtor: a code the contract does not know
+    debtors.to_parquet(bad / "debtors.parquet")
+    done = run("validate", str(bad))
+    assert done.returncode == 0, done.stdout + done.stderr
+    flagged = len(debtors[::2])
+    assert f"nulled: debtors.gender: {flagged} audit-only value(s)" in " ".join(done.stdout.split())
+    assert "first rows 0 (value 'F'), 2 (value 'F')" in " ".join(done.stdout.split())
+    report = json.loads((bad / "quarantine" / "report.json").read_text())
+    assert report["quarantined_rows"] == 0 and report["nulled_values"] == flagged
+    (notice,) = report["tables"]["debtors"]["nulled_values"]
+    assert notice["rule"] == "audit_value_invalid" and notice["column"] == "gender"
+    assert notice["rows"] == flagged and notice["first_rows"][0] == {"row": 0, "value": "F"}
+    for table in ("accounts", "contacts", "payments"):
+        counts = report["tables"][table]
+        assert counts["valid_rows"] == counts["input_rows"], table
+
+
+def test_a_contact_at_night_is_a_compliance_warning_not_an_error(
+    portfolio: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
+        (bad / file.name).write_bytes(file.read_bytes())
+    contacts = pd.read_parquet(bad / "contacts.parquet")
+    accounts = pd.read_parquet(bad / "accounts.parquet").set_index("account_id")
+    debtors = pd.read_parquet(bad / "debtors.parquet").set_index("debtor_id")
+    row = int(
+        contacts.index[(contacts["direction"] == "outbound") & (contacts["channel"] == "sms")][0]
+    )
+    zone = str(debtors.loc[accounts.loc[contacts.loc[row, "account_id"], "debtor_id"], "timezone"])
+    local = contacts.loc[row, "attempted_at"].tz_convert(zone).replace(hour=23, minute=15)
+    contacts.loc[row, "attempted_at"] = local.tz_convert("UTC")
+    contacts.to_parquet(bad / "contacts.parquet")
+    before = json.loads(run_validate_report(portfolio, tmp_path / "q0"))
+    done = run("validate", str(bad))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((bad / "quarantine" / "report.json").read_text())
+    assert report["quarantined_rows"] == 0
+    (night,) = [
+        w
+        for w in report["tables"]["contacts"]["compliance_warnings"]
+        if w["rule"] == "outside_contact_hours"
+    ]
+    (earlier,) = [
+        w
+        for w in before["tables"]["contacts"]["compliance_warnings"]
+        if w["rule"] == "outside_contact_hours"
+    ] or [{"rows": 0, "first_rows": []}]
+    assert night["rows"] == earlier["rows"] + 1
+    # the first rows of the old breaches and the new one, in row order
+    expected = sorted([r["row"] for r in earlier["first_rows"]] + [row])[:5]
+    assert [r["row"] for r in night["first_rows"]] == expected
+    if row in expected:
+        (shown,) = [r for r in night["first_rows"] if r["row"] == row]
+        assert shown["local_time"].startswith(f"{local:%Y-%m-%d}T23:15:00")
+    assert "warning: compliance:" in done.stdout
+    assert "contacts outside the allowed local hours (outside_contact_hours" in " ".join(
+        done.stdout.split()
+    )
+
+
+def run_validate_report(folder: Path, quarantine: Path) -> str:
+    assert run("validate", str(folder), "--quarantine", str(quarantine)).returncode == 0
+    return (quarantine / "report.json").read_text()
+
+
 @pytest.mark.parametrize(
     "damage", ["missing_file", "missing_column", "unreadable_file", "no_folder"]
 )
@@ -113,6 +189,29 @@ def test_unusable_input_exits_2_with_a_clear_message(
     assert done.returncode == 2
     assert expected in " ".join(done.stderr.split())
     assert "Traceback" not in done.stderr
+
+
+def test_every_missing_file_and_column_is_named_in_one_run(portfolio: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "acme"
+    bad.mkdir()
+    for file in portfolio.glob("*.parquet"):
+        if file.stem not in ("contacts", "promises"):
+            (bad / file.name).write_bytes(file.read_bytes())
+    accounts = pd.read_parquet(portfolio / "accounts.parquet")
+    accounts.drop(columns=["charged_off_at", "creditor"]).to_parquet(bad / "accounts.parquet")
+    payments = pd.read_parquet(portfolio / "payments.parquet")
+    payments.drop(columns=["method"]).to_parquet(bad / "payments.parquet")
+    done = run("validate", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: {bad}/manifest.json: file not found (every portfolio needs manifest.json: its "
+        "source, the moment the data ends as data_end, and its row counts)",
+        f"error: {bad}/accounts.parquet: missing column(s) charged_off_at, creditor",
+        f"error: {bad}/payments.parquet: missing column(s) method",
+        f"error: {bad}/promises.parquet: file not found (every portfolio needs promises.parquet)",
+        f"error: {bad}/contacts.parquet: file not found (every portfolio needs contacts.parquet)",
+    ]
+    assert not (bad / "quarantine").exists()
 
 
 def test_simulate_refuses_to_overwrite_without_asking(portfolio: Path) -> None:

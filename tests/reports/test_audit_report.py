@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data_contracts.schemas import PROTECTED_ATTRIBUTES
 from tests.reports.conftest import OLDER, RULES, Registry, older_debtors_pushed_down
-from training.audit import PROTECTED_ATTRIBUTES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
