@@ -12,7 +12,7 @@ TRIALS ?= 5
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: env browser demo test lint format contracts-doc bench clean
+.PHONY: env browser postgres demo test lint format contracts-doc bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -32,6 +32,15 @@ browser:
 	  || { $(SUDO) apt-get update -q >/dev/null && \
 	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
 
+# PostgreSQL from the system packages: the import tests start a private server of their own
+# (initdb into a temporary folder, a free loopback port), so no service is configured here
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (Debian package postgresql) for the import tests"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >/dev/null \
+	  || { $(SUDO) apt-get update -q >/dev/null && \
+	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >/dev/null; }; }
+
 demo: env
 	$(VENV)/bin/cobranza simulate --accounts $(ACCOUNTS) --seed $(SEED) --out $(PORTFOLIO) --overwrite
 	$(VENV)/bin/cobranza validate $(PORTFOLIO)
@@ -45,7 +54,7 @@ demo: env
 	# starts the scoring service on the portfolio, fetches today's worklist from it, stops it
 	$(VENV)/bin/cobranza worklist --portfolio $(PORTFOLIO)
 
-test: env browser
+test: env browser postgres
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy data_contracts serving

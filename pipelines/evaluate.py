@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.audit import audit_and_store
+from pipelines.portfolio import require_action_probability
 from pipelines.registry import (
     CHALLENGER,
     CHAMPION,
@@ -74,6 +75,7 @@ def model_metrics(kind: str, model: Any, data: _Data, config: ExperimentConfig) 
     if kind == "propensity":
         test = prepared.propensity[prepared.propensity["split"] == TEST]
         return evaluate_propensity(model, test, model.horizon_days, "")
+    require_action_probability(data.folder)
     if prepared.actions is None:
         raise EvaluationError(f"{data.folder}: no logged contacts to evaluate actions on")
     test = prepared.actions[prepared.actions["split"] == TEST]
@@ -84,6 +86,8 @@ def model_metrics(kind: str, model: Any, data: _Data, config: ExperimentConfig) 
 def evaluate_registered(
     folder: Path, config: ExperimentConfig, which_version: str, which: str, tracking_uri: str | None
 ) -> dict[str, tuple[str, dict[str, float]]]:
+    if "next-best-action" in _choices(which):
+        require_action_probability(folder)  # before any work: a refusal, not a wrong estimate
     open_registry(tracking_uri, create=False)
     data = _Data(folder, config)
     results = {}

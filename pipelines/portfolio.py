@@ -469,3 +469,22 @@ def validate_portfolio(
             raise
         replace_folder(staging, quarantine)
     return result
+
+
+class OffPolicyRefused(ContractError):
+    """The portfolio's logged contacts have no action probabilities, so off-policy estimates
+    of a new policy (IPS, SNIPS, doubly robust) would be computed wrong."""
+
+
+def require_action_probability(folder: Path) -> None:
+    """Refuse off-policy evaluation on a portfolio whose manifest says `action_probability`
+    is `unknown` (imported without the logging policy's probabilities)."""
+    path = Path(folder) / MANIFEST
+    if read_manifest(folder).get("action_probability") == "unknown":
+        raise OffPolicyRefused(
+            f"off-policy estimates refused: {path} says action_probability is unknown (the "
+            "logging policy's probability of each contact was not in the source), so IPS, "
+            "SNIPS and doubly robust values of a new contact policy cannot be computed; "
+            "evaluate the propensity model only (--which propensity), or import the probabilities "
+            "(`action_probability: {column: ...}` in the mapping)"
+        )

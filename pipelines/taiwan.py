@@ -21,6 +21,13 @@ Repayment status: -2 becomes `no_use`, -1 `paid_in_full`, 0 `revolving`, and k >
 current); `opened_at` is not in the data and is set to 2005-04-01, the first month observed
 (or a day before delinquency began, if earlier). The label month is recoverable from
 `labels/`: `as_of` 2005-10-01 and `window_end` 2005-11-01 local time, `defaulted` as published.
+
+This importer stays code rather than a mapping file for `cobranza import tables`
+(`data_contracts.mapping`): a mapping takes one source row to one contract row, while this
+dataset needs a reshape, six statements and up to six payments from the monthly columns of
+each client row, dates derived from the repayment status (delinquency counted back from
+placement), and a label file outside the contracts. Expressing that declaratively would turn
+the mapping into a programming language.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from pipelines.feature_store import (
     training_set,
 )
 from pipelines.feature_store import snapshot_times as feature_snapshot_times
+from pipelines.portfolio import OffPolicyRefused, require_action_probability, validate_portfolio
 from pipelines.portfolio import data_end as manifest_data_end
-from pipelines.portfolio import validate_portfolio
 from pipelines.registry import (
     NEXT_BEST_ACTION_MODEL,
     PROPENSITY_MODEL,
@@ -146,7 +146,7 @@ def prepare_data(
     say(f"joining features for {len(rows):,} snapshot rows")
     propensity = training_set(folder, rows, service=config.feature_service)
     actions = None
-    if config.train_next_best_action and len(tables["contacts"]):
+    if config.train_next_best_action and len(tables["contacts"]) and _policy_logged(folder, say):
         say("labelling logged contacts")
         logged = logged_actions(tables, config.horizon_days, config.actions.contact_cost, data_end)
         logged = logged[logged["labelable"]].drop(columns="labelable")
@@ -158,6 +158,17 @@ def prepare_data(
     return PreparedData(
         propensity, actions, features, categorical, config.feature_service, split, data_end
     )
+
+
+def _policy_logged(folder: Path, say: Progress) -> bool:
+    """Whether the contacts carry the logging policy's probabilities: without them the
+    next-best-action models are not trained, since their off-policy evaluation is refused."""
+    try:
+        require_action_probability(folder)
+    except OffPolicyRefused as refused:
+        say(f"next-best-action models not trained: {refused}")
+        return False
+    return True
 
 
 def _prepare_external_labels(

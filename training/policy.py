@@ -87,8 +87,15 @@ def off_policy_estimates(
 ) -> dict[str, float]:
     """IPS, SNIPS and DR estimates of the target policy's mean reward, and the logging policy's
     own mean reward (on-policy), each with a 95% interval; plus the effective sample size."""
+    logged = np.asarray(logged_probability, float)
+    unknown = int((~np.isfinite(logged) | (logged <= 0)).sum())
+    if unknown:
+        raise ValueError(
+            f"off-policy estimates need the logging policy's probability of every logged "
+            f"action; {unknown} of {len(logged)} are missing or not above 0"
+        )
     reward = np.asarray(reward, float)
-    w = np.asarray(target_prob, float) / np.asarray(logged_probability, float)
+    w = np.asarray(target_prob, float) / logged
     ips = _mean_ci(w * reward)
     dr = _mean_ci(np.asarray(q_target, float) + w * (reward - np.asarray(q_logged, float)))
     total = w.sum()

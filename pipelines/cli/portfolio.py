@@ -19,12 +19,17 @@ from pipelines.cli.shell import (
 )
 
 if TYPE_CHECKING:
+    from data_contracts.mapping import Unmapped
     from data_contracts.validation import ValidationResult
 
-import_app = typer.Typer(help="Import public datasets into cobranza's data contracts.")
+import_app = typer.Typer(
+    help="Import data into cobranza's contracts: your own tables through a mapping file, "
+    "or a public dataset."
+)
 
 
-def _print_validation(result: ValidationResult, quarantine: Path) -> None:
+def _print_validation(result: ValidationResult, quarantine: Path | None) -> None:
+    """Counts per table and rule; `quarantine` is where they were written (None: a dry run)."""
     from rich.table import Table
 
     table = Table(title="Validation", show_lines=False)
@@ -49,7 +54,8 @@ def _print_validation(result: ValidationResult, quarantine: Path) -> None:
         if result.reconciles
         else "COUNTS DO NOT RECONCILE"
     )
-    screen.print(f"{balance}; report and quarantined rows in {quarantine}", soft_wrap=True)
+    where = f"report and quarantined rows in {quarantine}" if quarantine else "nothing written"
+    screen.print(f"{balance}; {where}", soft_wrap=True)
 
 
 def _first_rows(first_rows: tuple[dict[str, object], ...]) -> str:
@@ -246,3 +252,69 @@ def import_taiwan(
     assert isinstance(rows, dict)
     summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
     console().print(f"wrote {out}: {summary}", soft_wrap=True)
+
+
+def _print_unmapped(unmapped: list[Unmapped]) -> None:
+    from rich.table import Table
+
+    if not unmapped:
+        console().print("every value found in a value map", soft_wrap=True)
+        return
+    table = Table(title="Values no value map names (kept for validation, or null)")
+    for column in ("table", "column", "source column", "value", "rows"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for item in unmapped:
+        table.add_row(item.table, item.column, item.source, item.value, f"{item.count:,}")
+    console().print(table)
+
+
+@import_app.command("tables")
+def import_tables(
+    mapping: Annotated[
+        Path, typer.Option(help="Mapping file (YAML): sources, tables and columns.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write the portfolio to (not for --dry-run).")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Map and validate in memory; show what would be quarantined."),
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the folder if it is not empty.")] = False,
+) -> None:
+    """Map your own tables (CSV, parquet or a SQL database) into the contracts.
+
+    Exit status: 0 when written (or, with --dry-run, when every row would be valid), 1 when a
+    dry run would quarantine rows, 2 when the mapping, a source or the folder is unusable.
+    """
+    from data_contracts.mapping import MappingError
+    from pipelines.portfolio import OutputFolderError
+    from pipelines.sources import SourceError
+    from pipelines.table_import import import_tables as run_import
+
+    if out is None and not dry_run:
+        raise typer.BadParameter("give --out FOLDER, or --dry-run", param_hint="--out")
+    with (
+        user_errors("importing", MappingError, SourceError, OutputFolderError),
+        console(stderr=True).status("importing") as status,
+    ):
+        report = run_import(
+            mapping,
+            out,
+            dry_run=dry_run,
+            overwrite=overwrite,
+            progress=lambda table: status.update(f"importing {table}"),
+            notify=note,
+        )
+    _print_unmapped(report.unmapped)
+    rows = report.manifest["rows"]
+    assert isinstance(rows, dict)
+    summary = ", ".join(f"{n:,} {name}" for name, n in rows.items())
+    if report.not_mapped:
+        note(f"not in the mapping, written empty: {', '.join(report.not_mapped)}")
+    if report.validation is None:
+        console().print(f"wrote {out}: {summary}", soft_wrap=True)
+        return
+    _print_validation(report.validation, None)
+    quarantined = report.validation.quarantined_rows
+    raise typer.Exit(EXIT_VALID if quarantined == 0 else EXIT_QUARANTINED)
