@@ -9,7 +9,15 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from data_contracts.vocabulary import AGE_BANDS, CHANNELS, DIRECTIONS, GENDERS, PAYMENT_METHODS
+from data_contracts.schemas import contract_columns
+from data_contracts.vocabulary import (
+    ACCOUNT_EVENT_KINDS,
+    AGE_BANDS,
+    CHANNELS,
+    DIRECTIONS,
+    GENDERS,
+    PAYMENT_METHODS,
+)
 from simulator import behaviour as bh
 from simulator.engine import (
     OUTCOME_NAMES,
@@ -124,7 +132,10 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
     yield "tables", "debtors", debtors
     yield "truth", "debtors", _debtors_truth_table(pop, debtors["debtor_id"])
     del debtors
-    yield "tables", "accounts", _accounts_table(out, clock, account_tz)
+    accounts = _accounts_table(out, clock, account_tz)
+    yield "tables", "accounts", accounts
+    yield "tables", "account_events", _account_events_table(out, clock, account_tz, accounts)
+    del accounts
     yield "truth", "accounts", _accounts_truth_table(pop)
     yield "tables", "offers", _offers_table(out, clock, account_tz)
     yield "tables", "payments", _payments_table(out, clock, account_tz, rng)
@@ -196,6 +207,27 @@ def _accounts_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray
             ),
         }
     )
+
+
+def _account_events_table(
+    out: SimulationOutput, clock: _Clock, account_tz: np.ndarray, accounts: pd.DataFrame
+) -> pd.DataFrame:
+    """Settlements (with the amount forgiven) and payoffs, in time order, numbered from 1."""
+    log = out.account_events.columns()
+    occurred = clock.micros(account_tz[log["account"]], log["day"], log["minute"])
+    order = np.argsort(occurred, kind="stable")
+    dtypes = contract_columns("account_events")
+    events = pd.DataFrame(
+        {
+            "account_id": accounts["account_id"].to_numpy()[log["account"][order]],
+            "occurred_at": _as_utc(occurred[order]),
+            "kind": _categorical(log["kind"][order], ACCOUNT_EVENT_KINDS),
+            "amount_forgiven": log["amount_forgiven"][order].astype(np.float64),
+        }
+    )
+    event_ids = pd.Series(np.arange(1, len(events) + 1)).astype(dtypes["event_id"])
+    events.insert(0, "event_id", event_ids.to_numpy())
+    return events.astype({"account_id": dtypes["account_id"]})
 
 
 def _accounts_truth_table(pop: Population) -> pd.DataFrame:
