@@ -165,7 +165,7 @@ def _print_kpis(tables: dict[str, pd.DataFrame], segments: bool) -> None:
         "segment": "segment",
         "collected": "collected",
         "collection_rate": "coll. rate",
-        "collection_rate_net_of_forgiven": "net of forgiven",
+        "collection_rate_net_of_forgiven": "net rate",
         "attempts": "attempts",
         "promise_rate": "promise",
         "kept_rate": "kept",
