@@ -19,6 +19,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from data_contracts.vocabulary import (
+    ACCOUNT_EVENT_KINDS,
     AGE_BANDS,
     CHANNELS,
     DIRECTIONS,
@@ -355,6 +356,43 @@ class Statements(Contract):
         return (delinquent == late) | df["status"].isna() | df["days_past_due"].isna()
 
 
+class AccountEvents(Contract):
+    """What happened to an account as a whole (optional table): settled for less, paid in
+    full, recalled by the creditor, sold, sent to legal or to another agency, closed for
+    bankruptcy or death, or reopened. Every kind but `reopened` closes the account. Extra
+    columns (a free-text note, say) are carried along like in every table."""
+
+    event_id: Series[pd.StringDtype] = row_id_field("Unique id of the event.")
+    account_id: Series[Category] = id_field("Account the event is about.")
+    occurred_at: Series[Timestamp] = pa.Field(description="When it took effect (UTC).")
+    kind: Series[Category] = pa.Field(
+        isin=list(ACCOUNT_EVENT_KINDS),
+        description=(
+            "settled, paid_in_full, recalled, sold, legal (attorney or court), placed_elsewhere "
+            "(another agency), bankrupt, deceased (all close the account) or reopened."
+        ),
+    )
+    amount_forgiven: Series[np.float64] = pa.Field(
+        ge=0,
+        nullable=True,
+        description=(
+            "Balance written off by a settlement (what was owed minus what was paid to settle); "
+            "required for settled, null for every other kind."
+        ),
+    )
+
+    @pa.dataframe_check(
+        name="amount_forgiven_fits_kind",
+        error="amount_forgiven is required for settled and must be null for other kinds",
+    )
+    def _forgiven_fits_kind(cls, df: pd.DataFrame) -> pd.Series:
+        settled = (df["kind"] == "settled").to_numpy(bool)
+        known = df["kind"].isin(list(ACCOUNT_EVENT_KINDS)).to_numpy(bool)
+        has_amount = df["amount_forgiven"].notna().to_numpy(bool)
+        fits = settled == has_amount
+        return pd.Series(fits | ~known, index=df.index)  # unknown kinds: the isin check
+
+
 CONTRACTS: dict[str, type[Contract]] = {
     "debtors": Debtors,
     "accounts": Accounts,
@@ -363,6 +401,7 @@ CONTRACTS: dict[str, type[Contract]] = {
     "promises": Promises,
     "contacts": Contacts,
     "statements": Statements,
+    "account_events": AccountEvents,
 }
 """Every table of a portfolio, in the order they are validated (parents before children)."""
 
@@ -374,8 +413,9 @@ ID_COLUMNS: dict[str, str] = {
     "promises": "promise_id",
     "contacts": "contact_id",
     "statements": "statement_id",
+    "account_events": "event_id",
 }
-OPTIONAL_TABLES: frozenset[str] = frozenset({"statements"})
+OPTIONAL_TABLES: frozenset[str] = frozenset({"statements", "account_events"})
 """Tables a portfolio may leave out; they are then treated as empty."""
 AUDIT_ONLY_COLUMNS: dict[str, tuple[str, ...]] = {"debtors": ("age_band", "gender")}
 """Columns kept only for the fairness audit, per table: never model inputs, always nullable.

@@ -10,7 +10,8 @@ input rows = valid rows + quarantined rows. A row is checked, in order, for:
 4. the table's pandera contract (ranges, allowed values, order of timestamps in the row),
    with the check's name as the rule;
 5. `duplicate_id`: the id was already used by an earlier valid row (the first one is kept);
-6. `before_account_opened`: an event dated before its account was opened;
+6. `before_account_opened`: an event dated before its account was opened
+   (`before_account_placed` for account events: before it was placed with us);
    `offer_of_other_account`: a contact or promise citing another account's offer;
    `after_data_end`: an event dated after the end of the data, when that end is known.
 
@@ -63,6 +64,7 @@ _PARENTS: dict[str, list[tuple[str, str]]] = {
     "promises": [("account_id", "accounts"), ("offer_id", "offers")],
     "contacts": [("account_id", "accounts"), ("offer_id", "offers")],
     "statements": [("account_id", "accounts")],
+    "account_events": [("account_id", "accounts")],
 }
 _EVENT_TIME: dict[str, str] = {
     "offers": "offered_at",
@@ -70,8 +72,11 @@ _EVENT_TIME: dict[str, str] = {
     "promises": "made_at",
     "contacts": "attempted_at",
     "statements": "statement_at",
+    "account_events": "occurred_at",
 }
 _PARENT_TABLES = frozenset(parent for parents in _PARENTS.values() for _, parent in parents)
+_NOT_BEFORE_PLACED: frozenset[str] = frozenset({"account_events"})
+"""Tables of what happens to an account in our hands: not before it was placed with us."""
 _SINGULAR = {"debtors": "debtor", "accounts": "account", "offers": "offer"}
 
 
@@ -386,13 +391,12 @@ def _check_event_order(
         return found
     accounts = valid["accounts"].set_index("account_id")
     column = _EVENT_TIME[table]
-    opened = lookup(frame["account_id"], accounts["opened_at"])
-    before = (frame[column] < opened).fillna(False).to_numpy() & ok
-    found += _found(
-        np.flatnonzero(before),
-        "before_account_opened",
-        f"{column} is before the account's opened_at",
-    )
+    since, rule = "opened_at", "before_account_opened"
+    if table in _NOT_BEFORE_PLACED:
+        since, rule = "placed_at", "before_account_placed"
+    started = lookup(frame["account_id"], accounts[since])
+    before = (frame[column] < started).fillna(False).to_numpy() & ok
+    found += _found(np.flatnonzero(before), rule, f"{column} is before the account's {since}")
     if table in ("contacts", "promises"):
         offers = valid["offers"].set_index("offer_id")["account_id"]
         offer_account = lookup(frame["offer_id"], offers.astype(object))

@@ -106,6 +106,24 @@ PRODUCTS: tuple[str, ...] = (
     "medical",
     "other",
 )
+ACCOUNT_EVENT_KINDS: tuple[str, ...] = (
+    "settled",
+    "paid_in_full",
+    "recalled",
+    "sold",
+    "legal",
+    "placed_elsewhere",
+    "bankrupt",
+    "deceased",
+    "reopened",
+)
+"""What can happen to an account as a whole. `legal` (sent to an attorney or to court) and
+`placed_elsewhere` (moved to another agency) are apart because the first may come back with a
+judgment and is subject to other rules, while the second is simply no longer ours."""
+REOPENING_EVENT_KINDS: frozenset[str] = frozenset({"reopened"})
+"""Kinds that open a closed account again (a settlement reversed, a recall undone)."""
+CLOSING_EVENT_KINDS: frozenset[str] = frozenset(ACCOUNT_EVENT_KINDS) - REOPENING_EVENT_KINDS
+"""Kinds that close an account: it is then neither scored nor worked until reopened."""
 AGE_BANDS: tuple[str, ...] = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 GENDERS: tuple[str, ...] = ("female", "male", "other")
 

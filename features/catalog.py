@@ -33,9 +33,15 @@ FIRST_CYCLE_DAYS = 31
 
 SCORING_SERVICE_V1 = "debtor_scoring_v1"
 SCORING_SERVICE_V2 = "debtor_scoring_v2"
-SCORING_SERVICES: dict[str, int] = {SCORING_SERVICE_V1: 1, SCORING_SERVICE_V2: 2}
-"""Feature service name -> the feature version it publishes (v2 = v1 + statement history)."""
-LATEST_SCORING_SERVICE = SCORING_SERVICE_V2
+SCORING_SERVICE_V3 = "debtor_scoring_v3"
+SCORING_SERVICES: dict[str, int] = {
+    SCORING_SERVICE_V1: 1,
+    SCORING_SERVICE_V2: 2,
+    SCORING_SERVICE_V3: 3,
+}
+"""Feature service name -> the feature version it publishes (v2 = v1 + statement history,
+v3 = v2 + the account's events: forgiven amounts, the latest event)."""
+LATEST_SCORING_SERVICE = SCORING_SERVICE_V3
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,8 @@ def _state_specs() -> list[FeatureSpec]:
         _account(
             "current_balance",
             "float",
-            "Placed balance minus payments since placement, at the as-of time (not below 0; "
-            "amounts forgiven by a settlement discount are not deducted).",
+            "Placed balance minus payments since placement and minus amounts forgiven by "
+            "settlements (account events), at the as-of time (not below 0).",
         ),
         _account(
             "paid_share_of_placed_balance", "float", "Payments since placement / placed balance."
@@ -313,6 +319,7 @@ def _account_specs() -> list[FeatureSpec]:
         *_offer_specs(),
         *_statement_specs(),
         *_statement_history_specs(),
+        *_account_event_specs(),
     ]
 
 
@@ -390,6 +397,64 @@ def _statement_history_specs() -> list[FeatureSpec]:
     v2(f"statement_utilization_max_last{lags}", "float", f"Largest utilization, {last}.")
     v2("days_since_last_statement", "float", "Days since the latest statement closed.")
     return specs
+
+
+def _account_event_specs() -> list[FeatureSpec]:
+    """What happened to the account as a whole (version 3; the optional account_events
+    table): forgiven amounts and the latest event as model inputs; whether the account is
+    closed, how and when, for serving and training to leave it out (not model inputs)."""
+    return [
+        FeatureSpec(
+            "amount_forgiven_total",
+            "float",
+            "Balance forgiven by settlements before the as-of time (since the latest reopening).",
+            "account",
+            since_version=3,
+        ),
+        FeatureSpec(
+            "last_account_event_kind",
+            "string",
+            "Kind of the latest account event (settled, paid_in_full, recalled, sold, legal, "
+            "placed_elsewhere, bankrupt, deceased, reopened); none without events.",
+            "account",
+            since_version=3,
+        ),
+        FeatureSpec(
+            "days_since_last_account_event",
+            "float",
+            "Days since the latest account event; empty without events.",
+            "account",
+            since_version=3,
+        ),
+        FeatureSpec(
+            "account_closed",
+            "int",
+            "1 if the latest account event closes the account (every kind but reopened).",
+            "account",
+            model_input=False,
+            since_version=3,
+        ),
+        FeatureSpec(
+            "closed_kind",
+            "string",
+            "Kind of the event that closed the account; none while it is open.",
+            "account",
+            model_input=False,
+            since_version=3,
+        ),
+        FeatureSpec(
+            "closed_at",
+            "timestamp",
+            "When the event that closed the account took effect; empty while it is open.",
+            "account",
+            model_input=False,
+            since_version=3,
+        ),
+    ]
+
+
+ACCOUNT_EVENT_FEATURES: tuple[str, ...] = tuple(spec.name for spec in _account_event_specs())
+"""The account-event features (version 3), in catalog order."""
 
 
 def _debtor_specs() -> list[FeatureSpec]:

@@ -64,6 +64,8 @@ def truncate_portfolio(
     }
     if "statements" in tables:
         truncated["statements"] = before("statements", "statement_at")
+    if "account_events" in tables:
+        truncated["account_events"] = before("account_events", "occurred_at")
     return {name: frame.reset_index(drop=True) for name, frame in truncated.items()}
 
 

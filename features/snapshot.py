@@ -37,6 +37,7 @@ from features.catalog import (
     STATEMENT_LAGS,
     STATEMENT_WINDOW,
 )
+from features.events import account_status
 from features.history import DAY, HOUR_BANDS, account_positions
 
 ENTITY_TIMESTAMP = "event_timestamp"
@@ -56,6 +57,7 @@ FEATURE_INPUTS: dict[str, tuple[str, ...]] = {
     "promises": ("account_id", "made_at", "due_at", "amount", "kept"),
     "contacts": ("account_id", "channel", "direction", "attempted_at", "outcome"),
     "offers": ("account_id", "kind", "discount_pct", "offered_at", "accepted_at"),
+    "account_events": ("account_id", "occurred_at", "kind", "amount_forgiven"),
     "statements": (
         "account_id",
         "statement_at",
@@ -172,7 +174,9 @@ def _rate(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
 
 
-def _state_features(agg: _Accounts, paid_since_placement: np.ndarray) -> dict[str, np.ndarray]:
+def _state_features(
+    agg: _Accounts, paid_since_placement: np.ndarray, forgiven: np.ndarray
+) -> dict[str, np.ndarray]:
     accounts = agg.accounts
     original = accounts["original_balance"].to_numpy(dtype=float)
 
@@ -183,11 +187,27 @@ def _state_features(agg: _Accounts, paid_since_placement: np.ndarray) -> dict[st
         "product": accounts["product"].astype(str).to_numpy(),
         "creditor": accounts["creditor"].astype(str).to_numpy(),
         "original_balance": original,
-        "current_balance": np.maximum(original - paid_since_placement, 0.0),
+        "current_balance": np.maximum(original - paid_since_placement - forgiven, 0.0),
         "paid_share_of_placed_balance": _rate(paid_since_placement, original),
         "days_past_due": np.nan_to_num(days_since("delinquent_since"), nan=0.0),
         "days_since_placement": days_since("placed_at"),
         "days_since_opened": days_since("opened_at"),
+    }
+
+
+def _account_event_features(agg: _Accounts, events: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """The account's events before as_of: forgiven amounts, the latest event, closure."""
+    status = account_status(events, agg.accounts["account_id"], agg.as_of)
+    last_at = micros(status["last_event_at"])
+    return {
+        "amount_forgiven_total": status["amount_forgiven"].to_numpy(np.float64),
+        "last_account_event_kind": status["last_event_kind"].to_numpy(object),
+        "days_since_last_account_event": np.where(
+            last_at == NAT_MICROS, np.nan, (agg.as_of_us - last_at) / 86_400e6
+        ),
+        "account_closed": status["closed"].to_numpy(np.int64),
+        "closed_kind": status["closed_kind"].to_numpy(object),
+        "closed_at": status["closed_at"].array,
     }
 
 
@@ -644,14 +664,16 @@ def _account_frame(
     payments, paid_since_placement = _payment_features(agg, tables["payments"])
     contacts, counts = _contact_features(agg, tables["contacts"], tables["debtors"])
     statements = _statement_events(agg, tables.get("statements"))
+    events = _account_event_features(agg, tables.get("account_events"))
     columns = {
-        **_state_features(agg, paid_since_placement),
+        **_state_features(agg, paid_since_placement, events["amount_forgiven_total"]),
         **payments,
         **_promise_features(agg, tables["promises"]),
         **contacts,
         **_offer_features(agg, tables["offers"]),
         **_statement_features(agg, statements),
         **_statement_history_features(agg, statements, tables["payments"]),
+        **events,
     }
     frame = pd.DataFrame(
         {
@@ -681,7 +703,7 @@ def account_features(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp) ->
     """One row per account placed at or before `as_of`: every account feature as of then.
 
     Args:
-        tables: Validated contract tables (`statements` optional).
+        tables: Validated contract tables (`statements` and `account_events` optional).
         as_of: UTC timestamp; only events strictly before it are used.
     """
     frame, _ = _account_frame(tables, pd.Timestamp(as_of))

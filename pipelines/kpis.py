@@ -1,7 +1,9 @@
 """Collection KPIs per week and segment, from a portfolio's event tables (pure functions).
 
 Definitions (weeks start on Monday, UTC; the segment is the account's product):
-- collection rate: amount collected in the week / balance placed up to the week's end;
+- collection rate (gross): amount collected in the week / balance placed up to the week's end;
+  net of forgiveness: amount collected / (balance placed - balance forgiven by settlements up
+  to the week's end), so a settled account's written-off remainder no longer counts as owed;
 - right-party-contact rate per channel: attempts that reached the debtor (a conversation on the
   phone, a click on a message) / attempts;
 - promise-to-pay rate: promises made / right-party contacts; kept rate: promises falling due
@@ -9,7 +11,7 @@ Definitions (weeks start on Monday, UTC; the segment is the account's product):
 - average payment, and average days from placement to the first payment (by placement week);
 - cost per amount collected: contact attempts times the cost per channel / amount collected;
 - roll rates: share of accounts in each days-past-due bucket at a week's start that are in
-  the next bucket (or settled) four weeks later;
+  the next bucket (or settled: paid, or settled for less) four weeks later;
 - blocked by compliance: share of open accounts that may not be called at the week's end
   (7 calls in 7 days, a recent conversation, a call opt-out or a dispute under verification),
   by the same rules the worklist enforces.
@@ -27,6 +29,7 @@ import pandas as pd
 from data_contracts.contact_rules import BlockKind, ContactRules
 from data_contracts.vocabulary import RESPONSE_OUTCOMES
 from features.compliance import channel_blocks, contact_histories
+from features.events import account_status
 from pipelines.portfolio import read_portfolio
 from training.plots import lines_figure
 
@@ -77,6 +80,9 @@ class _WeeklyEvents(NamedTuple):
     """Promises by the week they fell due."""
     placed: pd.DataFrame
     """Accounts with their placement week and days from placement to the first payment."""
+    forgiven: pd.DataFrame
+    """Accounts with account events (`account_id`), the balance forgiven by each week's end
+    (one column per week)."""
 
 
 def _dated_events(
@@ -114,6 +120,21 @@ def _placement_cohorts(accounts: pd.DataFrame, collected: pd.DataFrame) -> pd.Da
     )
 
 
+def forgiven_by_week(events: pd.DataFrame | None, weeks: pd.DatetimeIndex) -> pd.DataFrame:
+    """Balance forgiven by settlements by each week's end (one column per week; a reopening
+    voids earlier settlements), for the accounts that have account events."""
+    if events is None or not len(events):
+        return pd.DataFrame({"account_id": pd.Series(dtype=object)})
+    ids = pd.Series(pd.unique(events["account_id"]))
+    columns = {
+        week: account_status(events, ids, (week + pd.Timedelta(days=7)).tz_localize("UTC"))[
+            "amount_forgiven"
+        ].to_numpy()
+        for week in weeks
+    }
+    return pd.DataFrame({"account_id": ids.to_numpy(), **columns})
+
+
 def _in_segment(frame: pd.DataFrame, segment_of: pd.Series, segment: str) -> pd.DataFrame:
     """The rows of one segment's accounts (every row for `all`)."""
     if segment == "all":
@@ -144,6 +165,7 @@ def _week_row(
     segment: str,
     totals: Mapping[str, pd.Series],
     placed: pd.DataFrame,
+    forgiven_by_account: pd.DataFrame,
 ) -> dict[str, Any]:
     """The KPIs of one segment in one week."""
     week_end = week + pd.Timedelta(days=7)
@@ -151,6 +173,8 @@ def _week_row(
         placed["placed_at"].dt.tz_convert("UTC").dt.tz_localize(None) < week_end,
         "original_balance",
     ].sum()
+    forgiven = float(forgiven_by_account[week].sum()) if week in forgiven_by_account else 0.0
+    owed = balance - forgiven
     collected, payment_count = totals["collected"], totals["payment_count"]
     cost, promised = totals["cost"], totals["promised"]
     amount = float(collected.get(week, 0.0))
@@ -161,6 +185,8 @@ def _week_row(
         "placed_balance": float(balance),
         "collected": amount,
         "collection_rate": amount / balance if balance else np.nan,
+        "forgiven": forgiven,
+        "collection_rate_net_of_forgiven": amount / owed if owed > 0 else np.nan,
         "payments": int(payment_count.get(week, 0)),
         "average_payment": amount / payment_count[week] if payment_count.get(week, 0) else np.nan,
         "attempts": int(totals["attempts"].get(week, 0)),
@@ -192,13 +218,18 @@ def weekly_kpis(
     if not len(weeks):
         return pd.DataFrame()
     events = _WeeklyEvents(
-        payments, contacts, made, due, _placement_cohorts(accounts, collected_all)
+        payments,
+        contacts,
+        made,
+        due,
+        _placement_cohorts(accounts, collected_all),
+        forgiven_by_week(tables.get("account_events"), weeks),
     )
     rows = []
     for segment in ["all", *sorted(segment_of.unique())]:
         mine = _WeeklyEvents(*(_in_segment(frame, segment_of, segment) for frame in events))
         totals = _segment_totals(mine)
-        rows += [_week_row(week, segment, totals, mine.placed) for week in weeks]
+        rows += [_week_row(week, segment, totals, mine.placed, mine.forgiven) for week in weeks]
     return pd.DataFrame(rows)
 
 
@@ -227,12 +258,15 @@ def _buckets(days: np.ndarray) -> np.ndarray:
 
 def account_states(tables: Mapping[str, pd.DataFrame], at: pd.Timestamp) -> pd.Series:
     """Each placed account's state at `at`: its days-past-due bucket, or settled once its
-    payments cover the balance placed (accounts not yet placed are left out)."""
+    payments and the balance forgiven by a settlement cover the balance placed (accounts not
+    yet placed are left out)."""
     accounts = tables["accounts"]
     placed = accounts[accounts["placed_at"] <= at]
     payments = tables["payments"]
     paid = payments[payments["paid_at"] < at].groupby("account_id", observed=True)["amount"].sum()
+    forgiven = account_status(tables.get("account_events"), placed["account_id"], at)
     owed = placed["original_balance"].to_numpy() - placed["account_id"].map(paid).fillna(0.0)
+    owed = owed - forgiven["amount_forgiven"].to_numpy()
     days = (at - placed["delinquent_since"]).dt.days.to_numpy()
     states = np.where(owed.to_numpy() <= 0.005, SETTLED, _buckets(days))
     return pd.Series(states, index=placed["account_id"].to_numpy())
@@ -340,8 +374,16 @@ def kpi_figures(kpis: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
             "week",
             "collection_rate",
             "segment",
-            "Collection rate per week",
+            "Collection rate per week (gross)",
             "collected / placed balance",
+        )
+        figures["kpi_collection_rate_net"] = lines_figure(
+            weekly,
+            "week",
+            "collection_rate_net_of_forgiven",
+            "segment",
+            "Collection rate per week, net of forgiveness",
+            "collected / (placed - forgiven)",
         )
         everyone = weekly[weekly["segment"] == "all"]
         rates = everyone.melt(

@@ -248,6 +248,7 @@ def render_report(result: Any, card: str | None = None) -> str:
             "week",
             "collected",
             "collection_rate",
+            "collection_rate_net_of_forgiven",
             "attempts",
             "promise_rate",
             "kept_rate",
@@ -257,7 +258,12 @@ def render_report(result: Any, card: str | None = None) -> str:
         ]
         kpis_html = html_table(
             everyone[columns].tail(12),
-            pct_columns=["collection_rate", "promise_rate", "kept_rate"],
+            pct_columns=[
+                "collection_rate",
+                "collection_rate_net_of_forgiven",
+                "promise_rate",
+                "kept_rate",
+            ],
         )
         kpi_figures = [name for name in images if name.startswith("kpi_")]
     environment = Environment(autoescape=True)

@@ -53,7 +53,14 @@ from training.fit import (
     fit_propensity,
     tune_propensity,
 )
-from training.labels import ACTION_COLUMNS, label_names, logged_actions, payment_labels
+from training.labels import (
+    ACTION_COLUMNS,
+    ELIGIBILITY_COLUMNS,
+    label_names,
+    logged_actions,
+    open_owing_rows,
+    payment_labels,
+)
 from training.model import NextBestActionModel, PropensityModel
 from training.plots import calibration_figure, importance_figure, shap_summary_figure
 from training.splits import EMBARGO, TEST, TRAIN, VALID, TimeSplit, assign_split, time_split
@@ -92,14 +99,15 @@ def read_valid_tables(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def _snapshot_rows(folder: Path, accounts: pd.DataFrame) -> pd.DataFrame:
-    """(account, as-of) of every account still owing at a snapshot."""
+    """(account, as-of) of every account still owing and not closed at a snapshot."""
     import pyarrow.parquet as pq
 
     frames = []
     for path in sorted((snapshot_root(folder) / "account").glob("as_of=*.parquet")):
-        table = pq.read_table(path, columns=["account_id", "event_timestamp", "current_balance"])
-        frame = table.to_pandas()
-        frames.append(frame[frame["current_balance"] > 0][["account_id", "event_timestamp"]])
+        present = set(pq.read_schema(path).names)
+        wanted = [c for c in ELIGIBILITY_COLUMNS if c in present]
+        frame = pq.read_table(path, columns=["account_id", "event_timestamp", *wanted]).to_pandas()
+        frames.append(frame[open_owing_rows(frame).to_numpy()][["account_id", "event_timestamp"]])
     if not frames:
         raise TrainingError(
             f"{snapshot_root(folder)}: no snapshots (run `cobranza features build`)"

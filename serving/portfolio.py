@@ -21,6 +21,7 @@ import pandas as pd
 from data_contracts.coerce import coerce_id
 from data_contracts.ids import lookup
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
+from features.events import account_status, closed_reasons
 from pipelines.feature_store import OnlineGeneration, OnlineSnapshot, published_generation
 
 if TYPE_CHECKING:
@@ -171,6 +172,23 @@ def portfolio_from_frame(
         owing=balance > 0,
         opted_out=opted_out,
     )
+
+
+ACCOUNT_EVENT_COLUMNS = ["account_id", "occurred_at", "kind", "amount_forgiven"]
+
+
+def read_closed_accounts(folder: Path, account_ids: pd.Index, now: pd.Timestamp) -> pd.Series:
+    """Account id -> why it is closed (`closed: settled 2026-01-04`), from the portfolio's
+    account events before `now`; empty when the portfolio has no `account_events.parquet`.
+
+    Read from the contract table rather than the feature snapshot, which may be a week old:
+    an account settled yesterday is not worked today."""
+    path = Path(folder) / "account_events.parquet"
+    if not path.exists():
+        return pd.Series(dtype=object)
+    events = pd.read_parquet(path, columns=ACCOUNT_EVENT_COLUMNS)
+    events = events.assign(account_id=coerce_id(events["account_id"])[0].astype(object))
+    return closed_reasons(account_status(events, account_ids.to_series(), now))
 
 
 def read_portfolio(

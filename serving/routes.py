@@ -163,7 +163,7 @@ async def scores(request: ScoreRequest, service: Service, http: Request) -> Scor
 @api.get(
     "/accounts/{account_id}/explanation",
     response_model=ScoreItem,
-    summary="An account's score and its reason codes",
+    summary="An account's score and its reason codes (or why a closed account is not scored)",
     responses={404: {"description": "Unknown account"}},
 )
 async def explanation(
@@ -174,7 +174,7 @@ async def explanation(
         [item] = service.score_ids([account_id], with_reasons=True)
     except ServiceNotReady as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
-    if item["status"] != "scored":
+    if item["status"] == "unknown_account":  # a closed account is known: it says why
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=item["detail"])
     return ScoreItem.model_validate(item)
 

@@ -152,7 +152,12 @@ class ScoreItem(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [SCORE_ITEM_EXAMPLE]})
 
     account_id: str
-    status: Literal["scored", "unknown_account"]
+    status: Literal["scored", "closed", "unknown_account"] = Field(
+        description=(
+            "scored; closed (settled, paid in full, recalled, ...: never scored, `detail` says "
+            "how and when, e.g. `closed: settled 2026-01-04`); or unknown_account."
+        )
+    )
     detail: str | None = None
     p_payment_30d: float | None = None
     expected_amount_30d: float | None = None
@@ -167,6 +172,11 @@ class ScoreResponse(BaseModel):
                 {
                     "items": [
                         SCORE_ITEM_EXAMPLE,
+                        {
+                            "account_id": "42",
+                            "status": "closed",
+                            "detail": "closed: settled 2026-01-04",
+                        },
                         {
                             "account_id": "99",
                             "status": "unknown_account",
@@ -284,7 +294,12 @@ class WorklistItem(BaseModel):
 
 class Excluded(BaseModel):
     account_id: str
-    reason: str = Field(description="e.g. `blocked: call cap reached until 2026-11-25`.")
+    reason: str = Field(
+        description=(
+            "e.g. `blocked: call cap reached until 2026-11-25`, or `closed: settled 2026-01-04` "
+            "for an account no longer worked (never scored)."
+        )
+    )
 
 
 class WorklistResponse(BaseModel):
@@ -316,9 +331,20 @@ class WorklistResponse(BaseModel):
                         },
                     ],
                     "excluded": [
-                        {"account_id": "70", "reason": "blocked: call cap reached until 2026-01-08"}
+                        {"account_id": "12", "reason": "closed: settled 2026-01-04"},
+                        {
+                            "account_id": "70",
+                            "reason": "blocked: call cap reached until 2026-01-08",
+                        },
                     ],
-                    "counts": {"requested": 5000, "considered": 4720, "scheduled": 1050},
+                    "counts": {
+                        "requested": 5000,
+                        "closed": 310,
+                        "unknown_or_settled": 0,
+                        "considered": 4690,
+                        "scheduled": 1050,
+                        "blocked": 220,
+                    },
                     "models": {"cobranza-next-best-action": "2"},
                 }
             ]

@@ -33,7 +33,13 @@ from pipelines.registry import (
     open_registry,
     registry_name,
 )
-from serving.portfolio import PortfolioFeatures, flags, portfolio_from_frame, read_portfolio
+from serving.portfolio import (
+    PortfolioFeatures,
+    flags,
+    portfolio_from_frame,
+    read_closed_accounts,
+    read_portfolio,
+)
 from serving.prepared import (
     EXIT_SUPERSEDED,
     Preparation,
@@ -44,7 +50,7 @@ from serving.prepared import (
     reasons_path,
 )
 from serving.prepared import read_features as read_prepared_features
-from serving.worklist import build_worklist, promise_follow_ups
+from serving.worklist import build_worklist, closed_exclusions, promise_follow_ups
 
 if TYPE_CHECKING:
     from training.interfaces import ActionModel, ScoringModel
@@ -190,6 +196,9 @@ class ScoringService:
     actions: LoadedActions | None = None
     portfolio: PortfolioFeatures | None = None
     history: dict[str, pd.DataFrame] = field(default_factory=dict)
+    closed: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    """Account id -> why it is closed (settled, paid in full, recalled, ...): never scored
+    nor worked."""
     rules: ContactRules | None = None
     refused: dict[str, set[str]] = field(default_factory=dict)
     """Versions that failed to load or to answer a smoke prediction (not retried)."""
@@ -243,12 +252,14 @@ class ScoringService:
                 ),
                 "offers": read_history(folder / "offers.parquet", ["offer_id", "kind"]),
             }
+            closed = read_closed_accounts(folder, portfolio.frame.index, pd.Timestamp.now(tz="UTC"))
         except Exception as error:  # our store errors say what to do; others, their type only
             why = str(error) if isinstance(error, FeatureStoreError) else type(error).__name__
             others = [e for e in self.errors if not e.startswith(problem)]
             self.errors = [*others, f"{problem}: {why}"]
             return False
         self.history = history
+        self.closed = closed
         self.portfolio = portfolio
         self.errors = [e for e in self.errors if not e.startswith(problem)]
         return True
@@ -433,10 +444,12 @@ class ScoringService:
         return (min(table.held(), total) if table is not None else 0), total
 
     def score_ids(self, account_ids: Sequence[str], with_reasons: bool) -> list[dict[str, Any]]:
-        """Score accounts by id; unknown ones are reported per item."""
+        """Score accounts by id; closed and unknown ones are reported per item, unscored."""
         state = propensity, actions, portfolio = self._ready_state()
         positions = portfolio.positions(account_ids)
-        known = portfolio.known(positions)
+        why_closed = self.closed.reindex(list(account_ids)).to_numpy(object)
+        is_closed = pd.notna(why_closed)
+        known = portfolio.known(positions) & ~is_closed
         rows = positions[known]
         encoded = self._encoded_portfolio(portfolio, propensity, actions).take(rows)
         scored = self._score(
@@ -450,9 +463,13 @@ class ScoringService:
             rows,
         )
         results, it = [], iter(scored)
-        for account_id, is_known in zip(account_ids, known, strict=True):
+        for account_id, is_known, reason in zip(account_ids, known, why_closed, strict=True):
             if is_known:
                 results.append(next(it))
+            elif pd.notna(reason):
+                results.append(
+                    {"account_id": str(account_id), "status": "closed", "detail": reason}
+                )
             else:
                 results.append(
                     {
@@ -526,21 +543,25 @@ class ScoringService:
         )
         empty = pd.DataFrame(columns=["account_id", "reason"])
         if not len(ids):
-            zero = {"requested": 0, "unknown_or_settled": 0, "considered": 0}
+            zero = {"requested": 0, "closed": 0, "unknown_or_settled": 0, "considered": 0}
             return pd.DataFrame(), empty, {**zero, "scheduled": 0, "blocked": 0}
         positions = portfolio.positions(ids)
+        closed = closed_exclusions(ids, self.closed)
+        is_closed = np.isin(ids, closed["account_id"].to_numpy())
         usable = portfolio.known(positions) & portfolio.owing[np.maximum(positions, 0)]
+        usable &= ~is_closed
         rows = positions[usable]
         scored_ids = ids[usable]
         counts = {
             "requested": len(ids),
-            "unknown_or_settled": int((~usable).sum()),
+            "closed": int(is_closed.sum()),
+            "unknown_or_settled": int((~usable & ~is_closed).sum()),
             "considered": len(scored_ids),
             "scheduled": 0,
             "blocked": 0,
         }
-        if not len(rows):  # nothing known and owing: an empty worklist, not an error
-            return pd.DataFrame(), empty, counts
+        if not len(rows):  # nothing known, owing and open: an empty worklist, not an error
+            return pd.DataFrame(), closed, counts
         encoded = self._encoded_portfolio(portfolio, propensity, actions).take(rows)
         assert encoded.contact is not None and encoded.value is not None
         model = actions.model
@@ -567,7 +588,7 @@ class ScoringService:
             candidates, accounts, histories, follow_ups, rules, day, capacity
         )
         counts.update(scheduled=len(items), blocked=len(excluded))
-        return items, excluded, counts
+        return items, pd.concat([closed, excluded], ignore_index=True), counts
 
     @staticmethod
     def _channel_candidates(

@@ -8,7 +8,8 @@ account, follow-ups first, then by expected net value, and never breaks a rule:
 - contact only between `earliest_hour` and `latest_hour` in the debtor's local time;
 - no channel the debtor opted out of; no contact while a dispute is being verified;
 - stricter limits per jurisdiction from the rules file.
-Every account that cannot be contacted at all says why.
+Every account that cannot be contacted at all says why; a closed account (settled, paid in
+full, recalled, ...) is not considered at all and says so (`closed: settled 2026-01-04`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def build_worklist(
         },
     ).reset_index(drop=True)
     return items, excluded
+
+
+def closed_exclusions(account_ids: np.ndarray, closed: pd.Series) -> pd.DataFrame:
+    """The closed accounts among `account_ids` (in that order) with their reasons.
+
+    Args:
+        account_ids: the accounts asked for.
+        closed: account id -> why it is closed (`closed: settled 2026-01-04`).
+    """
+    reasons = closed.reindex(pd.Index(account_ids))
+    reasons = reasons[reasons.notna()]
+    return pd.DataFrame(
+        {"account_id": reasons.index.to_numpy(), "reason": reasons.to_numpy(object)}
+    )
 
 
 def _options(

@@ -13,6 +13,10 @@ Every day, in each debtor's local calendar:
 5. at the end of the grace period (2 days after the due day) each promise is settled as kept or
    broken; a kept plan installment opens the next one.
 
+A payment that settles an accepted discount writes off the rest of the balance (a `settled`
+account event with the amount forgiven); one that brings the balance to 0 otherwise closes the
+account as `paid_in_full`. Either way the account then leaves the inventory.
+
 State seen by the behaviour model on day d counts events of the days before d only.
 """
 
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from data_contracts.contact_rules import Limits
-from data_contracts.vocabulary import OUTCOMES
+from data_contracts.vocabulary import ACCOUNT_EVENT_KINDS, OUTCOMES
 from simulator import behaviour as bh
 from simulator.population import Population, draw_population
 
@@ -66,6 +70,8 @@ TRUTH_FIELDS: tuple[str, ...] = (
     "truth_expected_amount_30d",
 )
 NO_OFFER, DISCOUNT, PLAN = range(3)
+SETTLED = ACCOUNT_EVENT_KINDS.index("settled")
+PAID_IN_FULL = ACCOUNT_EVENT_KINDS.index("paid_in_full")
 OUTBOUND, INBOUND = 0, 1
 
 # Logging policy: channel weights, hour weights per channel (local 8..20), offer shares.
@@ -110,7 +116,9 @@ class SimulationConfig:
             raise ValueError("placement_days must be between 1 and horizon_days")
 
 
-_FLOAT_FIELDS = frozenset({"amount", "discount_pct", "action_probability", *TRUTH_FIELDS})
+_FLOAT_FIELDS = frozenset(
+    {"amount", "amount_forgiven", "discount_pct", "action_probability", *TRUTH_FIELDS}
+)
 
 
 class _Log:
@@ -154,6 +162,7 @@ class SimulationOutput:
     offer_acceptances: _Log
     promises: _Log
     promise_results: _Log
+    account_events: _Log
 
 
 def _weighted_choice(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
@@ -365,6 +374,7 @@ class _Simulation:
             "promise_id", "account", "made_day", "made_minute", "due_day", "amount", "offer_id"
         )
         self.results = _Log("promise_id", "kept")
+        self.events = _Log("account", "day", "minute", "kind", "amount_forgiven")
 
     # ----- state -----------------------------------------------------------------------
     def state(self, idx: np.ndarray, day: int) -> dict[str, np.ndarray]:
@@ -461,13 +471,35 @@ class _Simulation:
             method=method.astype(np.int8),
         )
         np.subtract.at(self.balance, idx, amount)
-        self.balance[idx[settles]] = 0.0
-        self.balance[self.balance < 0.005] = 0.0
+        self.close_paid_off(idx, day, minute, settles)
         slot = day % (PAYMENTS_WINDOW + 1)
         np.add.at(self.ring_payments[slot], idx, 1)
         np.add.at(self.payments_90d, idx, 1)
         has_promise = self.promise_id[idx] >= 0
         np.add.at(self.promise_paid, idx[has_promise], amount[has_promise])
+
+    def close_paid_off(
+        self, idx: np.ndarray, day: int, minute: np.ndarray, settles: np.ndarray
+    ) -> None:
+        """After payments: a settling payment forgives what is left (`settled`), and a balance
+        brought to 0 otherwise is `paid_in_full`; both are logged as account events."""
+        payers, first = np.unique(idx, return_index=True)
+        settling = np.isin(payers, idx[settles])
+        left = self.balance[payers]
+        forgiven = np.where(settling & (left >= 0.005), np.round(left, 2), 0.0)
+        self.balance[payers[settling]] = 0.0
+        self.balance[self.balance < 0.005] = 0.0
+        closed = self.balance[payers] <= 0.0
+        if not closed.any():
+            return
+        settled = forgiven[closed] > 0
+        self.events.add(
+            account=payers[closed],
+            day=np.full(int(closed.sum()), day, np.int32),
+            minute=minute[first][closed],
+            kind=np.where(settled, SETTLED, PAID_IN_FULL).astype(np.int8),
+            amount_forgiven=np.where(settled, forgiven[closed], np.nan),
+        )
 
     def log_contacts(self, idx: np.ndarray, day: int, **columns: np.ndarray) -> None:
         count = len(idx)
@@ -518,7 +550,8 @@ class _Simulation:
         fork.n = len(accounts)
         fork.rng = rng
         fork.progress = None
-        for name in ("contacts", "payments", "offers", "acceptances", "promises", "results"):
+        logs = ("contacts", "payments", "offers", "acceptances", "promises", "results", "events")
+        for name in logs:
             setattr(fork, name, _Log(*getattr(self, name).chunks))
         return fork
 
@@ -562,6 +595,7 @@ class _Simulation:
             offer_acceptances=self.acceptances,
             promises=self.promises,
             promise_results=self.results,
+            account_events=self.events,
         )
 
     def conversation_outcome(

@@ -37,7 +37,7 @@ __all__ = ["simulate_with_true_probability", "true_payment_probability"]
 
 # Forked account copies simulated at once; more replicates run in several batches.
 MAX_FORK_ROWS = 200_000
-_UNUSED_LOGS = ("contacts", "offers", "acceptances", "promises", "results")
+_UNUSED_LOGS = ("contacts", "offers", "acceptances", "promises", "results", "events")
 
 
 class _Discard(_Log):

@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from data_contracts.vocabulary import AGE_BANDS, CHANNELS, DIRECTIONS, GENDERS, PAYMENT_METHODS
+from data_contracts.vocabulary import (
+    ACCOUNT_EVENT_KINDS,
+    AGE_BANDS,
+    CHANNELS,
+    DIRECTIONS,
+    GENDERS,
+    PAYMENT_METHODS,
+)
 from simulator import behaviour as bh
 from simulator.engine import (
     OUTCOME_NAMES,
@@ -164,7 +171,10 @@ def iter_tables(out: SimulationOutput) -> Iterator[tuple[str, str, pd.DataFrame]
     yield "tables", "debtors", debtors
     yield "truth", "debtors", _debtors_truth_table(pop, debtors["debtor_id"])
     del debtors
-    yield "tables", "accounts", _accounts_table(out, clock, account_tz)
+    accounts = _accounts_table(out, clock, account_tz)
+    yield "tables", "accounts", accounts
+    yield "tables", "account_events", _account_events_table(out, clock, account_tz, accounts)
+    del accounts
     yield "truth", "accounts", _accounts_truth_table(pop)
     yield "tables", "offers", _offers_table(out, clock, account_tz)
     yield "tables", "payments", _payments_table(out, clock, account_tz, rng)
@@ -238,6 +248,25 @@ def _accounts_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray
             ),
         }
     )
+
+
+def _account_events_table(
+    out: SimulationOutput, clock: _Clock, account_tz: np.ndarray, accounts: pd.DataFrame
+) -> pd.DataFrame:
+    """Settlements (with the amount forgiven) and payoffs, in time order, numbered from 1."""
+    log = out.account_events.columns()
+    occurred = clock.micros(account_tz[log["account"]], log["day"], log["minute"])
+    order = np.argsort(occurred, kind="stable")
+    events = pd.DataFrame(
+        {
+            "account_id": _ids(log["account"][order], _account_ids(out.population)),
+            "occurred_at": _as_utc(occurred[order]),
+            "kind": _categorical(log["kind"][order], ACCOUNT_EVENT_KINDS),
+            "amount_forgiven": log["amount_forgiven"][order].astype(np.float64),
+        }
+    )
+    events.insert(0, "event_id", _row_ids(len(events)))
+    return events
 
 
 def _accounts_truth_table(pop: Population) -> pd.DataFrame:

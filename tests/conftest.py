@@ -115,6 +115,16 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
             "days_past_due": [181],
         }
     )
+    # account 12 settles with its second payment; account 11 is recalled, then reopened
+    account_events = pd.DataFrame(
+        {
+            "event_id": [1, 2, 3],
+            "account_id": [12, 11, 11],
+            "occurred_at": ts(["2024-06-20 11:00", "2024-07-10 09:00", "2024-07-15 09:00"]),
+            "kind": pd.Categorical(["settled", "recalled", "reopened"]),
+            "amount_forgiven": [3333.34, float("nan"), float("nan")],
+        }
+    )
     return {
         "debtors": debtors,
         "accounts": accounts,
@@ -123,6 +133,7 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
         "promises": promises,
         "contacts": contacts,
         "statements": statements,
+        "account_events": account_events,
     }
 
 

@@ -185,6 +185,12 @@ _TEMPLATES: list[tuple[str, _Template, str]] = [
         "no settlement discount accepted",
     ),
     (r"offers_accepted_total", lambda v, m: f"{_plural(v, 'offer')} accepted", ""),
+    (r"amount_forgiven_total", lambda v, m: f"{_money(v)} forgiven by a settlement", ""),
+    (
+        r"days_since_last_account_event",
+        lambda v, m: f"last account event {_plural(v, 'day')} ago",
+        "no account event on record",
+    ),
     (r"debtor_accounts_placed", lambda v, m: f"{_plural(v, 'account')} in collections", ""),
     (r"debtor_payments_sum_90d", lambda v, m: f"{_money(v)} paid on all accounts in 90 days", ""),
     (r"utilization_last", lambda v, m: f"latest statement uses {v:.0%} of the credit limit", ""),
@@ -194,6 +200,12 @@ _TEMPLATES: list[tuple[str, _Template, str]] = [
         "",
     ),
 ]
+_TEXT_TEMPLATES: dict[str, Callable[[str], str]] = {
+    "last_account_event_kind": lambda kind: (
+        "no account event on record" if kind == "none" else f"account {kind.replace('_', ' ')}"
+    ),
+}
+"""Sentences for text features whose description reads badly before a value."""
 _DESCRIPTIONS = {
     # "Largest discount accepted; empty if none." -> "Largest discount accepted"
     spec.name: spec.description.split(";")[0].rstrip(".")
@@ -204,6 +216,8 @@ _DESCRIPTIONS = {
 def reason_sentence(feature: str, value: Any) -> str:
     """A short sentence for a feature's value ("3 promises broken in the last 90 days")."""
     missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if isinstance(value, str) and feature in _TEXT_TEMPLATES:
+        return _TEXT_TEMPLATES[feature](value)
     if isinstance(value, str) or (not missing and not isinstance(value, int | float | np.number)):
         description = _DESCRIPTIONS.get(feature, feature.replace("_", " "))
         return f"{description}: {value}"

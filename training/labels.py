@@ -6,7 +6,8 @@
   its action (channel, local hour and hour band, weekday, offer kind and terms), whether it
   reached the debtor, the amount paid in the horizon after it and the net of the contact's cost.
 
-Only rows whose whole label window lies inside the data are labelled (`labelable`).
+Only accounts that owe and are not closed are propensity rows (`open_owing_rows`), and only
+rows whose whole label window lies inside the data are labelled (`labelable`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,26 @@ def amount_paid_between(
     count = np.where(known, high - low, 0)
     total = np.where(known, cumulative[high] - cumulative[low], 0.0)
     return count, np.round(total, 2)
+
+
+ELIGIBILITY_COLUMNS: tuple[str, ...] = ("current_balance", "account_closed")
+"""Snapshot columns that decide whether an account is a propensity row at an as-of time."""
+
+
+def open_owing_rows(snapshot: pd.DataFrame) -> pd.Series:
+    """Which snapshot rows are propensity rows: the account still owes and is not closed.
+
+    A closed account (settled, paid in full, recalled, sold, sent to legal or elsewhere,
+    bankrupt, deceased) is out of our hands: it is never scored nor worked, so it is no
+    training row either. Labelling it "did not pay" would teach the model that whatever led
+    to the closure (an accepted discount, say) means a debtor never pays again. Snapshots
+    built before account events existed have no `account_closed` column: all open.
+    """
+    owing = snapshot["current_balance"].to_numpy(dtype=float) > 0
+    if "account_closed" not in snapshot:
+        return pd.Series(owing, index=snapshot.index)
+    closed = snapshot["account_closed"].fillna(0).to_numpy(dtype=float) > 0
+    return pd.Series(owing & ~closed, index=snapshot.index)
 
 
 def payment_labels(

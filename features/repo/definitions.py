@@ -21,6 +21,7 @@ from features.catalog import (
     DEBTOR_FEATURES,
     SCORING_SERVICE_V1,
     SCORING_SERVICE_V2,
+    SCORING_SERVICE_V3,
     SCORING_SERVICES,
     FeatureSpec,
     service_features,
@@ -36,6 +37,10 @@ SCORING_DESCRIPTIONS = {
     SCORING_SERVICE_V2: (
         "Inputs of the propensity and next-best-action models, version 2: version 1 plus the "
         "month-by-month statement history (latest 6 statements, payments per cycle)."
+    ),
+    SCORING_SERVICE_V3: (
+        "Inputs of the propensity and next-best-action models, version 3: version 2 plus the "
+        "account's events (balance forgiven by settlements, kind and age of the latest event)."
     ),
 }
 COMPLIANCE_SERVICE = "compliance_v1"
@@ -94,7 +99,10 @@ def feature_repository(snapshot_root: Path) -> list[object]:
         schema=_fields(ACCOUNT_FEATURES),
         source=account_source,
         online=True,
-        description="Payment, promise, contact, offer and statement history of an account.",
+        description=(
+            "Payment, promise, contact, offer, statement and event history of an account, "
+            "and whether it is closed."
+        ),
     )
     debtor_view = FeatureView(
         name="debtor_features",

@@ -165,6 +165,7 @@ def _print_kpis(tables: dict[str, pd.DataFrame], segments: bool) -> None:
         "segment": "segment",
         "collected": "collected",
         "collection_rate": "coll. rate",
+        "collection_rate_net_of_forgiven": "net rate",
         "attempts": "attempts",
         "promise_rate": "promise",
         "kept_rate": "kept",
@@ -172,7 +173,13 @@ def _print_kpis(tables: dict[str, pd.DataFrame], segments: bool) -> None:
         "days_to_first_payment": "days to 1st",
         "cost_per_amount_collected": "cost/coll.",
     }
-    percent = {"collection_rate", "promise_rate", "kept_rate", "cost_per_amount_collected"}
+    percent = {
+        "collection_rate",
+        "collection_rate_net_of_forgiven",
+        "promise_rate",
+        "kept_rate",
+        "cost_per_amount_collected",
+    }
     table = Table(title="Collection KPIs per week")
     for label in columns.values():
         if label in ("week", "segment"):

@@ -178,6 +178,7 @@ ID_CASES: list[tuple[str, int, str, Mutation]] = [
         "offers": "offer_id",
         "promises": "promise_id",
         "statements": "statement_id",
+        "account_events": "event_id",
     }.items()
     for text in NOT_IDS.values()
 ]
@@ -195,6 +196,39 @@ CASES += [
         0,
         "days_past_due:greater_than_or_equal_to(0)",
         _set("statements", 0, "days_past_due", -30),
+    ),
+    ("account_events", 1, "kind:isin", _set("account_events", 1, "kind", "closed")),
+    ("account_events", 1, "unknown_account", _set("account_events", 1, "account_id", 99)),
+    ("account_events", 2, "duplicate_id", _set("account_events", 2, "event_id", 2)),
+    (
+        "account_events",
+        0,
+        "amount_forgiven_fits_kind",  # a settlement must say what it forgave
+        _set("account_events", 0, "amount_forgiven", float("nan")),
+    ),
+    (
+        "account_events",
+        1,
+        "amount_forgiven_fits_kind",  # only settlements forgive
+        _set("account_events", 1, "amount_forgiven", 10.0),
+    ),
+    (
+        "account_events",
+        0,
+        "amount_forgiven:greater_than_or_equal_to",
+        _set("account_events", 0, "amount_forgiven", -5.0),
+    ),
+    (
+        "account_events",
+        0,
+        "before_account_placed",  # after opening (2021) but before placement (2024-05-01)
+        _set("account_events", 0, "occurred_at", utc("2024-04-30")),
+    ),
+    (
+        "account_events",
+        2,
+        "occurred_at:missing_value",
+        _set("account_events", 2, "occurred_at", None),
     ),
     (
         "accounts",
@@ -353,6 +387,29 @@ def test_statements_are_optional(tables: dict[str, pd.DataFrame]) -> None:
     assert result.quarantined_rows == 0
 
 
+def test_account_events_are_optional(tables: dict[str, pd.DataFrame]) -> None:
+    del tables["account_events"]
+    result = validate_tables(tables)
+    assert result.reports["account_events"].input_rows == 0
+    assert result.quarantined_rows == 0
+    assert contract_columns("account_events") == {
+        name: str(dtype) for name, dtype in result.valid["account_events"].dtypes.items()
+    }
+
+
+def test_events_of_a_quarantined_account_are_quarantined_and_counted(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    _set("accounts", 1, "product", "yacht")(tables)  # account 11: recalled, then reopened
+    _set("account_events", 0, "occurred_at", utc("2030-01-01"))(tables)
+    result = validate_tables(tables, data_end=utc("2025-01-01"))
+    report = result.reports["account_events"]
+    assert report.rows_per_rule == {"account_quarantined": 2, "after_data_end": 1}
+    assert (report.input_rows, report.valid_rows, report.quarantined_rows) == (3, 0, 3)
+    assert report.reconciles
+    assert list(result.quarantined["account_events"]["source_row"]) == [0, 1, 2]
+
+
 def test_extra_columns_travel_with_valid_rows(tables: dict[str, pd.DataFrame]) -> None:
     tables["debtors"] = tables["debtors"].assign(note=["a", "b"])
     result = validate_tables(tables)
@@ -378,7 +435,7 @@ def test_all_rows_invalid_leaves_empty_valid_tables(tables: dict[str, pd.DataFra
     tables["debtors"]["timezone"] = pd.Categorical(["Nowhere/A", "Nowhere/B"])
     result = validate_tables(tables)
     assert result.reconciles
-    for name in ("debtors", "accounts", "payments", "contacts", "offers", "promises", "statements"):
+    for name in tables:  # account_events too: every event's account is gone
         assert len(result.valid[name]) == 0, name
         assert result.reports[name].quarantined_rows == len(tables[name])
     assert np.all(result.valid["accounts"].dtypes.astype(str).to_numpy() != "object")

@@ -14,9 +14,11 @@ from features.catalog import (
     MODEL_FEATURES,
     SCORING_SERVICE_V1,
     SCORING_SERVICE_V2,
+    SCORING_SERVICE_V3,
     SCORING_SERVICES,
     categorical_features,
     model_features,
+    service_features,
 )
 
 PUBLISHED_V1 = (
@@ -152,8 +154,33 @@ def test_v2_is_v1_plus_the_statement_history() -> None:
     assert len(added) == 46
     assert all("statement" in name for name in added)
     assert categorical_features(SCORING_SERVICE_V2) == ("product", "creditor")
-    assert LATEST_SCORING_SERVICE == SCORING_SERVICE_V2
-    assert set(SCORING_SERVICES) == {SCORING_SERVICE_V1, SCORING_SERVICE_V2}
+
+
+def test_v3_is_v2_plus_the_account_events() -> None:
+    v2, v3 = model_features(SCORING_SERVICE_V2), model_features(SCORING_SERVICE_V3)
+    account_v2 = service_features(SCORING_SERVICE_V2, "account")
+    account_v3 = service_features(SCORING_SERVICE_V3, "account")
+    assert account_v3[: len(account_v2)] == account_v2  # v2's, in order, then the new ones
+    assert account_v3[len(account_v2) :] == (
+        "amount_forgiven_total",
+        "last_account_event_kind",
+        "days_since_last_account_event",
+    )
+    assert service_features(SCORING_SERVICE_V3, "debtor") == service_features(
+        SCORING_SERVICE_V2, "debtor"
+    )
+    assert len(v3) == len(v2) + 3
+    assert categorical_features(SCORING_SERVICE_V3) == (
+        "product",
+        "creditor",
+        "last_account_event_kind",
+    )
+    # whether and how an account is closed decides if it is scored at all: never an input
+    for name in ("account_closed", "closed_kind", "closed_at"):
+        assert name in {spec.name for spec in ACCOUNT_FEATURES}
+        assert name not in v3
+    assert LATEST_SCORING_SERVICE == SCORING_SERVICE_V3
+    assert set(SCORING_SERVICES) == {SCORING_SERVICE_V1, SCORING_SERVICE_V2, SCORING_SERVICE_V3}
 
 
 def test_no_audit_attribute_is_a_model_input() -> None:
@@ -171,7 +198,7 @@ def test_every_feature_is_described_and_versioned() -> None:
 
 
 def test_unknown_service_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"unknown scoring service 'compliance_v1'.*v1.*v2"):
+    with pytest.raises(ValueError, match=r"unknown scoring service 'compliance_v1'.*v1.*v2.*v3"):
         model_features("compliance_v1")
 
 
@@ -184,7 +211,7 @@ def test_feast_services_publish_the_catalog_lists(tmp_path: Path) -> None:
         for obj in feature_repository(tmp_path)
         if type(obj).__name__ == "FeatureService"
     }
-    assert set(services) == {SCORING_SERVICE_V1, SCORING_SERVICE_V2, "compliance_v1"}
+    assert set(services) == {*SCORING_SERVICES, "compliance_v1"}
     for name in SCORING_SERVICES:
         published = [
             feature.name

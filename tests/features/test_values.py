@@ -44,6 +44,44 @@ def test_tiny_portfolio_by_hand() -> None:
     assert debtors.loc[1, "debtor_current_balance"] == 1000.0 + 300.0
 
 
+def test_account_events_by_hand() -> None:
+    tables = tiny_tables()
+    columns = [
+        "current_balance",
+        "amount_forgiven_total",
+        "last_account_event_kind",
+        "days_since_last_account_event",
+        "account_closed",
+        "closed_kind",
+        "closed_at",
+    ]
+    # 2024-07-12: account 12 settled (3333.34 forgiven after 1666.66 paid); 11 recalled
+    frame = account_features(tables, utc("2024-07-12 09:00")).set_index("account_id")[columns]
+    twelve, eleven, ten = frame.loc[12], frame.loc[11], frame.loc[10]
+    assert twelve["current_balance"] == pytest.approx(0.0, abs=1e-9)
+    assert twelve["amount_forgiven_total"] == 3333.34
+    assert (twelve["account_closed"], twelve["closed_kind"]) == (1, "settled")
+    assert twelve["closed_at"] == utc("2024-06-20 11:00")
+    assert twelve["days_since_last_account_event"] == pytest.approx(21 + 22 / 24)
+    assert (eleven["account_closed"], eleven["closed_kind"]) == (1, "recalled")
+    assert eleven["current_balance"] == 300.0  # a recall forgives nothing
+    assert (ten["account_closed"], ten["last_account_event_kind"]) == (0, "none")
+    assert np.isnan(ten["days_since_last_account_event"]) and pd.isna(ten["closed_at"])
+    # reopened on 2024-07-15: open again, the latest event is the reopening
+    later = account_features(tables, utc("2024-07-21")).set_index("account_id").loc[11]
+    assert (later["account_closed"], later["closed_kind"]) == (0, "none")
+    assert later["last_account_event_kind"] == "reopened" and pd.isna(later["closed_at"])
+    # an event counts only strictly before the as-of time, like every other event
+    at_settlement = account_features(tables, utc("2024-06-20 11:00")).set_index("account_id")
+    assert at_settlement.loc[12, "account_closed"] == 0
+    assert at_settlement.loc[12, "current_balance"] == pytest.approx(5000 - 833.33)
+    # without the table, nothing is forgiven or closed
+    del tables["account_events"]
+    bare = account_features(tables, utc("2024-07-12 09:00")).set_index("account_id")
+    assert bare.loc[12, "current_balance"] == pytest.approx(5000 - 2 * 833.33)
+    assert bare["account_closed"].eq(0).all() and bare["closed_kind"].eq("none").all()
+
+
 def test_before_placement_an_account_has_no_row() -> None:
     frame = account_features(tiny_tables(), utc("2024-06-01"))
     assert list(frame["account_id"]) == [12]

@@ -27,6 +27,14 @@ def test_weekly_kpis_by_hand(tables: dict[str, pd.DataFrame]) -> None:
     assert july["collected"] == pytest.approx(200.0)
     assert july["placed_balance"] == pytest.approx(6500.0)  # every account placed by then
     assert july["collection_rate"] == pytest.approx(200 / 6500)
+    # the loan was settled on 2024-06-20 with 3,333.34 forgiven: no longer owed
+    assert july["forgiven"] == pytest.approx(3333.34)
+    assert july["collection_rate_net_of_forgiven"] == pytest.approx(200 / (6500 - 3333.34))
+    assert row(weekly, "2024-07-15", "credit_card")["forgiven"] == 0.0
+    assert row(weekly, "2024-05-20")["forgiven"] == 0.0  # before the settlement
+    loan = row(weekly, "2024-06-17", "personal_loan")  # the week of the settlement
+    assert loan["collection_rate"] == pytest.approx(833.33 / 5000)
+    assert loan["collection_rate_net_of_forgiven"] == pytest.approx(833.33 / (5000 - 3333.34))
     assert july["kept_rate"] == pytest.approx(1.0)  # the promise due on 2024-07-20 was kept
     card = row(weekly, "2024-07-15", "credit_card")
     assert card["collection_rate"] == pytest.approx(200 / 1200)
@@ -56,11 +64,18 @@ def test_right_party_contacts_per_channel(tables: dict[str, pd.DataFrame]) -> No
 
 def test_account_states_and_roll_rates(tables: dict[str, pd.DataFrame]) -> None:
     states = account_states(tables, pd.Timestamp("2024-07-01", tz="UTC"))
-    assert states.to_dict() == {10: "180-359", 11: "<120", 12: "120-179"}
+    # the loan (12) was settled for less on 2024-06-20: its forgiven remainder is not owed
+    assert states.to_dict() == {10: "180-359", 11: "<120", 12: "settled"}
+    without_events = {name: frame for name, frame in tables.items() if name != "account_events"}
+    assert account_states(without_events, pd.Timestamp("2024-07-01", tz="UTC"))[12] == "120-179"
     kpis = collection_kpis(tables, COSTS, ContactRules())
     assert set(kpis) == {"weekly", "channels", "roll_rates", "blocked"}
     blocked = kpis["blocked"]
-    assert ((blocked["blocked_share"] >= 0) & (blocked["blocked_share"] <= 1)).all()
+    shares = blocked["blocked_share"].dropna()
+    assert ((shares >= 0) & (shares <= 1)).all()
+    # the week the loan was settled ends with no open account: no share to speak of
+    settled_week = blocked[blocked["week"] == dt.date(2024, 6, 17)].iloc[0]
+    assert settled_week["open_accounts"] == 0 and np.isnan(settled_week["blocked_share"])
     # the loan's dispute (2024-05-10) stops calls while it is being verified
     may = blocked[blocked["week"] == dt.date(2024, 5, 6)].iloc[0]
     assert may["open_accounts"] == 1 and may["blocked: dispute"] == pytest.approx(1.0)

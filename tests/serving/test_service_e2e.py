@@ -3,6 +3,7 @@ from a real MLflow registry by alias, features from the real Feast online store.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,26 @@ def latest_accounts(portfolio: Path) -> pd.DataFrame:
     return pd.read_parquet(portfolio / "features" / "account" / f"as_of={stamp}.parquet")
 
 
+def closed_now(portfolio: Path) -> dict[int, str]:
+    """Account id -> the exclusion reason its latest event gives (the simulator closes each
+    account at most once: settled or paid in full)."""
+    events = pd.read_parquet(portfolio / "account_events.parquet")
+    latest = events.sort_values("occurred_at").drop_duplicates("account_id", keep="last")
+    return {
+        int(row.account_id): f"closed: {row.kind} {row.occurred_at.date().isoformat()}"
+        for row in latest.itertuples()
+        if row.kind != "reopened"
+    }
+
+
+def open_owing(portfolio: Path) -> pd.DataFrame:
+    """Accounts of the latest snapshot that owe and are not closed since."""
+    latest = latest_accounts(portfolio)
+    return latest[
+        (latest["current_balance"] > 0) & ~latest["account_id"].isin(closed_now(portfolio))
+    ]
+
+
 def test_health_is_open_and_everything_else_needs_a_key(service: Running) -> None:
     assert client(service, None).get("/health").json() == {"status": "ok", "detail": {}}
     assert client(service, None).get("/ready").status_code == 401
@@ -39,8 +60,7 @@ def test_health_is_open_and_everything_else_needs_a_key(service: Running) -> Non
 
 
 def test_scores_with_reasons_actions_and_unknown_accounts(service: Running) -> None:
-    owing = latest_accounts(service.portfolio)
-    ids = owing.loc[owing["current_balance"] > 0, "account_id"].head(5).tolist()
+    ids = open_owing(service.portfolio)["account_id"].head(5).tolist()
     response = client(service).post("/v1/scores", json={"account_ids": [*ids, "99999999"]})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -78,9 +98,47 @@ def _payload(service: Running, account_id: str) -> dict[str, object]:
     return features
 
 
+def test_closed_accounts_are_returned_with_their_reason_never_scored(service: Running) -> None:
+    closed = closed_now(service.portfolio)
+    settled = next(k for k, v in closed.items() if v.startswith("closed: settled "))
+    paid_off = next(k for k, v in closed.items() if v.startswith("closed: paid_in_full "))
+    open_id = int(open_owing(service.portfolio)["account_id"].iloc[0])
+    response = client(service).post(
+        "/v1/scores", json={"account_ids": [settled, open_id, paid_off]}
+    )
+    assert response.status_code == 200, response.text
+    first, second, third = response.json()["items"]
+    for item, account_id in ((first, settled), (third, paid_off)):
+        assert item["account_id"] == account_id and item["status"] == "closed"
+        assert item["detail"] == closed[account_id]
+        assert item["p_payment_30d"] is None and item["best_action"] is None
+        assert item["reasons"] == []
+    assert second["status"] == "scored" and second["p_payment_30d"] is not None
+    explained = client(service).get(f"/v1/accounts/{settled}/explanation")
+    assert explained.status_code == 200
+    assert explained.json()["status"] == "closed" and explained.json()["detail"] == closed[settled]
+    # a worklist asked for these accounts only: the closed ones are excluded, with the reason
+    day = pd.Timestamp(json.loads((service.portfolio / "manifest.json").read_text())["data_end"])
+    body = (
+        client(service)
+        .post(
+            "/v1/worklists",
+            json={
+                "date": day.date().isoformat(),
+                "capacity": {"call": 5, "sms": 5, "email": 5},
+                "account_ids": [settled, open_id, paid_off],
+            },
+        )
+        .json()
+    )
+    assert body["counts"]["closed"] == 2 and body["counts"]["considered"] == 1
+    reasons = {e["account_id"]: e["reason"] for e in body["excluded"]}
+    assert reasons.items() >= {settled: closed[settled], paid_off: closed[paid_off]}.items()
+    assert {item["account_id"] for item in body["items"]} <= {open_id}
+
+
 def test_feature_payloads_score_like_the_online_store(service: Running) -> None:
-    owing = latest_accounts(service.portfolio)
-    account_id = str(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
+    account_id = str(open_owing(service.portfolio)["account_id"].iloc[0])
     by_id = client(service).post("/v1/scores", json={"account_ids": [account_id]}).json()
     payload = {"accounts": [{"account_id": account_id, "features": _payload(service, account_id)}]}
     by_payload = client(service).post("/v1/scores", json=payload)
@@ -117,8 +175,7 @@ def test_bad_input_gets_4xx_never_500(service: Running) -> None:
 
 
 def test_explanation_and_models(service: Running) -> None:
-    owing = latest_accounts(service.portfolio)
-    account_id = str(owing.loc[owing["current_balance"] > 0, "account_id"].iloc[0])
+    account_id = str(open_owing(service.portfolio)["account_id"].iloc[0])
     api = client(service)
     explained = api.get(f"/v1/accounts/{account_id}/explanation")
     assert explained.status_code == 200
@@ -171,8 +228,6 @@ def test_metrics_count_requests_by_route_and_show_model_versions(service: Runnin
 
 
 def test_worklist_over_http_respects_capacity_and_explains_exclusions(service: Running) -> None:
-    import json
-
     manifest = json.loads((service.portfolio / "manifest.json").read_text())
     day = pd.Timestamp(manifest["data_end"]).date().isoformat()
     capacity = {"call": 30, "sms": 20, "email": 10, "letter": 0}
@@ -191,9 +246,17 @@ def test_worklist_over_http_respects_capacity_and_explains_exclusions(service: R
         assert 8 <= start < end <= 21 and item["timezone"].startswith("America/")
     best = [item["expected_net"] for item in items if item["kind"] == "best_action"]
     assert best == sorted(best, reverse=True)
-    assert all(e["reason"].startswith("blocked: ") for e in body["excluded"])
+    closed = closed_now(service.portfolio)
+    assert len(closed) > 50  # settled and paid in full in the simulated year
+    excluded = {e["account_id"]: e["reason"] for e in body["excluded"]}
+    # every closed account is left out and says how and when it closed; the rest are blocked
+    assert {k: v for k, v in excluded.items() if v.startswith("closed: ")} == closed
+    assert all(v.startswith("blocked: ") for k, v in excluded.items() if k not in closed)
+    assert not closed.keys() & {item["account_id"] for item in items}
     counts = body["counts"]
     assert counts["scheduled"] == len(items) and counts["requested"] == 1200
+    assert counts["closed"] == len(closed)
+    assert counts["considered"] + counts["closed"] + counts["unknown_or_settled"] == 1200
     bad = client(service).post("/v1/worklists", json={"date": "someday", "capacity": {}})
     assert bad.status_code == 422
     negative = client(service).post("/v1/worklists", json={"date": day, "capacity": {"call": -1}})

@@ -12,7 +12,7 @@ import pytest
 
 from data_contracts.contact_rules import DEFAULT_RULES_FILE, ContactRules, load_rules
 from features.compliance import AccountHistory, call_block
-from serving.worklist import build_worklist
+from serving.worklist import build_worklist, closed_exclusions
 
 DAY = date(2026, 11, 24)
 RULES = load_rules(DEFAULT_RULES_FILE)
@@ -220,3 +220,16 @@ def test_a_bad_rules_file_is_named_with_its_problem(tmp_path: Path) -> None:
     unknown.write_text("default:\n  calls_per_week: lots\n")
     with pytest.raises(RulesError, match=r"unknown\.yaml: default\.calls_per_week"):
         load_rules(unknown)
+
+
+def test_closed_accounts_are_listed_in_the_order_asked_with_their_reason() -> None:
+    closed = pd.Series(
+        ["closed: settled 2026-01-04", "closed: deceased 2025-12-01"], index=[7, 3], dtype=object
+    )
+    excluded = closed_exclusions(np.array([1, 3, 5, 7]), closed)
+    assert excluded.to_dict("records") == [
+        {"account_id": 3, "reason": "closed: deceased 2025-12-01"},
+        {"account_id": 7, "reason": "closed: settled 2026-01-04"},
+    ]
+    assert closed_exclusions(np.array([1, 2]), closed).empty
+    assert closed_exclusions(np.array([1]), pd.Series(dtype=object)).empty

@@ -75,6 +75,38 @@ def test_events_happen_only_while_the_account_is_worked(
         assert (tables[name][column] < data_end).all(), name
 
 
+def test_settlements_and_payoffs_close_exactly_the_accounts_cleared(
+    medium_portfolio: SimulatedPortfolio,
+) -> None:
+    tables = medium_portfolio.tables
+    accounts = tables["accounts"].set_index("account_id")
+    events = tables["account_events"]
+    kinds = events["kind"].astype(str)
+    assert set(kinds) == {"settled", "paid_in_full"}
+    assert (kinds == "settled").sum() > 100 and (kinds == "paid_in_full").sum() > 100
+    assert events["account_id"].is_unique  # closed once, never reopened in the simulation
+    # every account cleared by the end of the data has its closing event, and only those
+    cleared = set(accounts.index[accounts["current_balance"] == 0])
+    assert set(events["account_id"]) == cleared
+    # placed balance = payments since placement + amount forgiven, to the cent
+    payments = tables["payments"]
+    since_placement = payments["paid_at"] >= payments["account_id"].map(accounts["placed_at"])
+    paid = payments[since_placement].groupby("account_id", observed=True)["amount"].sum()
+    ids = events["account_id"]
+    owed = accounts.loc[ids, "original_balance"].to_numpy()
+    settled_for = paid.reindex(ids).fillna(0).to_numpy() + events["amount_forgiven"].fillna(0)
+    np.testing.assert_allclose(settled_for, owed, atol=0.01)
+    # a settlement comes with the payment that settles an accepted discount offer
+    settled = events[kinds == "settled"]
+    assert (settled["amount_forgiven"] > 0).all()
+    offers = tables["offers"]
+    discounts = offers[(offers["kind"] == "discount") & offers["accepted_at"].notna()]
+    accepted = discounts.groupby("account_id", observed=True)["accepted_at"].min()
+    assert (settled["occurred_at"] >= settled["account_id"].map(accepted)).all()
+    last_paid = payments.groupby("account_id", observed=True)["paid_at"].max()
+    assert (events["occurred_at"] == events["account_id"].map(last_paid)).all()
+
+
 def test_the_logging_policy_was_compliant(medium_portfolio: SimulatedPortfolio) -> None:
     contacts = medium_portfolio.tables["contacts"]
     calls = _local(contacts[contacts["channel"] == "call"], medium_portfolio, "attempted_at")

@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.snapshot import account_features
 from tests.conftest import utc
-from training.labels import amount_paid_between, hour_band, logged_actions, payment_labels
+from training.labels import (
+    amount_paid_between,
+    hour_band,
+    logged_actions,
+    open_owing_rows,
+    payment_labels,
+)
 
 
 def test_payment_labels_count_payments_inside_the_window_only(
@@ -29,6 +36,20 @@ def test_payment_labels_count_payments_inside_the_window_only(
     assert labelled["paid_30d"].tolist() == [1, 1, 0, 1, 0, 0]
     np.testing.assert_allclose(labelled["amount_30d"], [200.0, 200.0, 0.0, 833.33, 0.0, 0.0])
     assert labelled["labelable"].tolist() == [False, False, True, True, False, False]
+
+
+def test_closed_or_cleared_accounts_are_no_propensity_rows(
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    # 2024-07-12: 10 owes; 11 owes but was recalled on 07-10; 12 settled on 06-20
+    snapshot = account_features(tables, utc("2024-07-12"))
+    assert snapshot.loc[open_owing_rows(snapshot), "account_id"].tolist() == [10]
+    # reopened on 07-15: 11 is a row again
+    later = account_features(tables, utc("2024-07-21"))
+    assert later.loc[open_owing_rows(later), "account_id"].tolist() == [10, 11]
+    # snapshots built before account events existed: the balance alone decides
+    old = snapshot.drop(columns="account_closed").assign(current_balance=[1000.0, 300.0, 0.0])
+    assert old.loc[open_owing_rows(old), "account_id"].tolist() == [10, 11]
 
 
 def test_amount_between_handles_many_rows_per_account(tables: dict[str, pd.DataFrame]) -> None:

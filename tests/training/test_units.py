@@ -105,6 +105,10 @@ def test_reason_codes_read_as_sentences_and_rank_by_size() -> None:
     assert reason_sentence("days_since_last_payment", float("nan")) == "no payment on record"
     assert reason_sentence("payments_sum_30d", 1234.5) == "1,234.50 paid in the last 30 days"
     assert reason_sentence("product", "telecom").endswith(": telecom")
+    assert reason_sentence("last_account_event_kind", "reopened") == "account reopened"
+    assert reason_sentence("last_account_event_kind", "none") == "no account event on record"
+    assert reason_sentence("amount_forgiven_total", 250.0) == "250.00 forgiven by a settlement"
+    assert reason_sentence("days_since_last_account_event", 3.0) == "last account event 3 days ago"
     features = ["payments_count_30d", "promises_broken_90d", "current_balance", "product"]
     reasons = reason_codes(
         np.array([0.8, -1.2, -0.1, 0.0]), [2, 3, 5000.0, "telecom"], features, top=1
