@@ -50,7 +50,7 @@ def test_the_readme_section_runs_as_written(tmp_path: Path) -> None:
 
     manifest = json.loads((tmp_path / "data/agency/manifest.json").read_text())
     assert manifest["action_probability"] == "unknown"
-    assert manifest["tables_not_mapped"] == ["offers", "promises", "statements"]
+    assert manifest["tables_not_mapped"] == ["offers", "promises", "statements", "account_events"]
     assert manifest["rows"]["contacts"] > 1000
     assert "propensity v1" in outputs[-1]
     refused = subprocess.run(

@@ -24,13 +24,13 @@ def latest_accounts(portfolio: Path) -> pd.DataFrame:
     return pd.read_parquet(portfolio / "features" / "account" / f"as_of={stamp}.parquet")
 
 
-def closed_now(portfolio: Path) -> dict[int, str]:
+def closed_now(portfolio: Path) -> dict[str, str]:
     """Account id -> the exclusion reason its latest event gives (the simulator closes each
     account at most once: settled or paid in full)."""
     events = pd.read_parquet(portfolio / "account_events.parquet")
     latest = events.sort_values("occurred_at").drop_duplicates("account_id", keep="last")
     return {
-        int(row.account_id): f"closed: {row.kind} {row.occurred_at.date().isoformat()}"
+        str(row.account_id): f"closed: {row.kind} {row.occurred_at.date().isoformat()}"
         for row in latest.itertuples()
         if row.kind != "reopened"
     }
@@ -102,7 +102,7 @@ def test_closed_accounts_are_returned_with_their_reason_never_scored(service: Ru
     closed = closed_now(service.portfolio)
     settled = next(k for k, v in closed.items() if v.startswith("closed: settled "))
     paid_off = next(k for k, v in closed.items() if v.startswith("closed: paid_in_full "))
-    open_id = int(open_owing(service.portfolio)["account_id"].iloc[0])
+    open_id = str(open_owing(service.portfolio)["account_id"].iloc[0])
     response = client(service).post(
         "/v1/scores", json={"account_ids": [settled, open_id, paid_off]}
     )
