@@ -154,8 +154,11 @@ def test_a_new_champion_serves_once_its_reasons_are_prepared_never_computed_in_t
     assert computed == []
     held, total = worker.reasons_held()
     assert held == total > 0
-    ids = worker.portfolio.frame.index[worker.portfolio.has_features][:5]  # type: ignore[union-attr]
-    served = [item["reasons"] for item in worker.score_ids(list(ids), with_reasons=True)]
+    with_features = worker.portfolio.frame.index[worker.portfolio.has_features]  # type: ignore[union-attr]
+    ids = [i for i in with_features if i not in worker.closed.index][:5]  # closed: unscored
+    items = worker.score_ids(ids, with_reasons=True)
+    assert [item["status"] for item in items] == ["scored"] * len(ids), items
+    served = [item["reasons"] for item in items]
     assert computed == []  # prepared: looked up, not computed
     rows = worker.portfolio.frame.loc[ids]  # type: ignore[union-attr]
     model = worker.propensity.model  # type: ignore[union-attr]

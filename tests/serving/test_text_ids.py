@@ -31,8 +31,9 @@ ID_TEXT = {  # id column -> how the agency writes it
 
 
 def _relabel(folder: Path) -> dict[str, str]:
-    """Rewrite every table's ids as text; the account id of each simulated account number."""
-    for path in folder.glob("*.parquet"):
+    """Rewrite every table's ids as text (the simulator's hidden truth too); the account id of
+    each simulated account number."""
+    for path in [*folder.glob("*.parquet"), *folder.glob("truth/*.parquet")]:
         frame = pd.read_parquet(path)
         for column, text in ID_TEXT.items():
             if column in frame.columns:
