@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,9 +32,11 @@ ID_TEXT = {  # id column -> how the agency writes it
 
 
 def _relabel(folder: Path) -> dict[str, str]:
-    """Rewrite every table's ids as text (the simulator's hidden truth too); the account id of
-    each simulated account number."""
-    for path in [*folder.glob("*.parquet"), *folder.glob("truth/*.parquet")]:
+    """Rewrite every table's ids as text; the account id of each simulated account number. The
+    simulator's hidden truth goes: an agency's portfolio has none (and the truth's oracle
+    numbers accounts as the simulator does)."""
+    shutil.rmtree(folder / "truth")
+    for path in folder.glob("*.parquet"):
         frame = pd.read_parquet(path)
         for column, text in ID_TEXT.items():
             if column in frame.columns:
