@@ -340,10 +340,15 @@ def _check_contract(clean: pd.DataFrame, table: str) -> list[_Found]:
     return found
 
 
-def _check_duplicates(frame: pd.DataFrame, ok: np.ndarray, table: str) -> list[_Found]:
+def _check_duplicates(
+    frame: pd.DataFrame, ok: np.ndarray, table: str, raw: pd.DataFrame
+) -> list[_Found]:
     id_column = ID_COLUMNS[table]
+    ids = frame[id_column]
+    if pd.api.types.is_integer_dtype(raw[id_column].dtype):
+        ids = raw[id_column]  # the same duplicates as their decimal text, without hashing text
     duplicated = np.zeros(len(frame), dtype=bool)
-    duplicated[ok] = frame[id_column][ok].duplicated(keep="first").to_numpy()
+    duplicated[ok] = ids[ok].duplicated(keep="first").to_numpy()
     reason = f"{id_column} already used by an earlier row (the first one is kept)"
     return _found(np.flatnonzero(duplicated), "duplicate_id", reason)
 
@@ -568,7 +573,7 @@ def validate_table(
     # pandera checks (a file of orphans costs little)
     found += exclude(_check_parents(coerced, ok, table, valid_parents, raw_parent_ids))
     found += exclude(_check_contract(coerced if ok.all() else coerced[ok], table))
-    found += exclude(_check_duplicates(coerced, ok, table))
+    found += exclude(_check_duplicates(coerced, ok, table, raw))
     found += exclude(_check_event_order(coerced, ok, table, valid_parents, data_end))
 
     kept = coerced if ok.all() else coerced[ok]

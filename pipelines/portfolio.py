@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow.fs import LocalFileSystem
 
@@ -43,6 +44,14 @@ def table_path(folder: Path, table: str) -> Path:
     return Path(folder) / f"{table}.parquet"
 
 
+def _text_as_arrow(kind: pa.DataType) -> object:
+    """Text columns stay Arrow text (no Python string per row: an event's own ids are
+    unique text, tens of millions of them)."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return pd.StringDtype("pyarrow")
+    return None
+
+
 def read_table(folder: Path, table: str) -> pd.DataFrame:
     """Read one table; a missing or unreadable file is a `ContractError` naming the file."""
     path = table_path(folder, table)
@@ -54,7 +63,8 @@ def read_table(folder: Path, table: str) -> pd.DataFrame:
         # Arrow's own filesystem, not a Python file object: with one, Arrow's I/O threads take
         # the GIL to release it, and one doing so as the interpreter exits aborts the process
         # ("terminate called without an active exception", exit 134)
-        return pd.read_parquet(path.resolve(), filesystem=LocalFileSystem())
+        table = pq.read_table(path.resolve(), filesystem=LocalFileSystem())
+        return table.to_pandas(types_mapper=_text_as_arrow)
     except Exception as error:  # pyarrow raises several unrelated types for a bad file
         raise ContractError(
             f"{path}: cannot be read as parquet ({type(error).__name__})"

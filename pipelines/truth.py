@@ -41,8 +41,9 @@ def _read_truth(folder: Path) -> dict[str, Any] | None:
     root = Path(folder) / "truth"
     if not (root / "contacts.parquet").is_file():
         return None
-    return {
-        "contacts": pd.read_parquet(root / "contacts.parquet"),
+    contacts = pd.read_parquet(root / "contacts.parquet")
+    return {  # contact ids as text, as validation reads them
+        "contacts": contacts.assign(contact_id=contacts["contact_id"].astype(str).astype(object)),
         "debtors": pd.read_parquet(root / "debtors.parquet"),
         "accounts": pd.read_parquet(root / "accounts.parquet"),
         "params": json.loads((root / "params.json").read_text()),

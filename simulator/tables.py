@@ -105,9 +105,10 @@ def _ids(positions: np.ndarray, ids: pd.Index) -> pd.Categorical:
     return pd.Categorical.from_codes(np.asarray(positions, np.int64), categories=ids)
 
 
-def _row_ids(count: int) -> pd.arrays.ArrowStringArray:
-    """An event table's own ids `1`..`count` as Arrow text (no Python string per row)."""
-    return pd.arrays.ArrowStringArray(pa.array(np.arange(1, count + 1)).cast(pa.string()))
+def _row_ids(count: int) -> np.ndarray:
+    """An event table's own ids `1`..`count`: integers, which the contracts read as their
+    decimal text (written as numbers, they cost no string per row to write or check)."""
+    return np.arange(1, count + 1, dtype=np.int64)
 
 
 def _account_ids(pop: Population) -> pd.Index:
@@ -125,11 +126,14 @@ def _offer_ids(out: SimulationOutput) -> pd.Index:
 def _offer_refs(out: SimulationOutput, offer_id: np.ndarray) -> pd.Categorical:
     """References to offers (the engine's numbers; negative: none) as the offers' ids."""
     offer_id = np.asarray(offer_id, np.int64)
-    return _ids(np.where(offer_id > 0, offer_id - 1, -1), _offer_ids(out))
+    # only the offers cited: a file's dictionary of every offer would be read for each row group
+    return _ids(
+        np.where(offer_id > 0, offer_id - 1, -1), _offer_ids(out)
+    ).remove_unused_categories()
 
 
-def _row_ids_of(numbers: np.ndarray) -> pd.arrays.ArrowStringArray:
-    return pd.arrays.ArrowStringArray(pa.array(np.asarray(numbers, np.int64)).cast(pa.string()))
+def _row_ids_of(numbers: np.ndarray) -> np.ndarray:
+    return np.asarray(numbers, np.int64)
 
 
 def _pre_placement_payments(
@@ -391,7 +395,7 @@ def _contact_tables(
     yield "tables", "contacts", contacts
     del contacts
     outbound = order[direction == 0]
-    truth_contacts = {"contact_id": contact_ids[np.flatnonzero(direction == 0)]}
+    truth_contacts = {"contact_id": contact_ids[direction == 0]}  # as in the contacts table
     del order, direction, contact_ids
     for name in TRUTH_FIELDS:
         truth_contacts[name[len("truth_") :]] = log.pop(name)[outbound]
