@@ -270,7 +270,9 @@ class Broken:
         raise RuntimeError("this model is broken")
 
 
-def wait_for_version(service: Running, expected: str, seconds: float = 30) -> dict[str, str]:
+def wait_for_version(service: Running, expected: str, seconds: float = 120) -> dict[str, str]:
+    """The served versions once `expected` serves, or after `seconds`: a swap waits for its
+    reasons, prepared by a process that yields the CPU to everything else (a busy CI box)."""
     deadline = time.monotonic() + seconds
     while True:
         versions = {
