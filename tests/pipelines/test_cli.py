@@ -62,11 +62,16 @@ def test_validate_a_clean_portfolio_exits_0(portfolio: Path, tmp_path: Path) -> 
     assert report["reconciles"] and report["quarantined_rows"] == 0
 
 
-def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "bad"
+def copy_of(portfolio: Path, bad: Path) -> Path:
+    """The portfolio's tables and manifest copied to `bad`, to be spoiled by a test."""
     bad.mkdir()
     for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
         (bad / file.name).write_bytes(file.read_bytes())
+    return bad
+
+
+def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Path) -> None:
+    bad = copy_of(portfolio, tmp_path / "bad")
     payments = pd.read_parquet(bad / "payments.parquet")
     payments.loc[[0, 5], "amount"] = -10.0
     payments["account_id"] = payments["account_id"].astype(object)
@@ -88,10 +93,7 @@ def test_validate_quarantines_bad_rows_and_exits_1(portfolio: Path, tmp_path: Pa
 def test_invalid_audit_values_are_nulled_and_the_portfolio_stays_valid(
     portfolio: Path, tmp_path: Path
 ) -> None:
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
-        (bad / file.name).write_bytes(file.read_bytes())
+    bad = copy_of(portfolio, tmp_path / "bad")
     debtors = pd.read_parquet(bad / "debtors.parquet")
     debtors["gender"] = debtors["gender"].astype(object)
     debtors.loc[::2, "gender"] = "F"  # every other debtor: a code the contract does not know
@@ -114,10 +116,7 @@ def test_invalid_audit_values_are_nulled_and_the_portfolio_stays_valid(
 def test_a_contact_at_night_is_a_compliance_warning_not_an_error(
     portfolio: Path, tmp_path: Path
 ) -> None:
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
-        (bad / file.name).write_bytes(file.read_bytes())
+    bad = copy_of(portfolio, tmp_path / "bad")
     contacts = pd.read_parquet(bad / "contacts.parquet")
     accounts = pd.read_parquet(bad / "accounts.parquet").set_index("account_id")
     debtors = pd.read_parquet(bad / "debtors.parquet").set_index("debtor_id")
@@ -167,10 +166,7 @@ def run_validate_report(folder: Path, quarantine: Path) -> str:
 def test_unusable_input_exits_2_with_a_clear_message(
     portfolio: Path, tmp_path: Path, damage: str
 ) -> None:
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
-        (bad / file.name).write_bytes(file.read_bytes())
+    bad = copy_of(portfolio, tmp_path / "bad")
     expected = {
         "missing_file": "contacts.parquet: file not found",
         "missing_column": "accounts.parquet: missing column(s) placed_at",
@@ -299,10 +295,7 @@ def test_a_missing_registry_is_named_and_not_created(portfolio: Path, tmp_path: 
 def test_a_missing_or_unreadable_manifest_is_unusable_input(
     portfolio: Path, tmp_path: Path, damage: str, problem: str
 ) -> None:
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    for file in [*portfolio.glob("*.parquet"), portfolio / "manifest.json"]:
-        (bad / file.name).write_bytes(file.read_bytes())
+    bad = copy_of(portfolio, tmp_path / "bad")
     payments = pd.read_parquet(bad / "payments.parquet")
     payments.loc[0, "paid_at"] = pd.Timestamp("2031-01-01", tz="UTC")  # only the end stops it
     payments.to_parquet(bad / "payments.parquet")
