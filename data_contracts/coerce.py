@@ -188,15 +188,31 @@ def _checked_ids(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         text = distinct.astype(str).astype(object)
     else:
         text = distinct.map(_id_text)  # None where it is no id
-    as_text = text
-    length = as_text.str.len()
-    bad = (
-        as_text.isna()
-        | (length < 1)
-        | (length > MAX_ID_LENGTH)
-        | as_text.str.contains(_NOT_AN_ID, regex=True)
-    ).fillna(True)
-    return as_text.to_numpy(dtype=object), bad.to_numpy(dtype=bool)
+    try:
+        arrow = pa.array(text.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeError):  # text Arrow cannot hold (lone surrogates)
+        length = text.str.len()
+        not_id = (length < 1) | (length > MAX_ID_LENGTH) | text.str.contains(_NOT_AN_ID)
+        bad = (text.isna() | not_id | _has_surrogates(text)).fillna(True)
+        return text.to_numpy(dtype=object), bad.to_numpy(dtype=bool)
+    bad = _arrow_not_ids(arrow) | np.asarray(arrow.is_null().to_numpy(zero_copy_only=False))
+    return text.to_numpy(dtype=object), bad
+
+
+def _has_surrogates(text: pd.Series) -> pd.Series:
+    """Text that is not Unicode (lone surrogates, as undecodable bytes read leniently give)."""
+    return text.map(
+        lambda value: isinstance(value, str) and not value.isascii() and _unencodable(value),
+        na_action="ignore",
+    ).astype("boolean")
+
+
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _id_text(value: object) -> str | None:

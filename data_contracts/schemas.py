@@ -45,9 +45,10 @@ decimal text; ids are categoricals in memory (one copy of each distinct id per c
 
 
 ROW_ID_DTYPE = pd.StringDtype("pyarrow")
-"""The dtype of an event's own id (a payment's, a contact's): unique per row, nothing refers to
-it, so Arrow text, not a categorical of as many categories as rows. Ids that repeat (a debtor's,
-an account's, an offer's) are categoricals."""
+"""The dtype of ids that are about as many as the rows holding them: an event's own id (a
+payment's, a contact's) and an offer's id, which at most a few contacts and promises cite. Arrow
+text, not a categorical of as many categories as rows. Ids that repeat (a debtor's, an
+account's) are categoricals."""
 
 
 def id_field(description: str, nullable: bool = False) -> Any:
@@ -55,10 +56,13 @@ def id_field(description: str, nullable: bool = False) -> Any:
     return pa.Field(nullable=nullable, description=description, metadata={"id": True})
 
 
-def row_id_field(description: str) -> Any:
-    """A pandera field holding an event's own id, as `ROW_ID_DTYPE`."""
+def row_id_field(description: str, nullable: bool = False) -> Any:
+    """A pandera field holding ids about as many as its rows, as `ROW_ID_DTYPE`."""
     return pa.Field(
-        description=description, metadata={"id": True}, dtype_kwargs={"storage": "pyarrow"}
+        nullable=nullable,
+        description=description,
+        metadata={"id": True},
+        dtype_kwargs={"storage": "pyarrow"},
     )
 
 
@@ -208,7 +212,9 @@ class Contacts(Contract):
     outcome: Series[Category] = pa.Field(
         isin=list(OUTCOMES), description="What came of it; allowed values depend on the channel."
     )
-    offer_id: Series[Category] = id_field("Offer presented in this contact, if any.", nullable=True)
+    offer_id: Series[pd.StringDtype] = row_id_field(
+        "Offer presented in this contact, if any.", nullable=True
+    )
     action_probability: Series[np.float64] = pa.Field(
         gt=0,
         le=1,
@@ -245,7 +251,7 @@ class Contacts(Contract):
 class Offers(Contract):
     """Settlement offers: a discount for paying in full, or a payment plan."""
 
-    offer_id: Series[Category] = id_field("Unique id of the offer.")
+    offer_id: Series[pd.StringDtype] = row_id_field("Unique id of the offer.")
     account_id: Series[Category] = id_field("Account the offer is for.")
     kind: Series[Category] = pa.Field(
         isin=list(OFFER_KINDS), description="discount or payment_plan."
@@ -308,7 +314,7 @@ class Promises(Contract):
             "period after due_at add up to the amount; null while that period is still open."
         ),
     )
-    offer_id: Series[Category] = id_field(
+    offer_id: Series[pd.StringDtype] = row_id_field(
         "Payment plan this promise is an installment of, if any.", nullable=True
     )
 

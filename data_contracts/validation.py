@@ -32,21 +32,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
 from data_contracts.breaches import contact_rule_breaches, local_time_text
-from data_contracts.coerce import ContractError, coerce_id, coerce_to_contract, finalize_dtypes
+from data_contracts.coerce import (
+    ContractError,
+    coerce_id,
+    coerce_row_ids,
+    coerce_to_contract,
+    finalize_dtypes,
+)
 from data_contracts.contact_rules import ContactRules
-from data_contracts.ids import lookup
+from data_contracts.ids import id_codes
 from data_contracts.schemas import (
     AUDIT_ONLY_COLUMNS,
     CONTRACTS,
     ID_COLUMNS,
     MAX_ID_LENGTH,
     OPTIONAL_TABLES,
+    ROW_ID_DTYPE,
+    contract_columns,
     empty_table,
     id_columns,
 )
@@ -309,9 +318,20 @@ def _short_check(check: str) -> str:
     return name if name in ("isin", "str_matches", "notin") else check
 
 
+@cache
+def _checked_schema(table: str) -> pa.DataFrameSchema:
+    """The contract's schema, less the dtype of its categorical id columns: `coerce_id` made
+    them categoricals of text already, and pandera's check of a categorical's dtype rebuilds
+    and re-verifies its categories (seconds for a few million ids)."""
+    schema = CONTRACTS[table].to_schema()
+    columns = contract_columns(table)
+    categorical_ids = [name for name in id_columns(table) if columns[name] == "category"]
+    return schema.update_columns({name: {"dtype": None} for name in categorical_ids})
+
+
 def _check_contract(clean: pd.DataFrame, table: str) -> list[_Found]:
     """Run the pandera model on rows free of type and missing-value problems."""
-    schema = CONTRACTS[table].to_schema()
+    schema = _checked_schema(table)
     typed = _renumbered(finalize_dtypes(table, clean))
     try:
         schema.validate(typed, lazy=True, inplace=True)
@@ -348,27 +368,46 @@ def _check_duplicates(
     if pd.api.types.is_integer_dtype(raw[id_column].dtype):
         ids = raw[id_column]  # the same duplicates as their decimal text, without hashing text
     duplicated = np.zeros(len(frame), dtype=bool)
-    duplicated[ok] = ids[ok].duplicated(keep="first").to_numpy()
+    kept = ids[ok]
+    if pd.api.types.is_integer_dtype(kept.dtype) and _increasing(kept.to_numpy(dtype=np.int64)):
+        return []  # numbered in order (the common export): no two alike
+    if isinstance(kept.dtype, pd.StringDtype):
+        kept = pd.Series(pd.factorize(kept)[0])  # Arrow text is hashed in Arrow
+    duplicated[ok] = kept.duplicated(keep="first").to_numpy()
     reason = f"{id_column} already used by an earlier row (the first one is kept)"
     return _found(np.flatnonzero(duplicated), "duplicate_id", reason)
+
+
+def _parent_rows(
+    frame: pd.DataFrame, table: str, valid: dict[str, pd.DataFrame]
+) -> dict[str, np.ndarray]:
+    """Each reference's row in its valid parent (-1: missing, unknown or quarantined), found
+    once per reference and shared by the checks that need it."""
+    return {
+        key: id_codes(frame[key], pd.Index(valid[parent][ID_COLUMNS[parent]]))
+        for key, parent in _PARENTS[table]
+    }
+
+
+def _increasing(values: np.ndarray) -> bool:
+    return bool(len(values) < 2 or (values[1:] > values[:-1]).all())
 
 
 def _check_parents(
     frame: pd.DataFrame,
     ok: np.ndarray,
     table: str,
-    valid: dict[str, pd.DataFrame],
-    raw_ids: dict[str, pd.Index],
+    parent_rows: dict[str, np.ndarray],
+    raw_ids: dict[str, Callable[[], pd.Index]],
 ) -> list[_Found]:
     found: list[_Found] = []
     for key, parent in _PARENTS[table]:
         keys = frame[key]
         present = keys.notna().to_numpy()
-        known = keys.isin(pd.Index(valid[parent][ID_COLUMNS[parent]])).to_numpy()
-        rows = np.flatnonzero(ok & present & ~known)
+        rows = np.flatnonzero(ok & present & (parent_rows[key] < 0))
         if not len(rows):
             continue
-        seen = keys.iloc[rows].isin(raw_ids[parent]).to_numpy()
+        seen = id_codes(keys.iloc[rows], raw_ids[parent]()) >= 0
         noun = _SINGULAR[parent]
         found += _found(rows[seen], f"{noun}_quarantined", f"{key}: that {noun} was quarantined")
         found += _found(rows[~seen], f"unknown_{noun}", f"{key}: no such {noun}")
@@ -380,6 +419,7 @@ def _check_event_order(
     ok: np.ndarray,
     table: str,
     valid: dict[str, pd.DataFrame],
+    parent_rows: dict[str, np.ndarray],
     data_end: pd.Timestamp | None,
 ) -> list[_Found]:
     found: list[_Found] = []
@@ -394,23 +434,21 @@ def _check_event_order(
             )
     if table not in _EVENT_TIME:
         return found
-    accounts = valid["accounts"].set_index("account_id")
     column = _EVENT_TIME[table]
     since, rule = "opened_at", "before_account_opened"
     if table in _NOT_BEFORE_PLACED:
         since, rule = "placed_at", "before_account_placed"
-    started = lookup(frame["account_id"], accounts[since])
+    started = valid["accounts"][since].array.take(parent_rows["account_id"], allow_fill=True)
     before = (frame[column] < started).fillna(False).to_numpy() & ok
     found += _found(np.flatnonzero(before), rule, f"{column} is before the account's {since}")
     if table in ("contacts", "promises"):
-        offers = valid["offers"].set_index("offer_id")["account_id"]
-        offer_account = lookup(frame["offer_id"], offers.astype(object))
-        cited = np.flatnonzero(offer_account.notna().to_numpy())
+        offers = valid["offers"]  # their account ids hold the accounts' categories
+        offer_row = parent_rows["offer_id"]
+        cited = np.flatnonzero(offer_row >= 0)
+        offer_account = offers["account_id"].cat.codes.to_numpy()[offer_row[cited]]
+        own_account = id_codes(frame["account_id"], offers["account_id"].cat.categories)[cited]
         other = np.zeros(len(frame), dtype=bool)
-        other[cited] = (
-            offer_account.iloc[cited].astype(object).to_numpy()
-            != frame["account_id"].iloc[cited].astype(object).to_numpy()
-        )
+        other[cited] = offer_account != own_account
         found += _found(
             np.flatnonzero(other & ok),
             "offer_of_other_account",
@@ -534,15 +572,31 @@ def _shared_ids(valid: pd.DataFrame, table: str, parents: dict[str, pd.DataFrame
     shared = {
         key: valid[key].cat.set_categories(parents[parent][ID_COLUMNS[parent]].cat.categories)
         for key, parent in _PARENTS[table]
+        if isinstance(valid[key].dtype, pd.CategoricalDtype)  # not Arrow text (offer ids)
     }
     return valid.assign(**shared) if shared else valid
+
+
+def _existing_ids(table: str, raw_ids: pd.Series) -> Callable[[], pd.Index]:
+    """The ids a raw table holds, valid rows or not (to tell a quarantined parent from an
+    unknown one), found on the first call: most portfolios never need them."""
+
+    @cache
+    def existing() -> pd.Index:
+        if contract_columns(table)[raw_ids.name] == str(ROW_ID_DTYPE):
+            ids, _ = coerce_row_ids(raw_ids)
+            return pd.Index(ids.dropna().unique())
+        ids, _ = coerce_id(raw_ids)
+        return pd.Index(ids.cat.categories)
+
+    return existing
 
 
 def validate_table(
     table: str,
     raw: pd.DataFrame,
     valid_parents: dict[str, pd.DataFrame],
-    raw_parent_ids: dict[str, pd.Index],
+    raw_parent_ids: Mapping[str, Callable[[], pd.Index]],
     data_end: pd.Timestamp | None = None,
     contact_rules: ContactRules | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
@@ -571,10 +625,11 @@ def validate_table(
     exclude(found)
     # parents before the contract: rows of an unknown or quarantined parent skip the costlier
     # pandera checks (a file of orphans costs little)
-    found += exclude(_check_parents(coerced, ok, table, valid_parents, raw_parent_ids))
+    parent_rows = _parent_rows(coerced, table, valid_parents)
+    found += exclude(_check_parents(coerced, ok, table, parent_rows, raw_parent_ids))
     found += exclude(_check_contract(coerced if ok.all() else coerced[ok], table))
     found += exclude(_check_duplicates(coerced, ok, table, raw))
-    found += exclude(_check_event_order(coerced, ok, table, valid_parents, data_end))
+    found += exclude(_check_event_order(coerced, ok, table, valid_parents, parent_rows, data_end))
 
     kept = coerced if ok.all() else coerced[ok]
     valid = _shared_ids(_renumbered(finalize_dtypes(table, kept)), table, valid_parents)
@@ -632,7 +687,7 @@ def validate_tables(
     valid: dict[str, pd.DataFrame] = {}
     quarantined: dict[str, pd.DataFrame] = {}
     reports: dict[str, TableReport] = {}
-    raw_ids: dict[str, pd.Index] = {}
+    raw_ids: dict[str, Callable[[], pd.Index]] = {}
     for table in CONTRACTS:
         if progress is not None:
             progress(table)
@@ -644,7 +699,6 @@ def validate_tables(
         if on_quarantined is not None:
             on_quarantined(table, quarantined[table])
             quarantined[table] = quarantined[table].iloc[:0]
-        if table in _PARENT_TABLES:  # ids that exist, valid or not
-            ids, _ = coerce_id(raw[ID_COLUMNS[table]])
-            raw_ids[table] = pd.Index(ids.dropna().cat.categories)
+        if table in _PARENT_TABLES:  # ids that exist, valid or not: found if ever needed
+            raw_ids[table] = _existing_ids(table, raw[ID_COLUMNS[table]])
     return ValidationResult(valid=valid, quarantined=quarantined, reports=reports)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data_contracts.ids import id_codes
 from data_contracts.vocabulary import CLOSING_EVENT_KINDS, REOPENING_EVENT_KINDS
 
 NO_EVENT = "none"
@@ -33,57 +34,61 @@ def account_status(
         (bool), `closed_kind` (the closing event's kind, `none` when open) and `closed_at`.
     """
     ids = pd.Index(np.asarray(account_ids))
-    known = _events_before(events, ids, as_of)
-    latest = known.drop_duplicates("account_id", keep="last").set_index("account_id")
-    forgiven = _forgiven_since_reopened(known)
-    total = known.groupby("account_id", sort=False, observed=True).size()
-    last_kind = latest["kind"].reindex(ids)
-    closed = last_kind.isin(list(CLOSING_EVENT_KINDS)).to_numpy(bool)
-    last_at = latest["occurred_at"].reindex(ids)
+    row, micros_at, kind, forgiven_amount = _events_before(events, account_ids, as_of)
+    count = len(ids)
+    index = np.arange(len(row))
+    last = np.full(count, -1, np.int64)
+    np.maximum.at(last, row, index)  # events are in time order: the latest has the highest index
+    reopened = np.isin(kind, list(REOPENING_EVENT_KINDS))
+    last_reopened = np.full(count, -1, np.int64)
+    np.maximum.at(last_reopened, row[reopened], index[reopened])
+    current = index > last_reopened[row]  # settlements before a reopening no longer count
+    has_event = last >= 0
+    last_kind = np.full(count, NO_EVENT, dtype=object)
+    last_kind[has_event] = kind[last[has_event]]
+    last_at = np.full(count, NAT, dtype="datetime64[us]")
+    last_at[has_event] = micros_at[last[has_event]].astype("datetime64[us]")
+    closed = np.isin(last_kind, list(CLOSING_EVENT_KINDS))
     return pd.DataFrame(
         {
             "account_id": ids,
-            "amount_forgiven": forgiven.reindex(ids).fillna(0.0).to_numpy(np.float64),
-            "events_total": total.reindex(ids).fillna(0).to_numpy(np.int64),
-            "last_event_kind": last_kind.fillna(NO_EVENT).to_numpy(object),
-            "last_event_at": last_at.to_numpy(),
+            "amount_forgiven": np.bincount(
+                row[current], weights=forgiven_amount[current], minlength=count
+            ).astype(np.float64),
+            "events_total": np.bincount(row, minlength=count).astype(np.int64),
+            "last_event_kind": last_kind,
+            "last_event_at": _utc(last_at),
             "closed": closed,
-            "closed_kind": np.where(closed, last_kind.fillna(NO_EVENT).to_numpy(object), NO_EVENT),
-            "closed_at": last_at.where(closed).to_numpy(),
+            "closed_kind": np.where(closed, last_kind, NO_EVENT).astype(object),
+            "closed_at": _utc(np.where(closed, last_at, NAT)),
         }
-    ).assign(
-        last_event_at=lambda frame: _utc(frame["last_event_at"]),
-        closed_at=lambda frame: _utc(frame["closed_at"]),
     )
 
 
-def _events_before(events: pd.DataFrame | None, ids: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The events of `ids` strictly before `as_of`, in time order (ties: table order), with
-    `kind` as plain text."""
-    columns = ["account_id", "occurred_at", "kind", "amount_forgiven"]
+NAT = np.datetime64("NaT", "us")
+
+
+def _events_before(
+    events: pd.DataFrame | None, account_ids: pd.Series | np.ndarray, as_of: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The events of `account_ids` strictly before `as_of`, in time order (ties: table order):
+    each one's position in `account_ids`, time (UTC microseconds), kind (text) and amount
+    forgiven (0 where none)."""
     if events is None or not len(events):
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns}).astype(
-            {"occurred_at": "datetime64[us, UTC]", "amount_forgiven": np.float64}
-        )
-    frame = events[columns]
-    frame = frame.assign(account_id=frame["account_id"].astype(object))  # ids as plain text
-    frame = frame[(frame["occurred_at"] < as_of).to_numpy(bool) & frame["account_id"].isin(ids)]
-    return frame.assign(kind=frame["kind"].astype(str)).sort_values("occurred_at", kind="stable")
+        empty = np.array([], np.int64)
+        return empty, empty, np.array([], object), np.array([], np.float64)
+    keys = pd.Series(account_ids) if not isinstance(account_ids, pd.Series) else account_ids
+    row = id_codes(events["account_id"], pd.Index(keys.array))
+    occurred = events["occurred_at"].to_numpy("datetime64[us]").astype(np.int64)
+    keep = np.flatnonzero((events["occurred_at"] < as_of).to_numpy(bool) & (row >= 0))
+    order = keep[np.argsort(occurred[keep], kind="stable")]
+    kind = events["kind"].astype(str).to_numpy(object)[order]
+    forgiven = np.nan_to_num(events["amount_forgiven"].to_numpy(np.float64, na_value=np.nan))
+    return row[order], occurred[order], kind, forgiven[order]
 
 
-def _forgiven_since_reopened(known: pd.DataFrame) -> pd.Series:
-    """Account id -> amounts forgiven by settlements after its latest reopening: a reopened
-    settlement (its payment returned, say) owes its whole balance again."""
-    place = pd.Series(np.arange(len(known)), index=known.index)
-    reopened = known["kind"].isin(list(REOPENING_EVENT_KINDS)).to_numpy(bool)
-    last_reopened = place[reopened].groupby(known["account_id"][reopened], observed=True).max()
-    since = known["account_id"].map(last_reopened).fillna(-1).to_numpy()
-    current = known[place.to_numpy() > since]
-    return current.groupby("account_id", sort=False, observed=True)["amount_forgiven"].sum()
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+def _utc(values: np.ndarray) -> pd.Series:
+    return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"))
 
 
 def closed_reason(kind: str, closed_at: pd.Timestamp) -> str:

@@ -682,7 +682,7 @@ def _account_frame(
             **{spec.name: _as_kind(columns[spec.name], spec.kind) for spec in ACCOUNT_FEATURES},
         }
     )
-    counts["debtor_id"] = accounts["debtor_id"].to_numpy()
+    counts["debtor_id"] = accounts["debtor_id"].array  # a categorical: grouped by its codes
     counts["current_balance"] = columns["current_balance"]
     counts["payments_sum_90d"] = columns["payments_sum_90d"]
     counts["payments_count_365d"] = columns["payments_count_365d"]

@@ -186,6 +186,11 @@ def _json_kind(value: object) -> str:
     return kinds.get(type(value), "a number")
 
 
+ROWS_PER_GROUP = 1 << 22
+"""Rows per parquet row group we write (Arrow's default is 1 << 20): each row group repeats
+the dictionary of a text id column (every account id), which a reader decodes once per group."""
+
+
 def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Write tables as parquet (microsecond timestamps), replacing each file atomically."""
     folder = Path(folder)
@@ -194,7 +199,11 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
         path = table_path(folder, name)
         partial = path.with_suffix(".parquet.partial")
         frame.to_parquet(
-            partial, index=False, coerce_timestamps="us", allow_truncated_timestamps=False
+            partial,
+            index=False,
+            coerce_timestamps="us",
+            allow_truncated_timestamps=False,
+            row_group_size=ROWS_PER_GROUP,
         )
         partial.replace(path)
 

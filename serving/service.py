@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from data_contracts.coerce import coerce_id
+from data_contracts.coerce import coerce_id, coerce_row_ids
 from data_contracts.contact_rules import ContactRules, RulesError, load_rules
 from data_contracts.settings import ServingSettings
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
@@ -136,10 +136,15 @@ if TYPE_CHECKING:
 
 
 def read_history(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Columns of an event table the worklist reads, ids as text (categoricals)."""
+    """Columns of an event table the worklist reads, ids as text (account ids categoricals,
+    offer ids Arrow text, as in the contracts)."""
     frame = pd.read_parquet(path, columns=columns)
-    ids = [name for name in ("account_id", "offer_id") if name in frame.columns]
-    return frame.assign(**{name: coerce_id(frame[name])[0] for name in ids})
+    ids = {
+        name: coerce(frame[name])[0]
+        for name, coerce in (("account_id", coerce_id), ("offer_id", coerce_row_ids))
+        if name in frame.columns
+    }
+    return frame.assign(**ids)
 
 
 def load_registered(name: str, alias: str) -> LoadedModel[Any]:

@@ -115,21 +115,18 @@ def _account_ids(pop: Population) -> pd.Index:
     return numbered_ids(len(pop.account_debtor))
 
 
-def _offer_ids(out: SimulationOutput) -> pd.Index:
-    """The offers' ids as text: the engine numbers them 1..n in the order it logs them."""
+def _offer_numbers(out: SimulationOutput) -> np.ndarray:
+    """The offers' own ids: the engine numbers them 1..n in the order it logs them (written
+    as integers, like events' own ids, and read as their decimal text)."""
     numbers = np.asarray(out.offers.columns()["offer_id"], np.int64)
     if not np.array_equal(numbers, np.arange(1, len(numbers) + 1)):
         raise ValueError("the offer log is not numbered 1..n in order")
-    return numbered_ids(len(numbers))
+    return numbers
 
 
-def _offer_refs(out: SimulationOutput, offer_id: np.ndarray) -> pd.Categorical:
-    """References to offers (the engine's numbers; negative: none) as the offers' ids."""
-    offer_id = np.asarray(offer_id, np.int64)
-    # only the offers cited: a file's dictionary of every offer would be read for each row group
-    return _ids(
-        np.where(offer_id > 0, offer_id - 1, -1), _offer_ids(out)
-    ).remove_unused_categories()
+def _offer_refs(offer_id: np.ndarray) -> pd.arrays.IntegerArray:
+    """References to offers (the engine's numbers; negative: none), as the offers' ids."""
+    return _nullable_ids(np.where(np.asarray(offer_id, np.int64) > 0, offer_id, -1))
 
 
 def _row_ids_of(numbers: np.ndarray) -> np.ndarray:
@@ -297,7 +294,7 @@ def _offers_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray) 
     )
     offers = pd.DataFrame(
         {
-            "offer_id": _ids(np.arange(len(offer_log["offer_id"])), _offer_ids(out)),
+            "offer_id": _offer_numbers(out),
             "account_id": _ids(offer_log["account"], _account_ids(out.population)),
             "kind": _categorical(offer_log["kind"] - 1, ("discount", "payment_plan")),
             "discount_pct": np.where(is_plan, np.nan, offer_log["discount_pct"]),
@@ -360,7 +357,7 @@ def _promises_table(out: SimulationOutput, clock: _Clock, account_tz: np.ndarray
             ),
             "amount": promise_log["amount"],
             "kept": pd.Series(promise_log["promise_id"]).map(kept).astype("boolean").array,
-            "offer_id": _offer_refs(out, promise_log["offer_id"]),
+            "offer_id": _offer_refs(promise_log["offer_id"]),
         }
     )
 
@@ -387,7 +384,7 @@ def _contact_tables(
             "direction": _categorical(direction, DIRECTIONS),
             "attempted_at": _as_utc(attempted_at),
             "outcome": _categorical(log.pop("outcome")[order], OUTCOME_NAMES),
-            "offer_id": _offer_refs(out, log.pop("offer_id")[order]),
+            "offer_id": _offer_refs(log.pop("offer_id")[order]),
             "action_probability": log.pop("action_probability")[order].astype(np.float64),
         }
     )
