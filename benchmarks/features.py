@@ -33,15 +33,19 @@ def _peak_mib() -> float:
 
 
 def _read_tables(folder: Path) -> dict:
+    """The columns the features read, as validation hands them over: references hold their
+    parent's id categories (one copy of each id, not one per table)."""
     import pandas as pd
 
+    from data_contracts.validation import share_parent_ids
     from features.snapshot import FEATURE_INPUTS
 
-    return {
-        name: pd.read_parquet(folder / f"{name}.parquet", columns=list(columns))
-        for name, columns in FEATURE_INPUTS.items()
-        if (folder / f"{name}.parquet").is_file()
-    }
+    tables: dict[str, pd.DataFrame] = {}
+    for name, columns in FEATURE_INPUTS.items():  # parents first
+        if (folder / f"{name}.parquet").is_file():
+            tables[name] = pd.read_parquet(folder / f"{name}.parquet", columns=list(columns))
+            tables = share_parent_ids(tables)  # each table's own copy of the ids freed now
+    return tables
 
 
 def stage_snapshot(folder: Path) -> dict:

@@ -242,6 +242,7 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
                 _timed_load(service.port, service.headers, bodies, args.rate, stop)
             )
             began = time.perf_counter()
+            events["load_began_utc"] = datetime.now(UTC).isoformat(timespec="milliseconds")
             await asyncio.sleep(args.before)
             events["promote_started_at"] = round(time.perf_counter() - began, 2)
             moved.update(await asyncio.to_thread(_copy_champions_elsewhere))
@@ -315,6 +316,8 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
     finally:
         record["stopped"] = service.stop()
         log = service.tail(lines=10_000)
+        if args.service_log is not None:  # to line the windows up with what the workers did
+            args.service_log.write_text(log.replace(" | ", "\n") + "\n")
         record["feature_reloads_logged"] = log.count("swapped features")
         record["model_reloads_logged"] = log.count("swapped cobranza-propensity")
         record["workers"] = args.workers
@@ -328,6 +331,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--portfolio", type=Path, default=Path("data/demo"))
+    parser.add_argument(
+        "--service-log", type=Path, default=None, help="write the service's log (UTC times) here"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--before", type=float, default=10.0, help="seconds before the swap")

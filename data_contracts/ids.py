@@ -37,3 +37,43 @@ def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     categorical."""
     positions = id_codes(keys, pd.Index(values.index))
     return pd.Series(values.array.take(positions, allow_fill=True), index=keys.index)
+
+
+def id_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Row position in the column `ids` (each id once) of each key, -1 where it is missing or
+    unknown. Categoricals of the same categories (a table and its parent, as validation leaves
+    them, or as read from files written together) are matched by their codes alone; other
+    categoricals hash each distinct id once."""
+    if not (
+        isinstance(keys.dtype, pd.CategoricalDtype) and isinstance(ids.dtype, pd.CategoricalDtype)
+    ):
+        return id_codes(keys, pd.Index(ids.to_numpy()))
+    categories = ids.cat.categories
+    id_code = ids.cat.codes.to_numpy()
+    row_of_category = np.full(len(categories), -1, dtype=np.intp)
+    present = np.flatnonzero(id_code >= 0)
+    row_of_category[id_code[present]] = present
+    key_categories = keys.cat.categories
+    if key_categories is not categories and not key_categories.equals(categories):
+        row_of_category = _taken(row_of_category, categories.get_indexer(key_categories))
+    return _taken(row_of_category, keys.cat.codes.to_numpy())
+
+
+def _taken(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """values[at], -1 where `at` is -1: one gather, from `values` with -1 appended (so -1
+    picks it), in 32 bits when that holds every position."""
+    kind = np.int32 if len(values) < 2**31 else np.intp
+    return np.append(values, -1).astype(kind)[at]
+
+
+def share_categories(keys: pd.Series, ids: pd.Series) -> pd.Series:
+    """Categorical `keys` holding the categories of the categorical `ids` (one copy of each id
+    in memory); keys not among them become missing. Equal categories (files written
+    together) are taken over as they are, without hashing an id."""
+    categories = ids.cat.categories
+    if keys.cat.categories is categories:
+        return keys
+    if keys.cat.categories.equals(categories):
+        shared = pd.Categorical.from_codes(keys.cat.codes.to_numpy(), dtype=ids.dtype)
+        return pd.Series(shared, index=keys.index, name=keys.name)
+    return keys.cat.set_categories(categories)

@@ -47,7 +47,7 @@ from data_contracts.coerce import (
     finalize_dtypes,
 )
 from data_contracts.contact_rules import ContactRules
-from data_contracts.ids import id_codes
+from data_contracts.ids import id_codes, share_categories
 from data_contracts.schemas import (
     AUDIT_ONLY_COLUMNS,
     CONTRACTS,
@@ -570,11 +570,23 @@ def _shared_ids(valid: pd.DataFrame, table: str, parents: dict[str, pd.DataFrame
     """Valid rows whose references hold their parent's id categories, so that ids compare,
     join and index alike across tables (every valid reference exists in its parent)."""
     shared = {
-        key: valid[key].cat.set_categories(parents[parent][ID_COLUMNS[parent]].cat.categories)
+        key: share_categories(valid[key], parents[parent][ID_COLUMNS[parent]])
         for key, parent in _PARENTS[table]
-        if isinstance(valid[key].dtype, pd.CategoricalDtype)  # not Arrow text (offer ids)
+        if key in valid.columns
+        and parent in parents
+        and isinstance(valid[key].dtype, pd.CategoricalDtype)  # not Arrow text (offer ids)
     }
     return valid.assign(**shared) if shared else valid
+
+
+def share_parent_ids(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Tables whose references hold their parent's id categories, as validation leaves them
+    (for tables read as stored, each with its own copy of every id it cites)."""
+    shared: dict[str, pd.DataFrame] = {}
+    for table in CONTRACTS:  # parents first
+        if table in tables:
+            shared[table] = _shared_ids(tables[table], table, shared)
+    return shared
 
 
 def _existing_ids(table: str, raw_ids: pd.Series) -> Callable[[], pd.Index]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from data_contracts.ids import id_positions
 from data_contracts.promises import GRACE_PERIOD
 
 DAY = pd.Timedelta(days=1)
@@ -71,8 +72,8 @@ def truncate_portfolio(
 
 def account_positions(accounts: pd.DataFrame, account_ids: pd.Series) -> np.ndarray:
     """Row position in `accounts` of each id (-1 if the account is not there)."""
-    positions = pd.Index(accounts["account_id"]).get_indexer(account_ids)
-    return positions.astype(np.int32) if len(accounts) < 2**31 else positions
+    positions = id_positions(account_ids, accounts["account_id"])
+    return positions.astype(np.int32, copy=False) if len(accounts) < 2**31 else positions
 
 
 def local_time(
