@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -74,6 +76,7 @@ def share_categories(keys: pd.Series, ids: pd.Series) -> pd.Series:
     if keys.cat.categories is categories:
         return keys
     if keys.cat.categories.equals(categories):
-        shared = pd.Categorical.from_codes(keys.cat.codes.to_numpy(), dtype=ids.dtype)
+        dtype = cast(pd.CategoricalDtype, ids.dtype)
+        shared = pd.Categorical.from_codes(keys.cat.codes.to_numpy(), dtype=dtype)
         return pd.Series(shared, index=keys.index, name=keys.name)
     return keys.cat.set_categories(categories)

@@ -398,7 +398,7 @@ def _check_parents(
     ok: np.ndarray,
     table: str,
     parent_rows: dict[str, np.ndarray],
-    raw_ids: dict[str, Callable[[], pd.Index]],
+    raw_ids: Mapping[str, Callable[[], pd.Index]],
 ) -> list[_Found]:
     found: list[_Found] = []
     for key, parent in _PARENTS[table]:
@@ -595,7 +595,7 @@ def _existing_ids(table: str, raw_ids: pd.Series) -> Callable[[], pd.Index]:
 
     @cache
     def existing() -> pd.Index:
-        if contract_columns(table)[raw_ids.name] == str(ROW_ID_DTYPE):
+        if contract_columns(table)[ID_COLUMNS[table]] == str(ROW_ID_DTYPE):
             ids, _ = coerce_row_ids(raw_ids)
             return pd.Index(ids.dropna().unique())
         ids, _ = coerce_id(raw_ids)
