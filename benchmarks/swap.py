@@ -5,7 +5,8 @@
 Starts the real `cobranza serve` (watching the registry and the online store every second),
 waits until it is ready and every account's reason codes are precomputed, then sends one
 account per request with reasons at `--rate` requests/s (open loop: latency counts from the
-scheduled send time) and, `--before` seconds in:
+scheduled send time). After `--warmup` seconds (the first connections, caches; not part of the
+baseline) and `--before` more (the baseline):
 1. registers a copy of each champion (same run and artifacts, so a pair) and moves `champion`
    to the copies, in a process of its own as `cobranza promote` would; polls /v1/models on
    fresh connections until every worker reports the new versions (swap time);
@@ -15,7 +16,7 @@ scheduled send time) and, `--before` seconds in:
    change).
 The load runs until `--materialize-seconds` after the feature swap. Per one-second window of
 send times: p50 and p99. Recovery: the first second after the swap from which every window's
-p50 stays within 1.5x the p50 before the alias moved (plus 1 ms); the p50 while the swap is
+p50 stays within 1.5x the baseline p50 (plus 1 ms); the p50 while the swap is
 prepared (old copy serving) is reported apart, and so is the p50 while the materialization
 itself runs on the same cores. The champion aliases are moved back at the end. Writes
 benchmarks/results/swap.json.
@@ -108,11 +109,17 @@ def _windows(results: list[tuple[float, float, int]]) -> list[dict[str, float]]:
 
 
 def _recovery(
-    windows: list[dict[str, float]], moved: float, swapped: float, until: float, before: float
+    windows: list[dict[str, float]],
+    moved: float,
+    swapped: float,
+    until: float,
+    baseline_seconds: tuple[float, float],
 ) -> dict:
-    """Baseline p50 before the alias moved; the worst p50 while the swap was prepared (alias
-    moved, old copy serving) and after it; when the p50 came back for good (before `until`)."""
-    baseline = float(np.median([w["p50_ms"] for w in windows if w["second"] < before]))
+    """Baseline p50 (median of the windows from `baseline_seconds[0]` until before
+    `baseline_seconds[1]`); the worst p50 while the swap was prepared (alias moved, old copy
+    serving) and after it; when the p50 came back for good (before `until`)."""
+    start, end = baseline_seconds
+    baseline = float(np.median([w["p50_ms"] for w in windows if start <= w["second"] < end]))
     limit = 1.5 * baseline + 1.0
     preparing = [w for w in windows if int(moved) <= w["second"] < int(swapped)]
     after = [w for w in windows if int(swapped) <= w["second"] < int(until)]
@@ -243,7 +250,7 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
             )
             began = time.perf_counter()
             events["load_began_utc"] = datetime.now(UTC).isoformat(timespec="milliseconds")
-            await asyncio.sleep(args.before)
+            await asyncio.sleep(args.warmup + args.before)
             events["promote_started_at"] = round(time.perf_counter() - began, 2)
             moved.update(await asyncio.to_thread(_copy_champions_elsewhere))
             events["alias_moved_at"] = round(time.perf_counter() - began, 2)
@@ -288,14 +295,14 @@ def measure(args: argparse.Namespace, ids: list[int]) -> dict[str, Any]:
             events["alias_moved_at"],
             events["swapped_at"],
             events["materialize_started_at"],
-            args.before,
+            (args.warmup, args.warmup + args.before),
         )
         record["feature_swap"] = _recovery(
             windows,
             events["materialize_finished_at"],
             events["features_swapped_at"],
             10**9,
-            args.before,
+            (args.warmup, args.warmup + args.before),
         )
         materializing = [
             w["p50_ms"]
@@ -336,7 +343,10 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
-    parser.add_argument("--before", type=float, default=10.0, help="seconds before the swap")
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds of load before the baseline"
+    )
+    parser.add_argument("--before", type=float, default=10.0, help="seconds of baseline")
     parser.add_argument("--after", type=float, default=30.0, help="seconds after the swap")
     parser.add_argument("--materialize-seconds", type=float, default=30.0)
     parser.add_argument("--out", default="swap.json", help="file name under results/")
