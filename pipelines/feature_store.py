@@ -476,26 +476,30 @@ def training_set(
     engine = engine or get_settings().feature_store.training_engine
     store = _registered_store(folder)
     feature_service = _service(store, service)
-    rows = entity_rows.reset_index(drop=True).assign(**{ROW_ID: np.arange(len(entity_rows))})
-    if "event_timestamp" not in rows.columns:
+    if "event_timestamp" not in entity_rows.columns:
         raise FeatureStoreError("entity rows need an event_timestamp column (UTC)")
+    rows = entity_rows.reset_index(drop=True)
     rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    if engine == "direct":  # the rows' own order and ids: no copy of the joined frame
+        joined = _direct_join(store, feature_service, rows)
+        if len(joined) != len(rows):
+            raise FeatureStoreError(
+                f"the point-in-time join returned {len(joined)} rows for {len(rows)} entity rows"
+            )
+        return joined
+    if engine != "feast":
+        raise FeatureStoreError(f"unknown training engine {engine!r} (direct or feast)")
+    rows[ROW_ID] = np.arange(len(rows))
     # ids as plain text, as the snapshots hold them; given back as they came
     keys = [k for k in rows.columns if isinstance(rows[k].dtype, pd.CategoricalDtype)]
     given = {key: rows[key].array for key in keys if key in ("account_id", "debtor_id")}
     rows = rows.assign(**{key: rows[key].astype(object) for key in given})
-    if engine == "feast":
-        joined = store.get_historical_features(entity_df=rows, features=feature_service).to_df()
-    elif engine == "direct":
-        joined = _direct_join(store, feature_service, rows)
-    else:
-        raise FeatureStoreError(f"unknown training engine {engine!r} (direct or feast)")
+    joined = store.get_historical_features(entity_df=rows, features=feature_service).to_df()
     if len(joined) != len(rows) or not joined[ROW_ID].is_unique:
         raise FeatureStoreError(
             f"the point-in-time join returned {len(joined)} rows for {len(rows)} entity rows"
         )
-    if engine == "feast":  # Feast returns rows in its own order
-        joined = joined.sort_values(ROW_ID).reset_index(drop=True)
+    joined = joined.sort_values(ROW_ID).reset_index(drop=True)  # Feast has its own order
     del joined[ROW_ID]
     return joined.assign(**{key: pd.Series(ids, index=joined.index) for key, ids in given.items()})
 
@@ -510,7 +514,7 @@ def _direct_join(store: Any, service: Any, rows: pd.DataFrame) -> pd.DataFrame:
     Integer features come back as floats (empty where no snapshot applies), as from Feast.
     """
     row_times = micros(rows["event_timestamp"].astype("datetime64[us, UTC]"))
-    columns: dict[str, np.ndarray] = {}
+    plan = []
     for view, names in _views_of(store, service):
         key = view.entity_columns[0].name
         if key not in rows.columns:
@@ -519,24 +523,25 @@ def _direct_join(store: Any, service: Any, rows: pd.DataFrame) -> pd.DataFrame:
         files = sorted(folder.glob("as_of=*.parquet"), key=_file_time)
         if not files:
             raise FeatureStoreError(f"{folder}: no snapshots (run `cobranza features build`)")
+        plan.append((view, key, names, files, pq.read_schema(files[0])))
+    order = [name for _, _, names, _, _ in plan for name in names]
+    kinds = {name: schema.field(name).type for *_, names, _, schema in plan for name in names}
+    numeric = [name for name in order if _is_number(kinds[name])]
+    slot = {name: index for index, name in enumerate(numeric)}
+    # the numeric features in one block, filled in place: the frame is made on it, not copied
+    block = np.full((len(numeric), len(rows)), np.nan)
+    others: dict[str, np.ndarray] = {
+        name: np.full(len(rows), np.datetime64("NaT"), dtype="datetime64[us]")
+        if pa.types.is_timestamp(kinds[name])
+        else np.full(len(rows), None, dtype=object)
+        for name in order
+        if name not in slot
+    }
+    for view, key, names, files, _ in plan:
         stamps = np.array([_file_time(file) for file in files], dtype=np.int64)
         chosen = np.searchsorted(stamps, row_times, side="right") - 1
         ttl = int(pd.Timedelta(view.ttl).total_seconds() * 1e6)
         usable = (chosen >= 0) & (row_times - stamps[np.maximum(chosen, 0)] <= ttl)
-        schema = pq.read_schema(files[0])
-        for name in names:
-            kind = schema.field(name).type
-            text = (
-                pa.types.is_string(kind)
-                or pa.types.is_large_string(kind)
-                or pa.types.is_dictionary(kind)
-            )
-            if pa.types.is_timestamp(kind):
-                columns[name] = np.full(len(rows), np.datetime64("NaT"), dtype="datetime64[us]")
-            else:
-                columns[name] = np.full(
-                    len(rows), None if text else np.nan, dtype=object if text else float
-                )
         keys = rows[key].to_numpy()
         for index in np.unique(chosen[usable]):
             selected = np.flatnonzero(usable & (chosen == index))
@@ -546,14 +551,27 @@ def _direct_join(store: Any, service: Any, rows: pd.DataFrame) -> pd.DataFrame:
             targets, sources = selected[found], position[found]
             for name in names:
                 values = snapshot.column(name).to_numpy()
+                if name in slot:
+                    block[slot[name], targets] = values[sources]
+                    continue
                 if values.dtype.kind == "M":
                     values = values.astype("datetime64[us]")
-                columns[name][targets] = values[sources]
-    features = pd.DataFrame(columns, index=rows.index)
-    for name, values in columns.items():
-        if values.dtype.kind == "M":
-            features[name] = features[name].dt.tz_localize("UTC")
-    return pd.concat([rows, features], axis=1)
+                others[name][targets] = values[sources]
+            del snapshot
+    features = pd.DataFrame(block.T, index=rows.index, columns=numeric, copy=False)
+    for name in order:  # the other features, each where the service lists it
+        if name in others:
+            values = pd.Series(others.pop(name), index=rows.index)
+            if values.dtype.kind == "M":
+                values = values.dt.tz_localize("UTC")
+            features.insert(order.index(name), name, values)
+    return pd.concat([rows, features], axis=1, copy=False)
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    """A feature held as a float in the training set (integers and flags too, as from Feast:
+    empty where no snapshot applies)."""
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
 
 
 def _file_time(path: Path) -> int:
