@@ -190,29 +190,19 @@ def _checked_ids(distinct: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         text = distinct.map(_id_text)  # None where it is no id
     try:
         arrow = pa.array(text.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowException, UnicodeError):  # text Arrow cannot hold (lone surrogates)
-        length = text.str.len()
-        not_id = (length < 1) | (length > MAX_ID_LENGTH) | text.str.contains(_NOT_AN_ID)
-        bad = (text.isna() | not_id | _has_surrogates(text)).fillna(True)
-        return text.to_numpy(dtype=object), bad.to_numpy(dtype=bool)
+    except (pa.ArrowException, UnicodeError):  # lone surrogates (bytes read leniently): no id
+        text = text.map(_unicode_or_none, na_action="ignore")
+        arrow = pa.array(text.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     bad = _arrow_not_ids(arrow) | np.asarray(arrow.is_null().to_numpy(zero_copy_only=False))
     return text.to_numpy(dtype=object), bad
 
 
-def _has_surrogates(text: pd.Series) -> pd.Series:
-    """Text that is not Unicode (lone surrogates, as undecodable bytes read leniently give)."""
-    return text.map(
-        lambda value: isinstance(value, str) and not value.isascii() and _unencodable(value),
-        na_action="ignore",
-    ).astype("boolean")
-
-
-def _unencodable(value: str) -> bool:
+def _unicode_or_none(value: str) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        return None
+    return value
 
 
 def _id_text(value: object) -> str | None:
@@ -237,6 +227,14 @@ def _decode(value: object) -> object:
         except UnicodeDecodeError:
             return None
     return value
+
+
+def coerce_ids(table: str, column: str, values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """An id column of a contract table as the contract holds it: Arrow text for ids about as
+    many as their rows (`ROW_ID_DTYPE`), a categorical of text for ids that repeat."""
+    if contract_columns(table)[column] == str(ROW_ID_DTYPE):
+        return coerce_row_ids(values)
+    return coerce_id(values)
 
 
 _COERCERS = {
@@ -265,12 +263,11 @@ def coerce_to_contract(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     unreadable: dict[str, np.ndarray] = {}
     ids = set(id_columns(table))
     for name, dtype in contract_columns(table).items():
-        if name in ids:
-            coercer = coerce_row_ids if dtype == str(ROW_ID_DTYPE) else coerce_id
-        else:
-            coercer = _COERCERS[dtype]
         try:
-            values, bad = coercer(raw[name])
+            if name in ids:
+                values, bad = coerce_ids(table, name, raw[name])
+            else:
+                values, bad = _COERCERS[dtype](raw[name])
         except (TypeError, ValueError, UnicodeError, OverflowError) as error:
             # a column of a storage type we cannot read value by value (binary, nested, ...)
             raise ContractError(

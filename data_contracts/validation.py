@@ -39,13 +39,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from data_contracts.breaches import contact_rule_breaches, local_time_text
-from data_contracts.coerce import (
-    ContractError,
-    coerce_id,
-    coerce_row_ids,
-    coerce_to_contract,
-    finalize_dtypes,
-)
+from data_contracts.coerce import ContractError, coerce_ids, coerce_to_contract, finalize_dtypes
 from data_contracts.contact_rules import ContactRules
 from data_contracts.ids import id_codes, share_categories
 from data_contracts.schemas import (
@@ -54,7 +48,6 @@ from data_contracts.schemas import (
     ID_COLUMNS,
     MAX_ID_LENGTH,
     OPTIONAL_TABLES,
-    ROW_ID_DTYPE,
     contract_columns,
     empty_table,
     id_columns,
@@ -595,11 +588,10 @@ def _existing_ids(table: str, raw_ids: pd.Series) -> Callable[[], pd.Index]:
 
     @cache
     def existing() -> pd.Index:
-        if contract_columns(table)[ID_COLUMNS[table]] == str(ROW_ID_DTYPE):
-            ids, _ = coerce_row_ids(raw_ids)
-            return pd.Index(ids.dropna().unique())
-        ids, _ = coerce_id(raw_ids)
-        return pd.Index(ids.cat.categories)
+        ids, _ = coerce_ids(table, ID_COLUMNS[table], raw_ids)
+        if isinstance(ids.dtype, pd.CategoricalDtype):
+            return pd.Index(ids.cat.categories)
+        return pd.Index(ids.dropna().unique())
 
     return existing
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from data_contracts.coerce import coerce_id, coerce_row_ids
+from data_contracts.coerce import coerce_ids
 from data_contracts.contact_rules import ContactRules, RulesError, load_rules
+from data_contracts.schemas import id_columns
 from data_contracts.settings import ServingSettings
 from data_contracts.vocabulary import OPT_OUT_CHANNELS
 from features.catalog import ALL_FEATURES
@@ -139,12 +140,9 @@ def read_history(path: Path, columns: list[str]) -> pd.DataFrame:
     """Columns of an event table the worklist reads, ids as text (account ids categoricals,
     offer ids Arrow text, as in the contracts)."""
     frame = pd.read_parquet(path, columns=columns)
-    ids = {
-        name: coerce(frame[name])[0]
-        for name, coerce in (("account_id", coerce_id), ("offer_id", coerce_row_ids))
-        if name in frame.columns
-    }
-    return frame.assign(**ids)
+    table = Path(path).stem  # contacts, promises, offers
+    ids = [name for name in id_columns(table) if name in frame.columns]
+    return frame.assign(**{name: coerce_ids(table, name, frame[name])[0] for name in ids})
 
 
 def load_registered(name: str, alias: str) -> LoadedModel[Any]:
