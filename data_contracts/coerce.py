@@ -157,8 +157,8 @@ def coerce_row_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
             bad = _arrow_not_ids(text) & present
             text = pc.if_else(pa.array(bad), pa.scalar(None, pa.string()), text)
             return _arrow_text(text, values.index), bad
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass  # mixed values: one at a time below
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
+        pass  # mixed values, or text that is not Unicode: one at a time below
     ids, bad = coerce_id(values)
     return ids.astype(ROW_ID_DTYPE), bad
 

@@ -167,7 +167,13 @@ CASES: list[tuple[str, int, str, Mutation]] = [
 ]
 
 
-NOT_IDS = {"empty": "", "spaces around": "A-1 ", "control character": "A\t1", "too long": "9" * 65}
+NOT_IDS = {
+    "empty": "",
+    "spaces around": "A-1 ",
+    "control character": "A\t1",
+    "too long": "9" * 65,
+    "not Unicode": "A\udc80",  # a lone surrogate, as bytes read leniently give
+}
 ID_CASES: list[tuple[str, int, str, Mutation]] = [
     (table, 0, f"{column}:type", _as_text(table, column, 0, text))
     for table, column in {
