@@ -51,6 +51,7 @@ from training.fit import (
     evaluate_propensity,
     fit_next_best_action,
     fit_propensity,
+    propensity_scores,
     tune_propensity,
 )
 from training.labels import (
@@ -63,6 +64,7 @@ from training.labels import (
 )
 from training.model import NextBestActionModel, PropensityModel
 from training.plots import calibration_figure, importance_figure, shap_summary_figure
+from training.sampling import WEIGHT, kept_rows, period_of, thin, thinning_factor
 from training.splits import EMBARGO, TEST, TRAIN, VALID, TimeSplit, assign_split, time_split
 
 Progress = Callable[[str], None]
@@ -151,21 +153,60 @@ def prepare_data(
     )
     rows = rows.assign(split=assign_split(rows["event_timestamp"], split))
     rows = rows[rows["split"] != EMBARGO].reset_index(drop=True)
+    times = feature_snapshot_times(folder)
+    every = thinning_factor(int((rows["split"] == TRAIN).sum()), config.sampling.max_training_rows)
+    rows = thin(rows, period_of(rows["event_timestamp"], times), every, _thinned(rows["split"]))
+    if every > 1:
+        say(f"training and validation rows: one as-of time in {every} of each account")
     say(f"joining features for {len(rows):,} snapshot rows")
-    propensity = training_set(folder, rows, service=config.feature_service)
+    propensity = training_set(folder, rows, service=config.feature_service, compact=True)
+    del rows
     actions = None
     if config.train_next_best_action and len(tables["contacts"]) and _policy_logged(folder, say):
         say("labelling logged contacts")
-        logged = logged_actions(tables, config.horizon_days, config.actions.contact_cost, data_end)
+        contacts, every = _thinned_contacts(
+            tables["contacts"], split, times, config.sampling.max_training_contacts
+        )
+        logged = logged_actions(
+            {**tables, "contacts": contacts},
+            config.horizon_days,
+            config.actions.contact_cost,
+            data_end,
+        )
+        del tables, contacts
         logged = logged[logged["labelable"]].drop(columns="labelable")
-        logged = logged.assign(split=assign_split(logged["event_timestamp"], split))
+        parts = assign_split(logged["event_timestamp"], split)
+        logged = logged.assign(split=parts, **{WEIGHT: np.where(_thinned(parts), every, 1.0)})
         logged = logged[logged["split"] != EMBARGO].reset_index(drop=True)
         if len(logged):
             say(f"joining features for {len(logged):,} logged contacts")
-            actions = training_set(folder, logged, service=config.feature_service)
+            actions = training_set(folder, logged, service=config.feature_service, compact=True)
     return PreparedData(
         propensity, actions, features, categorical, config.feature_service, split, data_end
     )
+
+
+def _thinned(split: pd.Series | np.ndarray) -> np.ndarray:
+    """Rows of the windows that are thinned on a large book: training and validation."""
+    return np.isin(np.asarray(split), [TRAIN, VALID])
+
+
+def _thinned_contacts(
+    contacts: pd.DataFrame, split: TimeSplit, times: list[pd.Timestamp], budget: int | None
+) -> tuple[pd.DataFrame, int]:
+    """The contacts worth labelling: none in the embargo, and in the training and validation
+    windows those of every k-th period of each account (`training.sampling`), with the k that
+    fits the training window's logged contacts in `budget`. Thinned before labelling, so a
+    large book's contacts are labelled and joined once each, and only those kept."""
+    parts = assign_split(contacts["attempted_at"], split)
+    logged = (contacts["direction"].astype(str) == "outbound").to_numpy() & contacts[
+        "action_probability"
+    ].notna().to_numpy()
+    every = thinning_factor(int((logged & (parts == TRAIN)).sum()), budget)
+    periods = period_of(contacts["attempted_at"], times)
+    keep = logged & (parts != EMBARGO)
+    keep &= ~_thinned(parts) | kept_rows(contacts["account_id"], periods, every)
+    return contacts[keep], every
 
 
 def _policy_logged(folder: Path, say: Progress) -> bool:
@@ -212,15 +253,21 @@ def _sample(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def _log_figures(
-    model: PropensityModel, test: pd.DataFrame, config: ExperimentConfig, out: Path
+    model: PropensityModel,
+    test: pd.DataFrame,
+    config: ExperimentConfig,
+    out: Path,
+    scores: pd.DataFrame | None = None,
 ) -> dict[str, float]:
-    """Calibration, importance and SHAP summary plots into `out`; mean |SHAP| per feature."""
+    """Calibration, importance and SHAP summary plots into `out`; mean |SHAP| per feature.
+    `scores`: the test rows' `propensity_scores`, when already computed."""
     import matplotlib.pyplot as plt
 
     paid, _ = label_names(config.horizon_days)
+    scores = propensity_scores(model, test) if scores is None else scores
     curves = {
-        "LightGBM (uncalibrated)": model.predict_uncalibrated(test),
-        f"calibrated ({config.calibration})": model.predict_proba(test)[:, 1],
+        "LightGBM (uncalibrated)": scores["uncalibrated"].to_numpy(),
+        f"calibrated ({config.calibration})": scores["p"].to_numpy(),
     }
     figures = {
         "calibration.png": calibration_figure(test[paid].to_numpy(), curves),
@@ -247,6 +294,8 @@ def _signature_and_example(
     for name in example.columns:  # MLflow schemas want plain types: categories as strings
         if isinstance(example[name].dtype, pd.CategoricalDtype):
             example[name] = example[name].astype("string")
+        elif example[name].dtype == np.float32:  # numbers as double, what clients send
+            example[name] = example[name].astype(np.float64)
     return infer_signature(example, output.head(3)), example
 
 
@@ -345,6 +394,8 @@ class Fitted:
     params: dict[str, Any]
     metrics: dict[str, float]
     actions: NextBestActionModel | None = None
+    held_out_scores: pd.DataFrame | None = None
+    """The held-out rows' `propensity_scores`, when the metrics computed them."""
 
 
 def _run_tags(prepared: PreparedData, summary: dict[str, Any]) -> dict[str, str]:
@@ -439,14 +490,17 @@ def _fit_propensity(
     metrics.update(
         evaluate_propensity(model, frame[frame["split"] == VALID], config.horizon_days, "valid_")
     )
-    metrics.update(evaluate_propensity(model, test, config.horizon_days, "test_"))
-    return Fitted(model, test, tuned.params, metrics)
+    scores = propensity_scores(model, test)
+    metrics.update(evaluate_propensity(model, test, config.horizon_days, "test_", scores))
+    return Fitted(model, test, tuned.params, metrics, held_out_scores=scores)
 
 
 def _explain(fitted: Fitted, config: ExperimentConfig, out: Path, say: Progress) -> None:
     """Figures and mean |SHAP| per feature of the propensity model on its held-out rows."""
     say("explaining with SHAP")
-    mean_abs_shap = _log_figures(fitted.propensity, fitted.held_out, config, out)
+    mean_abs_shap = _log_figures(
+        fitted.propensity, fitted.held_out, config, out, fitted.held_out_scores
+    )
     (out / "mean_abs_shap.json").write_text(json.dumps(mean_abs_shap, indent=2))
 
 

@@ -9,6 +9,10 @@ Reads `DIR/truth/` (which models never see) and reports:
   same capacity (a share of the account-days contacted): the learned next-best-action policy,
   the oracle (true best action and true best accounts), the logging policy, and "largest
   balance first" (with the logging policy's actions).
+
+On a book with more test-window accounts than `TRUTH_ACCOUNTS`, every comparison is made on a
+fixed sample of them (one in k by a hash of the id): amounts are the sample's, ratios estimate
+the book's.
 """
 
 from __future__ import annotations
@@ -30,11 +34,23 @@ from training.labels import label_names
 from training.metrics import classification_metrics
 from training.model import NextBestActionModel, PropensityModel
 from training.policy import offer_code
+from training.sampling import account_phase, thinning_factor
 from training.splits import TEST
 
 CAPACITY_SHARE = 0.3
 """Share of the test account-days each policy may contact in the capacity comparison."""
 PROPENSITY_REPLICATES = 48
+TRUTH_ACCOUNTS = 10_000
+"""Test-window accounts compared with the truth at most: beyond it, a fixed sample of them
+(`_truth_sample`), since re-simulating every account's future costs minutes per 100,000."""
+
+
+def _truth_sample(account_ids: pd.Series) -> np.ndarray:
+    """Which rows belong to the accounts compared with the truth: all of them up to
+    `TRUTH_ACCOUNTS` accounts, beyond it one account in k by a fixed hash of its id (the same
+    accounts for every model of the book, so their figures compare on the same rows)."""
+    every = thinning_factor(int(pd.Series(account_ids).nunique()), TRUTH_ACCOUNTS)
+    return account_phase(account_ids, every) == 0
 
 
 def _read_truth(folder: Path) -> dict[str, Any] | None:
@@ -137,28 +153,34 @@ def _learned_policy(
     weekday = rows["weekday"].to_numpy(int)
     chosen = model.best_actions(rows, weekday, blocked_channels(rows))
     band_hours = dict(model.hours_)
-    expanded_rows, expanded_hours, weights = [], [], []
-    for position in range(n):
-        hours = band_hours.get(
-            (chosen.at[position, "channel"], chosen.at[position, "hour_band"]), []
-        )
-        for hour in hours:
-            expanded_rows.append(position)
-            expanded_hours.append(hour)
-            weights.append(1.0 / len(hours))
-    expanded_rows_a = np.asarray(expanded_rows)
+    pairs = pd.MultiIndex.from_arrays(
+        [chosen["channel"].astype(str), chosen["hour_band"].astype(str)]
+    )
+    codes, contexts = pd.factorize(pairs)
+    expanded_rows, expanded_hours, weights = [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]
+    for code, context in enumerate(contexts):  # each row: every logged hour of its band
+        hours = np.asarray(band_hours.get(tuple(context), []), dtype=float)
+        if not len(hours):
+            continue
+        positions = np.flatnonzero(codes == code)
+        expanded_rows.append(np.repeat(positions, len(hours)))
+        expanded_hours.append(np.tile(hours, len(positions)))
+        weights.append(np.full(len(positions) * len(hours), 1.0 / len(hours)))
+    order = np.argsort(np.concatenate(expanded_rows), kind="stable")  # rows in order, as before
+    expanded_rows_a = np.concatenate(expanded_rows)[order]
+    expanded_hours_a = np.concatenate(expanded_hours)[order].astype(int)
     outcome = _true_values(
         states,
         expanded_rows_a,
         _channel_codes(chosen["channel"])[expanded_rows_a],
-        np.asarray(expanded_hours),
+        expanded_hours_a,
         weekday[expanded_rows_a],
         offer_code(chosen["offer"])[expanded_rows_a],
         chosen["discount_pct"].to_numpy(float)[expanded_rows_a],
         chosen["installments"].to_numpy(float)[expanded_rows_a],
         params,
     )
-    w = np.asarray(weights)
+    w = np.concatenate(weights)[order]
     amount, net = np.zeros(n), np.zeros(n)
     np.add.at(amount, expanded_rows_a, w * outcome["expected_amount_30d"].to_numpy())
     np.add.at(net, expanded_rows_a, w * outcome["expected_net_30d"].to_numpy())
@@ -285,7 +307,8 @@ def truth_evaluation(
     params = behaviour_params(truth["params"])
     results: dict[str, float] = {}
     if action_model is not None and prepared.actions is not None:
-        test = prepared.actions[prepared.actions["split"] == TEST].reset_index(drop=True)
+        test = prepared.actions[prepared.actions["split"] == TEST]
+        test = test[_truth_sample(test["account_id"])].reset_index(drop=True)
         merged = test.merge(
             truth["contacts"][["contact_id", "p_right_party_contact", "expected_amount_30d"]],
             on="contact_id",
@@ -315,9 +338,15 @@ def _propensity_ceiling(
     raw["start"] = pd.Timestamp(raw["start"]).date()
     sim_config = SimulationConfig(**raw)
     test = prepared.propensity[prepared.propensity["split"] == TEST]
+    sample = _truth_sample(test["account_id"])
+    test = test[sample]
     times = sorted(test["event_timestamp"].unique())
     oracle = true_payment_probability(
-        sim_config, [pd.Timestamp(t) for t in times], config.horizon_days, PROPENSITY_REPLICATES
+        sim_config,
+        [pd.Timestamp(t) for t in times],
+        config.horizon_days,
+        PROPENSITY_REPLICATES,
+        accounts=None if sample.all() else test["account_id"].astype(str).unique(),
     )
     oracle["event_timestamp"] = pd.to_datetime(oracle["event_timestamp"], utc=True)
     merged = test.merge(oracle, on=["account_id", "event_timestamp"], how="inner")
@@ -330,4 +359,5 @@ def _propensity_ceiling(
         "truth_roc_auc_model_same_rows": achieved,
         "truth_roc_auc_ratio": achieved / ceiling,
         "truth_propensity_rows_matched": float(len(merged) / max(len(test), 1)),
+        "truth_propensity_rows": float(len(merged)),
     }

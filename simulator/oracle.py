@@ -142,6 +142,7 @@ def _true_probability(
     horizon_days: int,
     replicates: int,
     seed: int,
+    accounts: Sequence[str] | None = None,
 ) -> tuple[_Simulation, pd.DataFrame]:
     """The main simulation, run to its end, and the estimates (see the public functions)."""
     if replicates < 1 or horizon_days < 1:
@@ -166,10 +167,15 @@ def _true_probability(
 
     frames = [_empty_result()]
     account_ids = numbered_ids(len(sim.pop.account_debtor)).to_numpy()
+    wanted = (
+        np.ones(len(account_ids), bool)
+        if accounts is None
+        else np.isin(account_ids, np.asarray(list(accounts), dtype=object))
+    )
     for day in range(config.horizon_days):
         forks = []
         for window, group in starts.get(day, []):
-            accounts = group[sim.in_inventory(day)[group]]
+            accounts = group[sim.in_inventory(day)[group] & wanted[group]]
             rng = np.random.default_rng([seed, window.start_us // 1_000_000])
             forks.append((window, accounts, sim.fork(accounts, rng), rng))
         sim.step(day)
@@ -219,6 +225,7 @@ def true_payment_probability(
     horizon_days: int = 30,
     replicates: int = 64,
     seed: int = 12345,
+    accounts: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The true probability of any payment in [t, t + horizon_days) per account and as-of time.
 
@@ -231,13 +238,16 @@ def true_payment_probability(
             standard error is sqrt(p (1 - p) / replicates).
         seed: Seed of the replicates' random streams (one stream per as-of time, so an
             account's estimate does not depend on which other as-of times are asked for).
+        accounts: Estimate only these account ids (all by default). Accounts never interact,
+            so a subset's estimates are as good as the whole book's, at a fraction of the
+            replicates' cost.
 
     Returns:
         One row per account in inventory at each as-of time (placed, within its work days,
         with a balance left at t): `account_id`, `event_timestamp` (t, UTC), `p_payment_true`
         (share of replicates with any payment in the window) and `replicates`.
     """
-    return _true_probability(config, as_of, horizon_days, replicates, seed)[1]
+    return _true_probability(config, as_of, horizon_days, replicates, seed, accounts)[1]
 
 
 def simulate_with_true_probability(

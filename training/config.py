@@ -83,6 +83,18 @@ class ActionSettings(_Strict):
     )
 
 
+class SamplingSettings(_Strict):
+    """Thinning of a large book's training and validation rows per account
+    (`training.sampling`): each window keeps every k-th as-of time of each account, with the
+    smallest k that fits the budget, and each kept row weighs k. `null` keeps every row. The
+    test window is never thinned."""
+
+    max_training_rows: int | None = Field(default=600_000, ge=1_000)
+    """Propensity rows in the training window at most (snapshot rows)."""
+    max_training_contacts: int | None = Field(default=600_000, ge=1_000)
+    """Logged contacts in the training window at most (next-best-action models)."""
+
+
 class ExperimentConfig(_Strict):
     """Everything that defines a training run besides the data and the seed."""
 
@@ -120,6 +132,7 @@ class ExperimentConfig(_Strict):
     monotone_decreasing: list[str] = Field(default_factory=lambda: ["days_since_last_payment"])
     search_space: dict[str, ParamRange] = Field(default_factory=dict)
     tuning: TuningSettings = TuningSettings()
+    sampling: SamplingSettings = SamplingSettings()
     promotion: PromotionSettings = PromotionSettings()
     actions: ActionSettings = ActionSettings()
     audit: AuditThresholds = AuditThresholds()

@@ -17,6 +17,7 @@ from training.labels import label_names
 from training.metrics import classification_metrics, regression_metrics
 from training.model import FrameEncoder, NextBestActionModel, PropensityModel
 from training.policy import off_policy_estimates, target_probability
+from training.sampling import WEIGHT, account_sample
 from training.splits import TEST, TRAIN, VALID
 from training.tune import tune
 
@@ -26,6 +27,11 @@ def _part(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     if not len(part):
         raise ValueError(f"the {name} window has no rows")
     return part
+
+
+def _weights(part: pd.DataFrame) -> np.ndarray | None:
+    """The rows each row stands for, when the window was thinned (`training.sampling`)."""
+    return part[WEIGHT].to_numpy(float) if WEIGHT in part else None
 
 
 def with_monotone_constraints(
@@ -64,6 +70,7 @@ def tune_propensity(
         trials,
         timeout,
         on_trial,
+        (_weights(train), _weights(valid)),
     )
 
 
@@ -97,19 +104,41 @@ def fit_propensity(
             valid[paid].to_numpy(),
             valid[amount].to_numpy() if with_amount else None,
         ),
+        sample_weight=_weights(train),
+        eval_sample_weight=_weights(valid),
+    )
+
+
+def propensity_scores(model: PropensityModel, rows: pd.DataFrame) -> pd.DataFrame:
+    """The model's calibrated probability, expected amount and uncalibrated probability on
+    `rows` (`p`, `expected`, `uncalibrated`): what its metrics and figures are made of."""
+    predicted = model.predict_frame(rows)
+    h = model.horizon_days
+    return pd.DataFrame(
+        {
+            "p": predicted[f"p_payment_{h}d"].to_numpy(),
+            "expected": predicted[f"expected_amount_{h}d"].to_numpy(),
+            "uncalibrated": model.predict_uncalibrated(rows),
+        },
+        index=rows.index,
     )
 
 
 def evaluate_propensity(
-    model: PropensityModel, rows: pd.DataFrame, horizon_days: int, prefix: str = "test_"
+    model: PropensityModel,
+    rows: pd.DataFrame,
+    horizon_days: int,
+    prefix: str = "test_",
+    scores: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """Metrics of the calibrated model on `rows`, plus the uncalibrated Brier score and the
-    amount model's errors; the top decile is ranked by expected amount where there is one."""
+    amount model's errors; the top decile is ranked by expected amount where there is one.
+    `scores`: the rows' `propensity_scores`, when already computed."""
     paid, amount = label_names(horizon_days)
     y = rows[paid].to_numpy()
-    predicted = model.predict_frame(rows)
-    p = predicted[f"p_payment_{horizon_days}d"].to_numpy()
-    expected = predicted[f"expected_amount_{horizon_days}d"].to_numpy()
+    scores = propensity_scores(model, rows) if scores is None else scores
+    p = scores["p"].to_numpy()
+    expected = scores["expected"].to_numpy()
     has_amount = amount in rows and rows[amount].notna().all() and np.isfinite(expected).all()
     metrics = classification_metrics(
         y,
@@ -117,7 +146,7 @@ def evaluate_propensity(
         amount=rows[amount].to_numpy() if has_amount else None,
         score=expected if has_amount else None,
     )
-    metrics["brier_uncalibrated"] = classification_metrics(y, model.predict_uncalibrated(rows))[
+    metrics["brier_uncalibrated"] = classification_metrics(y, scores["uncalibrated"].to_numpy())[
         "brier"
     ]
     if has_amount:
@@ -192,6 +221,8 @@ def fit_next_best_action(
         train["reached"].to_numpy(),
         train[net].to_numpy(),
         eval_set=(valid, valid["reached"].to_numpy(), valid[net].to_numpy()),
+        sample_weight=_weights(train),
+        eval_sample_weight=_weights(valid),
     )
 
 
@@ -207,11 +238,22 @@ def blocked_channels(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
+POLICY_CONTACTS = 100_000
+"""Logged contacts the off-policy estimates use at most: beyond it, those of a fixed sample of
+accounts (valuing every candidate action of every contact of a large book takes minutes)."""
+
+
 def evaluate_next_best_action(
-    model: NextBestActionModel, rows: pd.DataFrame, horizon_days: int, seed: int = 0
+    model: NextBestActionModel,
+    rows: pd.DataFrame,
+    horizon_days: int,
+    seed: int = 0,
+    policy_contacts: int | None = POLICY_CONTACTS,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Contactability metrics and off-policy estimates of the learned policy on logged
-    contacts; returns the metrics and the chosen action per row."""
+    """Contactability and value metrics on every logged contact of `rows`, and off-policy
+    estimates of the learned policy on those of a fixed sample of accounts holding about
+    `policy_contacts` of them (all when they fit); returns the metrics and the chosen action
+    per row of that sample, whose size is `policy_rows`."""
     net = f"net_{horizon_days}d"
     reached = rows["reached"].to_numpy().astype(int)
     contact = classification_metrics(reached, model.predict_contact(rows))
@@ -225,6 +267,7 @@ def evaluate_next_best_action(
             ).items()
         }
     )
+    rows = rows[account_sample(rows["account_id"], policy_contacts)]
     chosen = model.best_actions(rows, rows["weekday"].to_numpy(), blocked_channels(rows))
     pi = target_probability(rows.reset_index(drop=True), chosen, model.hours_)
     estimates = off_policy_estimates(

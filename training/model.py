@@ -53,13 +53,16 @@ class FrameEncoder(BaseEstimator, TransformerMixin):
             raise MissingFeaturesError(f"{len(missing)} model input columns missing: {shown}")
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns: categoricals on the training categories, numbers as float
+        (float32 columns stay float32, as a compact training set holds them)."""
         self._check(X)
         columns: dict[str, Any] = {}
         for name in self.features_:
             values = X[name]
             if name in self.categories_:
-                text = pd.Series(values, index=X.index).astype("string")
-                columns[name] = pd.Categorical(text, categories=self.categories_[name])
+                columns[name] = _on_categories(values, self.categories_[name])
+            elif values.dtype == np.float32:
+                columns[name] = values
             else:
                 columns[name] = pd.to_numeric(values, errors="coerce").astype(float)
         return pd.DataFrame(columns, index=X.index)
@@ -75,9 +78,8 @@ class FrameEncoder(BaseEstimator, TransformerMixin):
         for position, name in enumerate(names):
             values = X[name]
             if name in self.categories_:
-                codes = pd.Categorical(
-                    pd.Series(values, index=X.index).astype("string"),
-                    categories=self.categories_[name],
+                codes = _on_categories(
+                    pd.Series(values, index=X.index), self.categories_[name]
                 ).codes
                 matrix[:, position] = np.where(codes < 0, np.nan, codes)
             else:
@@ -92,6 +94,19 @@ class FrameEncoder(BaseEstimator, TransformerMixin):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.features_, dtype=object)
+
+
+def _on_categories(values: pd.Series, categories: list[str]) -> pd.Categorical:
+    """A column as a categorical on the given categories (others missing); a categorical
+    column is recoded through its categories, not converted row by row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        names = pd.Index(values.cat.categories.astype(str))
+        recode = pd.Index(categories).get_indexer(names)
+        codes = values.cat.codes.to_numpy()
+        mapped = np.where(codes < 0, -1, recode[np.maximum(codes, 0)] if len(recode) else -1)
+        return pd.Categorical.from_codes(mapped, categories=categories)
+    text = values.astype("string")
+    return pd.Categorical(text, categories=categories)
 
 
 def lightgbm_params(params: Mapping[str, Any], seed: int, threads: int) -> dict[str, Any]:
@@ -130,26 +145,49 @@ def _fit_with_early_stopping(
     X_valid: pd.DataFrame,
     y_valid: np.ndarray,
     early_stopping: bool = True,
+    weight: np.ndarray | None = None,
+    weight_valid: np.ndarray | None = None,
 ) -> Any:
+    """Fit on (X, y), stopped early on the validation rows; `weight`: the rows each training
+    (and validation) row stands for, when the rows were thinned (`training.sampling`)."""
     import lightgbm
 
     if not early_stopping:
-        return estimator.fit(X, y)
+        return estimator.fit(X, y, sample_weight=weight)
     return estimator.fit(
         X,
         y,
+        sample_weight=weight,
         eval_X=(X_valid,),
         eval_y=(y_valid,),
+        eval_sample_weight=None if weight_valid is None else [weight_valid],
         callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
     )
 
 
-def calibrate(classifier: Any, X_valid: pd.DataFrame, y_valid: np.ndarray, method: str) -> Any:
-    """Isotonic or sigmoid calibration of a fitted classifier on held-out rows."""
+def calibrate(
+    classifier: Any,
+    X_valid: pd.DataFrame,
+    y_valid: np.ndarray,
+    method: str,
+    weight: np.ndarray | None = None,
+) -> Any:
+    """Isotonic or sigmoid calibration of a fitted classifier on held-out rows (weighted by
+    the rows each one stands for, when thinned)."""
+    import warnings
+
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    return CalibratedClassifierCV(FrozenEstimator(classifier), method=method).fit(X_valid, y_valid)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(classifier), method=method)
+    with warnings.catch_warnings():
+        # the weights are meant for the calibrator alone: the frozen classifier is not refitted
+        warnings.filterwarnings("ignore", "Since FrozenEstimator does not appear to accept")
+        return calibrated.fit(X_valid, y_valid, sample_weight=weight)
+
+
+def _subset(weight: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if weight is None else weight[rows]
 
 
 def contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +200,10 @@ def contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarra
     )
 
 
+PREDICT_CHUNK = 100_000
+"""Rows encoded and predicted at once when scoring a frame (bounds the encoded matrix)."""
+ACTION_CHUNK = 20_000
+"""Rows whose every candidate action is valued at once when choosing the best actions."""
 SMALL_BATCH = 256
 """Below this many rows LightGBM predicts on one thread: starting threads costs more."""
 
@@ -244,6 +286,8 @@ class PropensityModel(LightGBMModel, ClassifierMixin):
         *,
         amount: np.ndarray | None = None,
         eval_set: tuple[pd.DataFrame, np.ndarray, np.ndarray | None] | None = None,
+        sample_weight: np.ndarray | None = None,
+        eval_sample_weight: np.ndarray | None = None,
     ) -> PropensityModel:
         if eval_set is None:
             raise ValueError("PropensityModel.fit needs eval_set: a later validation window")
@@ -251,6 +295,7 @@ class PropensityModel(LightGBMModel, ClassifierMixin):
         self.encoder_ = FrameEncoder(self.features, self.categorical).fit(X)
         train, valid = self.encoder_.transform(X), self.encoder_.transform(X_valid)
         params = dict(self.params or {})
+        weights = (sample_weight, eval_sample_weight)
         self.classifier_ = _fit_with_early_stopping(
             build_classifier(params, self.seed, self.threads),
             train,
@@ -258,8 +303,11 @@ class PropensityModel(LightGBMModel, ClassifierMixin):
             valid,
             np.asarray(y_valid),
             self.early_stopping,
+            *weights,
         )
-        self.calibrator_ = calibrate(self.classifier_, valid, np.asarray(y_valid), self.calibration)
+        self.calibrator_ = calibrate(
+            self.classifier_, valid, np.asarray(y_valid), self.calibration, eval_sample_weight
+        )
         self.amount_model_ = None
         if amount is not None and amount_valid is not None:
             self.amount_model_ = _fit_with_early_stopping(
@@ -269,23 +317,33 @@ class PropensityModel(LightGBMModel, ClassifierMixin):
                 valid,
                 np.asarray(amount_valid, float),
                 self.early_stopping,
+                *weights,
             )
         self.classes_ = np.array([0, 1])
         self.feature_names_ = list(self.features)
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.predict_encoded(self.encoder_.to_array(X))[0]
+        p = self._by_chunk(X, lambda encoded: self.predict_encoded(encoded)[0])
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
     def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
-        return predict_booster(self.classifier_, self.encoder_.to_array(X))
+        return self._by_chunk(X, lambda encoded: predict_booster(self.classifier_, encoded))
 
     def predict_amount(self, X: pd.DataFrame) -> np.ndarray:
-        return self.predict_encoded(self.encoder_.to_array(X))[1]
+        return self._by_chunk(X, lambda encoded: self.predict_encoded(encoded)[1])
+
+    def _by_chunk(self, X: pd.DataFrame, predict: Any) -> np.ndarray:
+        """`predict` of the encoded rows, `PREDICT_CHUNK` rows at a time: the encoded matrix
+        of a whole test window of a large book would be gigabytes."""
+        parts = [
+            predict(self.encoder_.to_array(X.iloc[start : start + PREDICT_CHUNK]))
+            for start in range(0, len(X), PREDICT_CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def predict_encoded(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated probability and expected amount for rows already encoded with
@@ -300,7 +358,8 @@ class PropensityModel(LightGBMModel, ClassifierMixin):
 
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """`p_payment_{h}d` and `expected_amount_{h}d` for each row."""
-        p, amount = self.predict_encoded(self.encoder_.to_array(X))
+        both = self._by_chunk(X, lambda encoded: np.column_stack(self.predict_encoded(encoded)))
+        p, amount = (both[:, 0], both[:, 1]) if len(both) else (np.zeros(0), np.zeros(0))
         h = self.horizon_days
         return pd.DataFrame({f"p_payment_{h}d": p, f"expected_amount_{h}d": amount}, index=X.index)
 
@@ -433,8 +492,11 @@ class NextBestActionModel(LightGBMModel):
         net: np.ndarray,
         *,
         eval_set: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+        sample_weight: np.ndarray | None = None,
+        eval_sample_weight: np.ndarray | None = None,
     ) -> NextBestActionModel:
         X_valid, reached_valid, net_valid = eval_set
+        w, w_valid = sample_weight, eval_sample_weight
         reached, reached_valid = np.asarray(reached, int), np.asarray(reached_valid, int)
         net, net_valid = np.asarray(net, float), np.asarray(net_valid, float)
         self._encoders(X)
@@ -448,9 +510,11 @@ class NextBestActionModel(LightGBMModel):
             contact_valid,
             reached_valid,
             self.early_stopping,
+            w,
+            w_valid,
         )
         self.contact_calibrator_ = calibrate(
-            self.contact_model_, contact_valid, reached_valid, self.calibration
+            self.contact_model_, contact_valid, reached_valid, self.calibration, w_valid
         )
         value_train = self.value_encoder_.transform(X)
         value_valid = self.value_encoder_.transform(X_valid)
@@ -462,6 +526,8 @@ class NextBestActionModel(LightGBMModel):
             value_valid[hit_valid],
             net_valid[hit_valid],
             self.early_stopping,
+            _subset(w, hit),
+            _subset(w_valid, hit_valid),
         )
         self.value_missed_ = _fit_with_early_stopping(
             build_regressor(params, self.seed, self.threads),
@@ -470,6 +536,8 @@ class NextBestActionModel(LightGBMModel):
             contact_valid[~hit_valid],
             net_valid[~hit_valid],
             self.early_stopping,
+            _subset(w, ~hit),
+            _subset(w_valid, ~hit_valid),
         )
         self.actions_, self.hours_ = candidate_actions(X)
         return self
@@ -477,12 +545,26 @@ class NextBestActionModel(LightGBMModel):
     def predict_contact(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of a right-party contact for each row's channel, hour band
         and weekday."""
-        encoded = self.contact_encoder_.to_array(X)
-        return predict_calibrated(self.contact_calibrator_, self.contact_model_, encoded)
+        parts = [
+            predict_calibrated(
+                self.contact_calibrator_,
+                self.contact_model_,
+                self.contact_encoder_.to_array(X.iloc[start : start + PREDICT_CHUNK]),
+            )
+            for start in range(0, len(X), PREDICT_CHUNK)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def predict_value(self, X: pd.DataFrame) -> pd.DataFrame:
         """For rows carrying an action: `p_contact`, `value_if_reached`, `value_if_missed`,
         `expected_net` and `uplift` (expected net gained by the contact getting through)."""
+        if len(X) > PREDICT_CHUNK:  # in chunks: a large book's encoded rows are gigabytes
+            return pd.concat(
+                [
+                    self.predict_value(X.iloc[start : start + PREDICT_CHUNK])
+                    for start in range(0, len(X), PREDICT_CHUNK)
+                ]
+            )
         contact = self.contact_encoder_.to_array(X)
         p = predict_calibrated(self.contact_calibrator_, self.contact_model_, contact)
         reached = predict_booster(self.value_reached_, self.value_encoder_.to_array(X))
@@ -643,9 +725,20 @@ class NextBestActionModel(LightGBMModel):
     ) -> pd.DataFrame:
         """The action with the highest expected net for each row of X (one row each, in
         order); `blocked_channels` maps a channel to a boolean array of rows where it may not
-        be used (opt-outs, call caps)."""
-        matrix = self.action_matrix(*self.encode_accounts(X), weekday)
-        return self.best_of_matrix(matrix, weekday, blocked_channels)
+        be used (opt-outs, call caps). Rows go through `ACTION_CHUNK` at a time: the value
+        of every action for every row of a large book would not fit in memory."""
+        n = len(X)
+        days = np.broadcast_to(np.asarray(weekday), (n,))
+        blocked = {name: np.asarray(rows, bool) for name, rows in (blocked_channels or {}).items()}
+        parts = []
+        for start in range(0, max(n, 1), ACTION_CHUNK):
+            rows = slice(start, min(start + ACTION_CHUNK, n))
+            matrix = self.action_matrix(*self.encode_accounts(X.iloc[rows]), days[rows])
+            chosen = self.best_of_matrix(
+                matrix, days[rows], {name: b[rows] for name, b in blocked.items()}
+            )
+            parts.append(chosen.assign(row=chosen["row"] + start))
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def best_choice(
         self,

@@ -57,11 +57,13 @@ def tune(
     trials: int | None = None,
     timeout: float | None = None,
     on_trial: Callable[[int, float, dict[str, Any]], None] | None = None,
+    weights: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
 ) -> tuple[dict[str, Any], Any]:
     """Search the space; returns the best parameters (base overridden) and the study.
 
     `train` and `valid` are encoded frames and labels (the validation window is later in
-    time). With an empty search space the base parameters are returned without a study.
+    time); `weights` the rows each training and validation row stands for, when thinned.
+    With an empty search space the base parameters are returned without a study.
     """
     import lightgbm
     import optuna
@@ -79,6 +81,7 @@ def tune(
         ),
     )
     (X, y), (X_valid, y_valid) = train, valid
+    weight, weight_valid = weights
 
     def objective(trial: Any) -> float:
         params = {**base_params, **suggest_params(trial, space)}
@@ -86,8 +89,10 @@ def tune(
         model.fit(
             X,
             y,
+            sample_weight=weight,
             eval_X=(X_valid,),
             eval_y=(y_valid,),
+            eval_sample_weight=None if weight_valid is None else [weight_valid],
             eval_metric=metric,
             callbacks=[
                 lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False),
@@ -97,8 +102,8 @@ def tune(
         p = model.predict_proba(X_valid)[:, 1]
         trial.set_user_attr("best_iteration", int(model.best_iteration_ or 0))
         if settings.metric == "log_loss":
-            return float(log_loss(y_valid, p, labels=[0, 1]))
-        return -float(roc_auc_score(y_valid, p))
+            return float(log_loss(y_valid, p, labels=[0, 1], sample_weight=weight_valid))
+        return -float(roc_auc_score(y_valid, p, sample_weight=weight_valid))
 
     def report(study: Any, trial: Any) -> None:
         if on_trial is not None:

@@ -144,7 +144,15 @@ def test_registered_model_loads_by_alias_and_predicts_as_in_training(story: Stor
     pd.testing.assert_frame_equal(loaded.predict_frame(test), expected)
     # through MLflow's pyfunc interface and its signature, as any MLflow client would
     pyfunc = mlflow.pyfunc.load_model(f"models:/{PROPENSITY_MODEL}@{CHAMPION}")
-    served = pyfunc.predict(test[trained.feature_names_].reset_index(drop=True))
+    plain = test[trained.feature_names_].reset_index(drop=True)  # as a client holds them
+    plain = plain.astype(dict.fromkeys(trained.categorical, str)).astype(
+        {name: float for name in trained.feature_names_ if name not in trained.categorical}
+    )
+    kinds = {spec.name: str(spec.type) for spec in pyfunc.metadata.get_input_schema().inputs}
+    assert {kinds[name] for name in trained.categorical} == {"DataType.string"}
+    numeric = {kinds[n] for n in trained.feature_names_ if n not in trained.categorical}
+    assert numeric == {"DataType.double"}  # trained on float32, signed for what clients send
+    served = pyfunc.predict(plain)
     np.testing.assert_allclose(served["p_payment_30d"], expected["p_payment_30d"], rtol=1e-9)
     # the action model too
     action_model, _ = load_model(NEXT_BEST_ACTION_MODEL, CHAMPION)

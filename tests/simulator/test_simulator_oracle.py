@@ -107,6 +107,27 @@ def test_an_estimate_does_not_depend_on_the_other_as_of_times(
     pd.testing.assert_frame_equal(alone, together)
 
 
+def test_a_sample_of_accounts_is_estimated_alone_and_as_well(
+    oracle: tuple[SimulatedPortfolio, pd.DataFrame],
+) -> None:
+    """Accounts never interact: the oracle of a sample of them gives their rows only, with
+    estimates that differ from the whole book's by Monte Carlo noise alone."""
+    _, probability = oracle
+    whole = probability[probability["event_timestamp"] == AS_OF[1]]
+    sample = whole["account_id"].drop_duplicates().sample(120, random_state=1)
+    some = true_payment_probability(
+        CONFIG, AS_OF[1:2], replicates=REPLICATES, seed=5, accounts=sample.tolist()
+    )
+    assert set(some["account_id"]) == set(sample)
+    both = some.merge(whole, on=["account_id", "event_timestamp"], suffixes=("", "_whole"))
+    assert len(both) == len(sample)
+    gap = both["p_payment_true"] - both["p_payment_true_whole"]
+    # each estimate's standard error is at most 0.5 / sqrt(replicates); the mean gap's
+    # at most that over sqrt(120)
+    assert abs(gap.mean()) < 3 * 0.5 / np.sqrt(REPLICATES * len(both))
+    assert np.corrcoef(both["p_payment_true"], both["p_payment_true_whole"])[0, 1] > 0.8
+
+
 @pytest.mark.parametrize(
     "as_of",
     [
