@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from data_contracts.coerce import coerce_id
-from data_contracts.ids import lookup
+from data_contracts.ids import id_codes, id_positions, lookup
 from data_contracts.settings import get_settings
 from pipelines.feature_store import (
     service_inputs,
@@ -101,23 +101,40 @@ def read_valid_tables(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def _snapshot_rows(folder: Path, accounts: pd.DataFrame) -> pd.DataFrame:
-    """(account, as-of) of every account still owing and not closed at a snapshot."""
+    """(account, as-of) of every account still owing and not closed at a snapshot, with its
+    debtor. Ids are categoricals sharing the accounts' categories: a large book has tens of
+    millions of these rows, and one text object per row would cost gigabytes."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    frames = []
+    ids = accounts["account_id"]
+    if not isinstance(ids.dtype, pd.CategoricalDtype):
+        ids = ids.astype("category")
+    kept = []
     for path in sorted((snapshot_root(folder) / "account").glob("as_of=*.parquet")):
         present = set(pq.read_schema(path).names)
         wanted = [c for c in ELIGIBILITY_COLUMNS if c in present]
-        frame = pq.read_table(path, columns=["account_id", "event_timestamp", *wanted]).to_pandas()
-        frames.append(frame[open_owing_rows(frame).to_numpy()][["account_id", "event_timestamp"]])
-    if not frames:
+        table = pq.read_table(path, columns=["account_id", "event_timestamp", *wanted])
+        keep = open_owing_rows(table.select(wanted).to_pandas()).to_numpy()
+        table = table.select(["account_id", "event_timestamp"]).filter(keep)
+        kept.append(table.set_column(0, "account_id", table.column(0).cast(pa.string())))
+    if not kept:
         raise TrainingError(
             f"{snapshot_root(folder)}: no snapshots (run `cobranza features build`)"
         )
-    rows = pd.concat(frames, ignore_index=True)
-    debtor_of = accounts.set_index("account_id")["debtor_id"]
-    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
-    return rows.assign(debtor_id=rows["account_id"].map(debtor_of).to_numpy())
+    rows = pa.concat_tables(kept)
+    # ids stay in Arrow, looked up in the accounts' categories at once: no text per row
+    text = pd.Series(pd.arrays.ArrowStringArray(rows.column("account_id").combine_chunks()))
+    positions = id_codes(text, ids.cat.categories)
+    accounts_of = pd.Categorical.from_codes(positions, dtype=ids.dtype)
+    debtors = accounts["debtor_id"].array.take(id_positions(pd.Series(accounts_of), ids))
+    return pd.DataFrame(
+        {
+            "account_id": accounts_of,
+            "event_timestamp": pd.to_datetime(rows.column("event_timestamp").to_pandas(), utc=True),
+            "debtor_id": debtors,
+        }
+    )
 
 
 def prepare_data(
@@ -136,8 +153,34 @@ def prepare_data(
     features, categorical = service_inputs(folder, config.feature_service)
     if (folder / TAIWAN_LABELS).is_file():
         return _prepare_external_labels(folder, tables, config, features, categorical, data_end)
-    horizon = pd.Timedelta(days=config.horizon_days)
     say("labelling snapshot rows")
+    rows, split = _propensity_rows(folder, tables, config, data_end, say)
+    logged = None
+    if config.train_next_best_action and len(tables["contacts"]) and _policy_logged(folder, say):
+        say("labelling logged contacts")
+        logged = _logged_contacts(folder, tables, config, split, data_end)
+    del tables  # a large book's tables are gigabytes: gone before the joins
+    say(f"joining features for {len(rows):,} snapshot rows")
+    propensity = training_set(folder, rows, service=config.feature_service, compact=True)
+    del rows
+    actions = None
+    if logged is not None and len(logged):
+        say(f"joining features for {len(logged):,} logged contacts")
+        actions = training_set(folder, logged, service=config.feature_service, compact=True)
+    return PreparedData(
+        propensity, actions, features, categorical, config.feature_service, split, data_end
+    )
+
+
+def _propensity_rows(
+    folder: Path,
+    tables: dict[str, pd.DataFrame],
+    config: ExperimentConfig,
+    data_end: pd.Timestamp,
+    say: Progress,
+) -> tuple[pd.DataFrame, TimeSplit]:
+    """Labelled snapshot rows outside the embargo, thinned per account in the training and
+    validation windows (`training.sampling`), with their split; and the split."""
     rows = payment_labels(
         _snapshot_rows(folder, tables["accounts"]),
         tables["payments"],
@@ -149,41 +192,42 @@ def prepare_data(
         list(rows["event_timestamp"].unique()),
         config.split.valid_periods,
         config.split.test_periods,
-        horizon,
+        pd.Timedelta(days=config.horizon_days),
     )
     rows = rows.assign(split=assign_split(rows["event_timestamp"], split))
     rows = rows[rows["split"] != EMBARGO].reset_index(drop=True)
-    times = feature_snapshot_times(folder)
     every = thinning_factor(int((rows["split"] == TRAIN).sum()), config.sampling.max_training_rows)
-    rows = thin(rows, period_of(rows["event_timestamp"], times), every, _thinned(rows["split"]))
+    periods = period_of(rows["event_timestamp"], feature_snapshot_times(folder))
     if every > 1:
         say(f"training and validation rows: one as-of time in {every} of each account")
-    say(f"joining features for {len(rows):,} snapshot rows")
-    propensity = training_set(folder, rows, service=config.feature_service, compact=True)
-    del rows
-    actions = None
-    if config.train_next_best_action and len(tables["contacts"]) and _policy_logged(folder, say):
-        say("labelling logged contacts")
-        contacts, every = _thinned_contacts(
-            tables["contacts"], split, times, config.sampling.max_training_contacts
-        )
-        logged = logged_actions(
-            {**tables, "contacts": contacts},
-            config.horizon_days,
-            config.actions.contact_cost,
-            data_end,
-        )
-        del tables, contacts
-        logged = logged[logged["labelable"]].drop(columns="labelable")
-        parts = assign_split(logged["event_timestamp"], split)
-        logged = logged.assign(split=parts, **{WEIGHT: np.where(_thinned(parts), every, 1.0)})
-        logged = logged[logged["split"] != EMBARGO].reset_index(drop=True)
-        if len(logged):
-            say(f"joining features for {len(logged):,} logged contacts")
-            actions = training_set(folder, logged, service=config.feature_service, compact=True)
-    return PreparedData(
-        propensity, actions, features, categorical, config.feature_service, split, data_end
+    return thin(rows, periods, every, _thinned(rows["split"])), split
+
+
+def _logged_contacts(
+    folder: Path,
+    tables: dict[str, pd.DataFrame],
+    config: ExperimentConfig,
+    split: TimeSplit,
+    data_end: pd.Timestamp,
+) -> pd.DataFrame:
+    """Labelled logged contacts outside the embargo, thinned like the snapshot rows, with
+    their split and weight."""
+    contacts, every = _thinned_contacts(
+        tables["contacts"],
+        split,
+        feature_snapshot_times(folder),
+        config.sampling.max_training_contacts,
     )
+    logged = logged_actions(
+        {**tables, "contacts": contacts},
+        config.horizon_days,
+        config.actions.contact_cost,
+        data_end,
+    )
+    logged = logged[logged["labelable"]].drop(columns="labelable")
+    parts = assign_split(logged["event_timestamp"], split)
+    logged = logged.assign(split=parts, **{WEIGHT: np.where(_thinned(parts), every, 1.0)})
+    return logged[logged["split"] != EMBARGO].reset_index(drop=True)
 
 
 def _thinned(split: pd.Series | np.ndarray) -> np.ndarray:
@@ -352,6 +396,9 @@ class TrainResult:
     models: dict[str, Any] = field(default_factory=dict)
 
 
+_ROW_COUNTS = ("_rows", "_rows_represented")
+
+
 def _data_summary(prepared: PreparedData, folder: Path, config: ExperimentConfig) -> dict[str, Any]:
     frame = prepared.propensity
     summary: dict[str, Any] = {
@@ -366,7 +413,12 @@ def _data_summary(prepared: PreparedData, folder: Path, config: ExperimentConfig
         counts = frame["split"].value_counts()
         for part in (TRAIN, VALID, TEST):
             summary[f"{part}_rows"] = int(counts.get(part, 0))
-        train_times = frame.loc[frame["split"] == TRAIN, "event_timestamp"]
+        training = frame.loc[frame["split"] == TRAIN]
+        # each training row stands for `weight` rows of the book (1: nothing was thinned)
+        summary["train_rows_represented"] = int(
+            training[WEIGHT].sum() if WEIGHT in training else len(training)
+        )
+        train_times = training["event_timestamp"]
         summary["train_start"] = train_times.min().isoformat()
     else:
         summary["rows"] = len(frame)
@@ -617,6 +669,7 @@ def train_portfolio(
         out = Path(tmp)
         (out / "experiment.yaml").write_text(config_text)
         mlflow.set_tags(_run_tags(prepared, summary))
+        mlflow.log_params({k: v for k, v in summary.items() if k.endswith(_ROW_COUNTS)})
         if prepared.split is None:  # one as-of time (Taiwan): cross-validate, then fit
             fitted = _cross_validate_and_fit(prepared, config, threads, out, say)
         else:

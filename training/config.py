@@ -89,9 +89,9 @@ class SamplingSettings(_Strict):
     smallest k that fits the budget, and each kept row weighs k. `null` keeps every row. The
     test window is never thinned."""
 
-    max_training_rows: int | None = Field(default=600_000, ge=1_000)
+    max_training_rows: int | None = Field(default=400_000, ge=1_000)
     """Propensity rows in the training window at most (snapshot rows)."""
-    max_training_contacts: int | None = Field(default=600_000, ge=1_000)
+    max_training_contacts: int | None = Field(default=400_000, ge=1_000)
     """Logged contacts in the training window at most (next-best-action models)."""
 
 

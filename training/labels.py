@@ -49,7 +49,7 @@ def hour_band(hours: np.ndarray | pd.Series) -> np.ndarray:
 
 
 def amount_paid_between(
-    account_ids: np.ndarray,
+    account_ids: np.ndarray | pd.Series,
     starts: pd.Series,
     ends: pd.Series,
     payments: pd.DataFrame,
@@ -76,7 +76,7 @@ def amount_paid_between(
     order = np.argsort(pay_key, kind="stable")
     pay_key = pay_key[order]
     cumulative = np.concatenate([[0.0], np.cumsum(payments["amount"].to_numpy(float)[order])])
-    row_code = accounts.get_indexer(np.asarray(account_ids))
+    row_code = id_codes(pd.Series(account_ids), accounts)  # categorical: each id hashed once
     known = row_code >= 0
     low = np.searchsorted(pay_key, key(np.where(known, row_code, 0), starts), side="left")
     high = np.searchsorted(pay_key, key(np.where(known, row_code, 0), ends), side="left")
@@ -115,7 +115,7 @@ def payment_labels(
     horizon = pd.Timedelta(days=horizon_days)
     starts = rows["event_timestamp"]
     ends = starts + horizon
-    count, total = amount_paid_between(rows["account_id"].to_numpy(), starts, ends, payments)
+    count, total = amount_paid_between(rows["account_id"], starts, ends, payments)
     paid, amount = label_names(horizon_days)
     return rows.assign(
         **{paid: (count > 0).astype(np.int8), amount: total, "labelable": (ends <= data_end)}
