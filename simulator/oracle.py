@@ -143,8 +143,10 @@ def _true_probability(
     replicates: int,
     seed: int,
     accounts: Sequence[str] | None = None,
+    to_the_end: bool = True,
 ) -> tuple[_Simulation, pd.DataFrame]:
-    """The main simulation, run to its end, and the estimates (see the public functions)."""
+    """The main simulation and the estimates (see the public functions); the simulation runs
+    to its end, or, when only the estimates are wanted, to the last window's start."""
     if replicates < 1 or horizon_days < 1:
         raise ValueError("replicates and horizon_days must be at least 1")
     start = datetime(config.start.year, config.start.month, config.start.day)
@@ -172,7 +174,8 @@ def _true_probability(
         if accounts is None
         else np.isin(account_ids, np.asarray(list(accounts), dtype=object))
     )
-    for day in range(config.horizon_days):
+    days = config.horizon_days if to_the_end else max(starts, default=-1) + 1
+    for day in range(days):
         forks = []
         for window, group in starts.get(day, []):
             accounts = group[sim.in_inventory(day)[group] & wanted[group]]
@@ -247,7 +250,7 @@ def true_payment_probability(
         with a balance left at t): `account_id`, `event_timestamp` (t, UTC), `p_payment_true`
         (share of replicates with any payment in the window) and `replicates`.
     """
-    return _true_probability(config, as_of, horizon_days, replicates, seed, accounts)[1]
+    return _true_probability(config, as_of, horizon_days, replicates, seed, accounts, False)[1]
 
 
 def simulate_with_true_probability(

@@ -91,7 +91,7 @@ class SamplingSettings(_Strict):
 
     max_training_rows: int | None = Field(default=400_000, ge=1_000)
     """Propensity rows in the training window at most (snapshot rows)."""
-    max_training_contacts: int | None = Field(default=400_000, ge=1_000)
+    max_training_contacts: int | None = Field(default=600_000, ge=1_000)
     """Logged contacts in the training window at most (next-best-action models)."""
 
 
