@@ -58,7 +58,7 @@ from training.plots import (
     score_distribution_figure,
     shap_summary_figure,
 )
-from training.splits import TEST, TRAIN
+from training.splits import TEST, TRAIN, window
 
 CARD_FILE = "model_card.md"
 EXPLAIN_SAMPLE = 2000
@@ -174,8 +174,8 @@ def _audit_window(folder: Path, config: ExperimentConfig) -> _Window:
     if prepared.split is None:
         raise AuditError(f"{folder}: one as-of time only; the audit needs a recent test window")
     frame = prepared.propensity
-    audit = frame[frame["split"] == TEST].reset_index(drop=True)
-    train = frame[frame["split"] == TRAIN].reset_index(drop=True)
+    audit = window(frame, TEST).reset_index(drop=True)
+    train = window(frame, TRAIN).reset_index(drop=True)
     if not len(audit):
         raise AuditError(f"{folder}: no rows in the test window to audit")
     horizon = config.horizon_days

@@ -33,7 +33,7 @@ from pipelines.train import PreparedData, prepare_data
 from training.config import ExperimentConfig
 from training.fit import evaluate_next_best_action, evaluate_propensity
 from training.metrics import is_better
-from training.splits import TEST
+from training.splits import TEST, window
 
 
 class EvaluationError(RuntimeError):
@@ -73,12 +73,12 @@ def model_metrics(kind: str, model: Any, data: _Data, config: ExperimentConfig) 
     service = getattr(model, "metadata_", {}).get("feature_service", config.feature_service)
     prepared = data.get(service)
     if kind == "propensity":
-        test = prepared.propensity[prepared.propensity["split"] == TEST]
+        test = window(prepared.propensity, TEST)
         return evaluate_propensity(model, test, model.horizon_days, "")
     require_action_probability(data.folder)
     if prepared.actions is None:
         raise EvaluationError(f"{data.folder}: no logged contacts to evaluate actions on")
-    test = prepared.actions[prepared.actions["split"] == TEST]
+    test = window(prepared.actions, TEST)
     metrics, _ = evaluate_next_best_action(model, test, model.horizon_days, config.seed)
     return metrics
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,15 +61,35 @@ from training.labels import (
     logged_actions,
     open_owing_rows,
     payment_labels,
+    reached_debtor,
 )
 from training.model import NextBestActionModel, PropensityModel
 from training.plots import calibration_figure, importance_figure, shap_summary_figure
-from training.sampling import WEIGHT, kept_rows, period_of, thin, thinning_factor
-from training.splits import EMBARGO, TEST, TRAIN, VALID, TimeSplit, assign_split, time_split
+from training.sampling import (
+    WEIGHT,
+    evaluation_sample,
+    kept_rows,
+    period_of,
+    stratum_factors,
+    thin,
+    thinning_factor,
+)
+from training.splits import (
+    EMBARGO,
+    TEST,
+    TRAIN,
+    VALID,
+    TimeSplit,
+    assign_split,
+    time_split,
+    window,
+)
 
 Progress = Callable[[str], None]
 TAIWAN_LABELS = Path("labels") / "default_next_month.parquet"
 SHAP_SAMPLE = 2000
+EXAMPLE_ROWS = 200
+"""Rows a logged model keeps as its input example and signature sample."""
 
 
 class TrainingError(RuntimeError):
@@ -226,8 +246,11 @@ def _logged_contacts(
     )
     logged = logged[logged["labelable"]].drop(columns="labelable")
     parts = assign_split(logged["event_timestamp"], split)
-    logged = logged.assign(split=parts, **{WEIGHT: np.where(_thinned(parts), every, 1.0)})
-    return logged[logged["split"] != EMBARGO].reset_index(drop=True)
+    every_of = np.where(logged["reached"].to_numpy(), *every)
+    logged = logged.assign(split=parts, **{WEIGHT: np.where(_thinned(parts), every_of, 1.0)})
+    logged = logged[logged["split"] != EMBARGO]
+    # in time order, so each window is one slice of the rows (`training.splits.window`)
+    return logged.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
 
 
 def _thinned(split: pd.Series | np.ndarray) -> np.ndarray:
@@ -237,20 +260,28 @@ def _thinned(split: pd.Series | np.ndarray) -> np.ndarray:
 
 def _thinned_contacts(
     contacts: pd.DataFrame, split: TimeSplit, times: list[pd.Timestamp], budget: int | None
-) -> tuple[pd.DataFrame, int]:
+) -> tuple[pd.DataFrame, tuple[int, int]]:
     """The contacts worth labelling: none in the embargo, and in the training and validation
-    windows those of every k-th period of each account (`training.sampling`), with the k that
-    fits the training window's logged contacts in `budget`. Thinned before labelling, so a
+    windows those of every k-th period of each account (`training.sampling`), k chosen apart
+    for the contacts that reached the debtor and the others so that together they fit the
+    training window's logged contacts in `budget`; the two k. Thinned before labelling, so a
     large book's contacts are labelled and joined once each, and only those kept."""
     parts = assign_split(contacts["attempted_at"], split)
     logged = (contacts["direction"].astype(str) == "outbound").to_numpy() & contacts[
         "action_probability"
     ].notna().to_numpy()
-    every = thinning_factor(int((logged & (parts == TRAIN)).sum()), budget)
+    reached = reached_debtor(contacts["outcome"])
+    training = logged & (parts == TRAIN)
+    every = stratum_factors(
+        [int((training & reached).sum()), int((training & ~reached).sum())], budget
+    )
     periods = period_of(contacts["attempted_at"], times)
-    keep = logged & (parts != EMBARGO)
-    keep &= ~_thinned(parts) | kept_rows(contacts["account_id"], periods, every)
-    return contacts[keep], every
+    ids = contacts["account_id"]
+    sampled = np.where(
+        reached, kept_rows(ids, periods, every[0]), kept_rows(ids, periods, every[1])
+    )
+    keep = logged & (parts != EMBARGO) & (~_thinned(parts) | sampled)
+    return contacts[keep], (every[0], every[1])
 
 
 def _policy_logged(folder: Path, say: Progress) -> bool:
@@ -413,7 +444,7 @@ def _data_summary(prepared: PreparedData, folder: Path, config: ExperimentConfig
         counts = frame["split"].value_counts()
         for part in (TRAIN, VALID, TEST):
             summary[f"{part}_rows"] = int(counts.get(part, 0))
-        training = frame.loc[frame["split"] == TRAIN]
+        training = window(frame, TRAIN)
         # each training row stands for `weight` rows of the book (1: nothing was thinned)
         summary["train_rows_represented"] = int(
             training[WEIGHT].sum() if WEIGHT in training else len(training)
@@ -453,7 +484,7 @@ class Fitted:
 def _run_tags(prepared: PreparedData, summary: dict[str, Any]) -> dict[str, str]:
     """What the run was trained on: the feature service, its inputs and the training rows."""
     frame = prepared.propensity
-    training_rows = frame if prepared.split is None else frame[frame["split"] == TRAIN]
+    training_rows = frame if prepared.split is None else window(frame, TRAIN)
     return {
         "feature_service": prepared.service,
         "feature_service_features_hash": hashlib.sha256(
@@ -537,11 +568,9 @@ def _fit_propensity(
     model = fit_propensity(
         frame, prepared.features, prepared.categorical, config, tuned.params, threads
     )
-    test = frame[frame["split"] == TEST]
+    test = window(frame, TEST)
     metrics = dict(tuned.metrics)
-    metrics.update(
-        evaluate_propensity(model, frame[frame["split"] == VALID], config.horizon_days, "valid_")
-    )
+    metrics.update(evaluate_propensity(model, window(frame, VALID), config.horizon_days, "valid_"))
     scores = propensity_scores(model, test)
     metrics.update(evaluate_propensity(model, test, config.horizon_days, "test_", scores))
     return Fitted(model, test, tuned.params, metrics, held_out_scores=scores)
@@ -572,11 +601,30 @@ def _fit_next_best_action(
         actions, prepared.features, prepared.categorical, config, dict(config.lightgbm), threads
     )
     action_metrics, _ = evaluate_next_best_action(
-        model, actions[actions["split"] == TEST], config.horizon_days, config.seed
+        model, window(actions, TEST), config.horizon_days, config.seed
     )
     fitted.metrics.update({f"nba_{k}": v for k, v in action_metrics.items()})
     model.metadata_ = {"feature_service": prepared.service, "run_id": run_id}
     fitted.actions = model
+
+
+def _evaluation_rows(prepared: PreparedData, fitted: Fitted) -> PreparedData:
+    """What is left to use once the models are fitted and evaluated: the test windows' rows
+    of the accounts a costly comparison uses (`training.sampling.evaluation_sample`), and the
+    held-out rows the logged models show as examples. The rest goes: simulating a large
+    book's future again for the truth needs the memory the training sets held."""
+
+    def sample(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        if frame is None:
+            return None
+        test = window(frame, TEST)
+        return test[evaluation_sample(test["account_id"])].reset_index(drop=True)
+
+    fitted.held_out = fitted.held_out.head(EXAMPLE_ROWS).copy()
+    fitted.held_out_scores = None
+    return replace(
+        prepared, propensity=sample(prepared.propensity), actions=sample(prepared.actions)
+    )
 
 
 def _write_cards(
@@ -610,12 +658,12 @@ def _log_run(
     mlflow.log_artifacts(str(out))
     say("logging the models")
     features = prepared.features
-    sample = fitted.held_out.head(200)[features]
+    sample = fitted.held_out.head(EXAMPLE_ROWS)[features]
     logged: list[tuple[Any, pd.DataFrame, pd.DataFrame]] = [
         (fitted.propensity, sample, fitted.propensity.predict_frame(sample))
     ]
     if fitted.actions is not None and prepared.actions is not None:
-        rows = prepared.actions.head(200)[[*features, *ACTION_COLUMNS]]
+        rows = prepared.actions.head(EXAMPLE_ROWS)[[*features, *ACTION_COLUMNS]]
         logged.append((fitted.actions, rows, fitted.actions.predict_value(rows)))
     uris = {}
     for model, example, output in logged:
@@ -683,6 +731,7 @@ def train_portfolio(
             _fit_next_best_action(fitted, prepared.actions, prepared, config, threads, run_id, say)
         if truth_evaluation is not None and prepared.split is not None:
             say("comparing with the simulator's truth")
+            prepared = _evaluation_rows(prepared, fitted)
             fitted.metrics.update(
                 truth_evaluation(folder, prepared, fitted.propensity, fitted.actions, config)
             )

@@ -10,9 +10,9 @@ Reads `DIR/truth/` (which models never see) and reports:
   the oracle (true best action and true best accounts), the logging policy, and "largest
   balance first" (with the logging policy's actions).
 
-On a book with more test-window accounts than `TRUTH_ACCOUNTS`, every comparison is made on a
-fixed sample of them (one in k by a hash of the id): amounts are the sample's, ratios estimate
-the book's.
+On a book with more test-window accounts than `training.sampling.EVALUATION_ACCOUNTS`, every
+comparison is made on a fixed sample of them (one in k by a hash of the id): amounts are the
+sample's, ratios estimate the book's.
 """
 
 from __future__ import annotations
@@ -34,23 +34,12 @@ from training.labels import label_names
 from training.metrics import classification_metrics
 from training.model import NextBestActionModel, PropensityModel
 from training.policy import offer_code
-from training.sampling import account_phase, thinning_factor
-from training.splits import TEST
+from training.sampling import evaluation_sample
+from training.splits import TEST, window
 
 CAPACITY_SHARE = 0.3
 """Share of the test account-days each policy may contact in the capacity comparison."""
 PROPENSITY_REPLICATES = 48
-TRUTH_ACCOUNTS = 10_000
-"""Test-window accounts compared with the truth at most: beyond it, a fixed sample of them
-(`_truth_sample`), since re-simulating every account's future costs minutes per 100,000."""
-
-
-def _truth_sample(account_ids: pd.Series) -> np.ndarray:
-    """Which rows belong to the accounts compared with the truth: all of them up to
-    `TRUTH_ACCOUNTS` accounts, beyond it one account in k by a fixed hash of its id (the same
-    accounts for every model of the book, so their figures compare on the same rows)."""
-    every = thinning_factor(int(pd.Series(account_ids).nunique()), TRUTH_ACCOUNTS)
-    return account_phase(account_ids, every) == 0
 
 
 def _read_truth(folder: Path) -> dict[str, Any] | None:
@@ -307,8 +296,8 @@ def truth_evaluation(
     params = behaviour_params(truth["params"])
     results: dict[str, float] = {}
     if action_model is not None and prepared.actions is not None:
-        test = prepared.actions[prepared.actions["split"] == TEST]
-        test = test[_truth_sample(test["account_id"])].reset_index(drop=True)
+        test = window(prepared.actions, TEST)
+        test = test[evaluation_sample(test["account_id"])].reset_index(drop=True)
         merged = test.merge(
             truth["contacts"][["contact_id", "p_right_party_contact", "expected_amount_30d"]],
             on="contact_id",
@@ -337,8 +326,8 @@ def _propensity_ceiling(
     raw["params"] = behaviour_params(truth["params"])
     raw["start"] = pd.Timestamp(raw["start"]).date()
     sim_config = SimulationConfig(**raw)
-    test = prepared.propensity[prepared.propensity["split"] == TEST]
-    sample = _truth_sample(test["account_id"])
+    test = window(prepared.propensity, TEST)
+    sample = evaluation_sample(test["account_id"])
     test = test[sample]
     times = sorted(test["event_timestamp"].unique())
     oracle = true_payment_probability(

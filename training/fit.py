@@ -18,12 +18,12 @@ from training.metrics import classification_metrics, regression_metrics
 from training.model import FrameEncoder, NextBestActionModel, PropensityModel
 from training.policy import off_policy_estimates, target_probability
 from training.sampling import WEIGHT, account_sample
-from training.splits import TEST, TRAIN, VALID
+from training.splits import TEST, TRAIN, VALID, window
 from training.tune import tune
 
 
 def _part(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    part = frame[frame["split"] == name]
+    part = window(frame, name)
     if not len(part):
         raise ValueError(f"the {name} window has no rows")
     return part
@@ -186,7 +186,7 @@ def cross_validate(
         split[inner_train], split[inner_valid], split[test_index] = TRAIN, VALID, TEST
         part = frame.assign(split=split)
         model = fit_propensity(part, features, categorical, config, params, threads, False)
-        metrics = evaluate_propensity(model, part[part["split"] == TEST], config.horizon_days, "")
+        metrics = evaluate_propensity(model, window(part, TEST), config.horizon_days, "")
         aucs.append(metrics["roc_auc"])
         if on_fold is not None:
             on_fold(fold, metrics["roc_auc"])

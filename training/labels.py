@@ -122,6 +122,11 @@ def payment_labels(
     )
 
 
+def reached_debtor(outcomes: pd.Series | np.ndarray) -> np.ndarray:
+    """Which contact outcomes are a right-party contact: the debtor engaged."""
+    return np.isin(np.asarray(outcomes).astype(str), list(RESPONSE_OUTCOMES))
+
+
 def logged_actions(
     tables: Mapping[str, pd.DataFrame],
     horizon_days: int,
@@ -181,7 +186,7 @@ def logged_actions(
             "discount_pct": discount,
             "installments": installments,
             "offer_matters": offer_matters,
-            "reached": np.isin(outcome, list(RESPONSE_OUTCOMES)),
+            "reached": reached_debtor(outcome),
             "action_probability": outbound["action_probability"].to_numpy(float),
             f"amount_{horizon_days}d": amount,
             "cost": cost,

@@ -516,19 +516,7 @@ class NextBestActionModel(LightGBMModel):
         self.contact_calibrator_ = calibrate(
             self.contact_model_, contact_valid, reached_valid, self.calibration, w_valid
         )
-        value_train = self.value_encoder_.transform(X)
-        value_valid = self.value_encoder_.transform(X_valid)
         hit, hit_valid = reached == 1, reached_valid == 1
-        self.value_reached_ = _fit_with_early_stopping(
-            build_regressor(params, self.seed, self.threads),
-            value_train[hit],
-            net[hit],
-            value_valid[hit_valid],
-            net_valid[hit_valid],
-            self.early_stopping,
-            _subset(w, hit),
-            _subset(w_valid, hit_valid),
-        )
         self.value_missed_ = _fit_with_early_stopping(
             build_regressor(params, self.seed, self.threads),
             contact_train[~hit],
@@ -538,6 +526,17 @@ class NextBestActionModel(LightGBMModel):
             self.early_stopping,
             _subset(w, ~hit),
             _subset(w_valid, ~hit_valid),
+        )
+        del contact_train, contact_valid  # one encoded copy of the rows at a time
+        self.value_reached_ = _fit_with_early_stopping(
+            build_regressor(params, self.seed, self.threads),
+            self.value_encoder_.transform(X[hit]),
+            net[hit],
+            self.value_encoder_.transform(X_valid[hit_valid]),
+            net_valid[hit_valid],
+            self.early_stopping,
+            _subset(w, hit),
+            _subset(w_valid, hit_valid),
         )
         self.actions_, self.hours_ = candidate_actions(X)
         return self

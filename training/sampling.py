@@ -24,6 +24,14 @@ as in the book: a model fitted and calibrated on thinned rows stays calibrated o
 thinned: its figures are measured on every row.
 
 `k` comes from a row budget: the smallest k whose thinned training window fits in it.
+
+Logged contacts are thinned the same way within two strata, those that reached the debtor and
+those that did not, each with its own k (`stratum_factors`): the rare contacts that got through
+are what the contactability model learns most from, so they are kept whole while they fit in
+their share of the budget, and the others thinned harder. Inclusion then depends on the
+outcome, so the weights are what keeps the models calibrated: each row weighs its stratum's k,
+and the weighted fit estimates the fit on every contact (checked by the same test, with a
+thinning that depends on the label and the weights that undo it).
 """
 
 from __future__ import annotations
@@ -42,6 +50,22 @@ def thinning_factor(rows: int, budget: int | None) -> int:
     if budget is None or rows <= budget:
         return 1
     return math.ceil(rows / budget)
+
+
+def stratum_factors(counts: list[int], budget: int | None) -> list[int]:
+    """A thinning factor per stratum (rows in each, in any order) so that together they fit
+    in `budget`: strata are served from the smallest, each taking an equal share of what is
+    left, so a rare stratum is kept whole while it fits in its share."""
+    factors = [1] * len(counts)
+    if budget is None or sum(counts) <= budget:
+        return factors
+    left = float(budget)
+    order = sorted(range(len(counts)), key=lambda i: counts[i])
+    for served, index in enumerate(order):
+        share = left / (len(order) - served)
+        factors[index] = math.ceil(counts[index] / share) if counts[index] > share else 1
+        left -= counts[index] / factors[index]
+    return factors
 
 
 def account_phase(account_ids: pd.Series | np.ndarray, every: int) -> np.ndarray:
@@ -86,4 +110,17 @@ def account_sample(account_ids: pd.Series | np.ndarray, budget: int | None) -> n
     every = thinning_factor(len(account_ids), budget)
     if every == 1:
         return np.ones(len(account_ids), dtype=bool)
+    return account_phase(account_ids, every) == 0
+
+
+EVALUATION_ACCOUNTS = 10_000
+"""Accounts a costly comparison (with a simulator's truth: every account's future simulated
+again) uses at most: beyond it, a fixed sample of them (`evaluation_sample`)."""
+
+
+def evaluation_sample(account_ids: pd.Series | np.ndarray) -> np.ndarray:
+    """Which rows belong to the accounts a costly comparison uses: all of them up to
+    `EVALUATION_ACCOUNTS` accounts, beyond it one account in k by a fixed hash of its id (the
+    same accounts for every model of the book, so their figures compare on the same rows)."""
+    every = thinning_factor(int(pd.Series(account_ids).nunique()), EVALUATION_ACCOUNTS)
     return account_phase(account_ids, every) == 0

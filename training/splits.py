@@ -88,3 +88,13 @@ def assign_split(times: pd.Series, split: TimeSplit) -> np.ndarray:
         [EMBARGO, TEST, VALID, EMBARGO, TRAIN],
         EMBARGO,
     )
+
+
+def window(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The rows of one window (`frame["split"] == name`): a slice of the frame, not a copy,
+    when they are contiguous, as in time-ordered training sets (a large book's test window
+    is gigabytes)."""
+    positions = np.flatnonzero((frame["split"] == name).to_numpy())
+    if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+        return frame.iloc[positions[0] : positions[-1] + 1]
+    return frame.iloc[positions]

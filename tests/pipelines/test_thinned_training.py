@@ -12,7 +12,7 @@ import pytest
 from pipelines.feature_store import snapshot_times
 from pipelines.train import PreparedData, prepare_data
 from training.config import ExperimentConfig, SamplingSettings
-from training.sampling import WEIGHT, period_of
+from training.sampling import WEIGHT, period_of, stratum_factors
 from training.splits import TEST, TRAIN, VALID
 
 
@@ -33,27 +33,47 @@ def _keys(frame: pd.DataFrame, split: str) -> set[tuple[str, int]]:
     return set(zip(ids, times, strict=True))
 
 
+def _strata(whole: pd.DataFrame, kind: str) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """(rows of the whole set, rows of the thinned set, k) for each stratum thinned apart:
+    one for snapshot rows; contacts that reached the debtor and the others for contacts."""
+    train = whole[whole["split"] == TRAIN]
+    if kind == "propensity":
+        return [(np.ones(len(whole), bool), None, -(-len(train) // 4_000))]
+    counts = [int(train["reached"].sum()), int((~train["reached"]).sum())]
+    k_reached, k_missed = stratum_factors(counts, 4_000)
+    reached = whole["reached"].to_numpy(bool)
+    return [(reached, True, k_reached), (~reached, False, k_missed)]
+
+
 @pytest.mark.parametrize("kind", ["propensity", "actions"])
 def test_training_and_validation_rows_are_thinned_and_the_test_window_kept_whole(
     both: tuple[PreparedData, PreparedData], kind: str, featured_portfolio: Path
 ) -> None:
     whole, thinned = (getattr(prepared, kind) for prepared in both)
     assert whole is not None and thinned is not None
-    every = int(thinned.loc[thinned["split"] == TRAIN, WEIGHT].iloc[0])
-    train_rows = int((whole["split"] == TRAIN).sum())
-    assert every == -(-train_rows // 4_000) > 1
     assert _keys(thinned, TEST) == _keys(whole, TEST)
     assert (thinned.loc[thinned["split"] == TEST, WEIGHT] == 1.0).all()
-    for split in (TRAIN, VALID):
-        kept, full = _keys(thinned, split), _keys(whole, split)
-        assert kept <= full
-        assert len(kept) == pytest.approx(len(full) / every, rel=0.15)
-        assert (thinned.loc[thinned["split"] == split, WEIGHT] == every).all()
-    # each account keeps every k-th period: its kept periods are multiples of k apart
-    periods = period_of(thinned["event_timestamp"], snapshot_times(featured_portfolio))
-    sampled = thinned.assign(period=periods)[thinned["split"] != TEST]
-    offsets = sampled.groupby("account_id", observed=True)["period"].agg(lambda p: set(p % every))
-    assert (offsets.map(len) == 1).all()
+    times = snapshot_times(featured_portfolio)
+    factors = []
+    for in_whole, reached, every in _strata(whole, kind):
+        factors.append(every)
+        part_whole = whole[in_whole]
+        part = thinned if reached is None else thinned[thinned["reached"] == reached]
+        for split in (TRAIN, VALID):
+            kept, full = _keys(part, split), _keys(part_whole, split)
+            assert kept <= full
+            assert len(kept) == pytest.approx(len(full) / every, rel=0.2, abs=3)
+            assert (part.loc[part["split"] == split, WEIGHT] == every).all()
+        # each account keeps every k-th period: its kept periods are multiples of k apart
+        sampled = part.assign(period=period_of(part["event_timestamp"], times))
+        sampled = sampled[sampled["split"] != TEST]
+        offsets = sampled.groupby("account_id", observed=True)["period"].agg(
+            lambda p, k=every: set(p % k)
+        )
+        assert (offsets.map(len) == 1).all()
+    assert max(factors) > 1  # the budget did thin
+    if kind == "actions":  # the rare contacts that got through are thinned least
+        assert factors[0] < factors[1]
     # thinned rows carry the same features as the same rows of the whole set
     same = thinned[thinned["split"] == VALID].head(50)
     merged = same.merge(

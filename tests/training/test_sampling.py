@@ -8,7 +8,15 @@ import pytest
 
 from training.metrics import classification_metrics
 from training.model import PropensityModel
-from training.sampling import WEIGHT, account_phase, kept_rows, period_of, thin, thinning_factor
+from training.sampling import (
+    WEIGHT,
+    account_phase,
+    kept_rows,
+    period_of,
+    stratum_factors,
+    thin,
+    thinning_factor,
+)
 
 
 def test_the_factor_is_the_smallest_that_fits_the_budget() -> None:
@@ -35,6 +43,16 @@ def test_every_row_is_kept_with_the_same_probability_and_accounts_every_kth_peri
     np.testing.assert_array_equal(kept, as_category)
     np.testing.assert_array_equal(account_phase(ids[:5], 7), account_phase(list(ids[:5]), 7))
     assert kept_rows(ids, period, 1).all()
+
+
+def test_rare_strata_are_kept_whole_while_they_fit_their_share() -> None:
+    assert stratum_factors([80_000, 995_000], 600_000) == [1, 2]
+    assert stratum_factors([790_000, 9_900_000], 600_000) == [3, 30]
+    assert stratum_factors([100, 200], 1_000) == [1, 1]
+    assert stratum_factors([100, 200], None) == [1, 1]
+    counts, budget = [790_000, 9_900_000], 600_000
+    kept = sum(c / k for c, k in zip(counts, stratum_factors(counts, budget), strict=True))
+    assert kept <= budget
 
 
 def test_periods_are_the_latest_start_at_or_before_each_time() -> None:
@@ -114,6 +132,16 @@ def test_a_model_fitted_on_thinned_rows_stays_calibrated_on_every_row() -> None:
     # the check has teeth: thinning that depends on the label (every payer kept, one
     # non-payer in five) without the weights that undo it is miscalibrated on every row
     biased = book[(book["split"] != "test") & ((book["paid"] == 1) | (book["period"] % 5 == 0))]
+    # the same label-dependent thinning with the weights that undo it stays calibrated
+    windows = book["split"] != "test"
+    payer = (book["paid"] == 1).to_numpy()
+    every_of = np.where(payer, 1, every)
+    kept = kept_rows(book["account_id"], book["period"].to_numpy(), every)
+    strata = book.assign(**{WEIGHT: np.where(windows, every_of, 1.0)})[~windows | payer | kept]
+    weighted = _fit_and_score(
+        strata[strata["split"] == "train"], strata[strata["split"] == "valid"], test
+    )
+    assert weighted["ece"] < 0.01 and weighted["mean_gap"] < 0.006, weighted
     wrong = _fit_and_score(
         biased[biased["split"] == "train"], biased[biased["split"] == "valid"], test
     )
