@@ -627,6 +627,19 @@ def _evaluation_rows(prepared: PreparedData, fitted: Fitted) -> PreparedData:
     )
 
 
+def release_memory() -> None:
+    """Give the memory freed so far back to the system: glibc keeps freed heap pages for
+    reuse, so without it a process that dropped gigabytes of frames still holds them while
+    the next stage allocates its own (a no-op where there is no glibc)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _write_cards(
     fitted: Fitted,
     config: ExperimentConfig,
@@ -732,6 +745,7 @@ def train_portfolio(
         if truth_evaluation is not None and prepared.split is not None:
             say("comparing with the simulator's truth")
             prepared = _evaluation_rows(prepared, fitted)
+            release_memory()
             fitted.metrics.update(
                 truth_evaluation(folder, prepared, fitted.propensity, fitted.actions, config)
             )

@@ -9,8 +9,11 @@ import pytest
 from training.metrics import classification_metrics
 from training.model import PropensityModel
 from training.sampling import (
+    EVALUATION_ACCOUNTS,
     WEIGHT,
     account_phase,
+    account_sample,
+    evaluation_sample,
     kept_rows,
     period_of,
     stratum_factors,
@@ -53,6 +56,21 @@ def test_rare_strata_are_kept_whole_while_they_fit_their_share() -> None:
     counts, budget = [790_000, 9_900_000], 600_000
     kept = sum(c / k for c, k in zip(counts, stratum_factors(counts, budget), strict=True))
     assert kept <= budget
+
+
+def test_costly_evaluations_take_whole_accounts_of_a_fixed_sample() -> None:
+    ids = pd.Series(np.repeat([f"A{i}" for i in range(30_000)], 3), dtype="category")
+    chosen = evaluation_sample(ids)
+    accounts = ids[chosen].unique()
+    assert len(accounts) == pytest.approx(EVALUATION_ACCOUNTS, rel=0.05)
+    assert chosen.reshape(-1, 3).all(axis=1).sum() == len(accounts)  # an account whole or not
+    np.testing.assert_array_equal(chosen, evaluation_sample(ids.astype(str)))  # fixed by id
+    small = ids[ids.isin([f"A{i}" for i in range(5_000)])]
+    assert evaluation_sample(small).all()  # a small book is compared whole
+    # the off-policy estimates' contacts: about the budget's rows, whole accounts too
+    rows = account_sample(ids, 20_000)
+    assert rows.sum() == pytest.approx(20_000, rel=0.1)
+    assert account_sample(ids, 10**6).all()
 
 
 def test_periods_are_the_latest_start_at_or_before_each_time() -> None:
